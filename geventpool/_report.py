@@ -1,0 +1,90 @@
+"""How a pool describes itself: the stats dict, the status table, the leak warning."""
+
+from __future__ import annotations
+
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from ._slot import Slot, SlotState
+
+if TYPE_CHECKING:
+    from .pool import ConnectionPool
+
+__all__ = ["stats_of", "status_table", "leak_message"]
+
+
+def stats_of(pool: ConnectionPool[Any]) -> dict[str, float]:
+    """Gauges and counters of ``pool``, keyed as psycopg_pool's ``get_stats()``."""
+    in_use = sum(1 for s in pool._busy.values() if s.state is SlotState.IN_USE)
+    stats: dict[str, float] = {
+        "pool_min": pool.min_size,
+        "pool_max": pool.max_size,
+        "pool_size": pool.size,
+        "pool_available": len(pool._idle),
+        "pool_in_use": in_use,
+        "pool_checking": len(pool._busy) - in_use,
+        "pool_opening": pool._opening,
+        "requests_waiting": len(pool._waiters),
+    }
+    stats.update(pool._counters)
+    for key in ("requests_wait_ms", "connections_ms", "usage_ms"):
+        stats[key] = round(stats[key], 3)
+    return stats
+
+
+def _holder_name(holder: Any) -> str:
+    if holder is None:
+        return "-"
+    name = getattr(holder, "name", None) or type(holder).__name__
+    return f"{name}@{id(holder):x}"
+
+
+def _age(seconds: float) -> str:
+    return f"{seconds:.1f}s"
+
+
+def status_table(pool: ConnectionPool[Any]) -> str:
+    """A text table of every connection: slot, state, server, age, idle time, holder."""
+    now = pool._clock()
+    header = ("Slot", "State", "Server", "Age", "Idle", "Uses", "Holder")
+    rows: list[tuple[str, ...]] = []
+    slots: list[Slot[Any]] = sorted(
+        [*pool._idle, *pool._busy.values()], key=lambda s: s.number
+    )
+    for slot in slots:
+        idle = _age(now - slot.last_used) if slot.state is SlotState.IDLE else "-"
+        rows.append(
+            (
+                str(slot.number),
+                slot.state.value,
+                "-" if slot.server is None else str(slot.server),
+                _age(now - slot.created),
+                idle,
+                str(slot.uses),
+                _holder_name(slot.holder),
+            )
+        )
+    for _ in range(pool._opening):
+        rows.append(("-", "opening", "-", "-", "-", "-", "-"))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    rule = "+-" + "-+-".join("-" * w for w in widths) + "-+"
+    title = repr(pool)
+    return "\n".join([title, rule, line(header), rule, *map(line, rows), rule])
+
+
+def leak_message(pool_name: str, slot: Slot[Any], now: float) -> str:
+    """The one warning logged for a connection held past ``leak_threshold``."""
+    where = ""
+    if slot.frame is not None:
+        stack = traceback.extract_stack(slot.frame)
+        if stack:
+            stack[-1].lineno = slot.frame_line
+        where = "\nacquired at (most recent call last):\n" + "".join(stack.format())
+    return (
+        f"{pool_name}: connection {slot.number} held for {now - slot.checked_out_at:.1f} s "
+        f"by {_holder_name(slot.holder)}; possible leak{where}"
+    )

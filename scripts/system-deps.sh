@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite needs (slapd, PostgreSQL, and the
+# headers python-ldap compiles against), when they are missing and we are root.
+set -euo pipefail
+
+missing=()
+command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || missing+=(slapd)
+command -v ldapwhoami >/dev/null 2>&1 || missing+=(ldap-utils)
+[ -f /usr/include/ldap.h ] || missing+=(libldap2-dev)
+[ -f /usr/include/sasl/sasl.h ] || missing+=(libsasl2-dev)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "system-deps: missing Debian packages: ${missing[*]}" >&2
+    echo "system-deps: run 'sudo apt-get install ${missing[*]}' (the LDAP and PostgreSQL tests need them)" >&2
+    exit 1
+fi
+echo "system-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
