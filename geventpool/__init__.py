@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ._slot import Lease
+from ._slot import Slot, SlotState
 from .errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConnectionPool",
-    "Lease",
+    "Slot",
+    "SlotState",
     "retry",
     "backoff_delay",
     "DEFAULT_EXC_CLASSES",

@@ -26,6 +26,8 @@ def stats_of(pool: ConnectionPool[Any]) -> dict[str, float]:
         "pool_opening": pool._opening,
         "requests_waiting": len(pool._waiters),
     }
+    stats["requests_num"] = pool._requests
+    stats["usage_ms"] = pool._usage * 1000.0
     stats.update(pool._counters)
     for key in ("requests_wait_ms", "connections_ms", "usage_ms"):
         stats[key] = round(stats[key], 3)

@@ -1,7 +1,7 @@
-"""The long-lived record of one pooled connection, and the short-lived lease.
+"""The record of one pooled connection; also the context manager ``pool.get()`` returns.
 
-A :class:`Slot` lives as long as its connection; a :class:`Lease` lives for
-one checkout and is what ``pool.get()`` returns.
+A :class:`Slot` lives as long as its connection.  Using the record itself as
+the checkout context manager keeps the hot path free of allocations.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 if TYPE_CHECKING:
     from .pool import ConnectionPool
 
-__all__ = ["Slot", "SlotState", "Lease"]
+__all__ = ["Slot", "SlotState"]
 
 C = TypeVar("C")
 
@@ -27,15 +27,28 @@ class SlotState(enum.Enum):
     CLOSED = "closed"
 
 
+_IDLE = SlotState.IDLE
+_IN_USE = SlotState.IN_USE
+
+
 class Slot(Generic[C]):
-    """Bookkeeping for one open connection; never shared between pools."""
+    """One open connection of a pool, and its checkout context manager.
+
+    ``with pool.get() as conn:`` enters the slot (giving its connection) and
+    on exit hands the slot back to the pool, which applies the discard rule
+    to whatever ended the block.  A checkout is for the greenlet that made
+    it; entering a slot after it was returned raises ``ValueError``.
+    """
 
     __slots__ = (
+        "pool",
         "conn",
+        "key",
         "state",
         "server",
         "created",
         "expires_at",
+        "good_until",
         "last_used",
         "checked_at",
         "checked_out_at",
@@ -48,13 +61,24 @@ class Slot(Generic[C]):
         "__weakref__",
     )
 
-    def __init__(self, conn: C, number: int, now: float, expires_at: float, server: Any) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool[C],
+        conn: C,
+        number: int,
+        now: float,
+        expires_at: float,
+        server: Any,
+    ) -> None:
+        self.pool = pool
         self.conn = conn
+        self.key = id(conn)
         self.number = number
         self.server = server
         self.state = SlotState.IDLE
         self.created = now
         self.expires_at = expires_at
+        self.good_until = expires_at  # handed out unchecked until then
         self.last_used = now
         self.checked_at = now  # last time the connection was known to be good
         self.checked_out_at = 0.0
@@ -64,25 +88,10 @@ class Slot(Generic[C]):
         self.leak_reported = False
         self.uses = 0
 
-
-class Lease(Generic[C]):
-    """One checkout of a connection: a context manager that returns or discards it.
-
-    ``with pool.get() as conn:`` — on exit the pool applies the discard rule
-    to whatever ended the block.  A lease is used once; not greenlet-safe to
-    share between greenlets.
-    """
-
-    __slots__ = ("_pool", "_slot", "connection")
-
-    def __init__(self, pool: ConnectionPool[C], slot: Slot[C]) -> None:
-        self._pool = pool
-        self._slot: Slot[C] | None = slot
-        #: The connection checked out by this lease.
-        self.connection = slot.conn
-
     def __enter__(self) -> C:
-        return self.connection
+        if self.state is not _IN_USE:
+            raise ValueError(f"connection {self.number} of {self.pool.name!r} is not checked out")
+        return self.conn
 
     def __exit__(
         self,
@@ -90,16 +99,27 @@ class Lease(Generic[C]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        slot = self._slot
-        if slot is None:
-            raise ValueError(f"{self!r} was already returned to its pool")
-        self._slot = None
-        self._pool._finish(slot, exc)
+        pool = self.pool
+        # The common case, inlined: a clean return with nobody waiting.
+        if exc_type is None and pool._fast and self.state is _IN_USE and not pool._waiters:
+            now = pool._clock()
+            if now < self.expires_at and not self.leak_reported:
+                # check-then-update: no greenlet switch in here
+                pool._usage += now - self.checked_out_at
+                del pool._busy[self.key]
+                self.state = _IDLE
+                self.holder = None
+                self.frame = None
+                self.last_used = now
+                good_until = now + pool._ping_window
+                self.good_until = good_until if good_until < self.expires_at else self.expires_at
+                pool._idle.append(self)
+                return
+        pool._finish(self, exc)
 
     def release(self, error: BaseException | None = None) -> None:
         """Return the connection as if the ``with`` block ended with ``error``."""
         self.__exit__(type(error) if error is not None else None, error, None)
 
     def __repr__(self) -> str:
-        state = "returned" if self._slot is None else "active"
-        return f"<Lease {state} of {self._pool.name!r}>"
+        return f"<Slot {self.number} of {self.pool.name!r} {self.state.value}>"

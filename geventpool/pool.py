@@ -22,9 +22,9 @@ import gevent.pool
 from gevent import getcurrent
 
 from . import _fork
-from ._config import check_count, check_exc_classes, check_seconds
+from ._config import check_count, check_exc_classes, check_optional_seconds, check_seconds
 from ._report import leak_message, stats_of, status_table
-from ._slot import Lease, Slot, SlotState
+from ._slot import Slot, SlotState
 from .errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -123,15 +123,21 @@ class ConnectionPool(Generic[C]):
         self.exc_classes = check_exc_classes(owner, exc_classes)
         self.timeout = check_seconds(owner, "timeout", timeout)
         self.connect_timeout = check_seconds(owner, "connect_timeout", connect_timeout, allow_zero=False)
-        self.keepalive = check_seconds(owner, "keepalive", keepalive, allow_none=True, allow_zero=False)
-        self.keepalive_timeout = check_seconds(owner, "keepalive_timeout", keepalive_timeout, allow_zero=False)
+        self.keepalive = check_optional_seconds(owner, "keepalive", keepalive, allow_zero=False)
+        self.keepalive_timeout = check_seconds(
+            owner, "keepalive_timeout", keepalive_timeout, allow_zero=False
+        )
         self.max_waiting = check_count(owner, "max_waiting", max_waiting)
         self.max_idle = check_seconds(owner, "max_idle", max_idle, allow_zero=False)
         self.max_lifetime = check_seconds(owner, "max_lifetime", max_lifetime, allow_zero=False)
-        self.ping_after = check_seconds(owner, "ping_after", ping_after, allow_none=True)
+        self.ping_after = check_optional_seconds(owner, "ping_after", ping_after)
         self.num_workers = check_count(owner, "num_workers", num_workers, 1)
-        self.reconnect_timeout = check_seconds(owner, "reconnect_timeout", reconnect_timeout, allow_zero=False)
-        self.leak_threshold = check_seconds(owner, "leak_threshold", leak_threshold, allow_none=True, allow_zero=False)
+        self.reconnect_timeout = check_seconds(
+            owner, "reconnect_timeout", reconnect_timeout, allow_zero=False
+        )
+        self.leak_threshold = check_optional_seconds(
+            owner, "leak_threshold", leak_threshold, allow_zero=False
+        )
         if reconnect_failed is not None and not callable(reconnect_failed):
             raise ConfigurationError(f"{owner}: reconnect_failed must be callable, got {reconnect_failed!r}")
         if not callable(clock) or not callable(rng):
@@ -144,17 +150,21 @@ class ConnectionPool(Generic[C]):
             )
         if self.keepalive is not None and self.keepalive >= self.max_lifetime:
             raise ConfigurationError(
-                f"{owner}: keepalive ({self.keepalive!r}) must be shorter than max_lifetime ({self.max_lifetime!r})"
+                f"{owner}: keepalive ({self.keepalive!r}) must be shorter than "
+                f"max_lifetime ({self.max_lifetime!r})"
             )
         if self.timeout and self.keepalive_timeout > self.timeout and self.ping_after is not None:
             raise ConfigurationError(
-                f"{owner}: keepalive_timeout ({self.keepalive_timeout!r}) must not exceed timeout ({self.timeout!r})"
+                f"{owner}: keepalive_timeout ({self.keepalive_timeout!r}) must not exceed "
+                f"timeout ({self.timeout!r})"
             )
         self._lifo = bool(lifo)
         self._clock = clock
         self._rng = rng
         self._has_reset = type(self)._reset is not ConnectionPool._reset
         self._slot_numbers = itertools.count(1)
+        self._track_frames = self.leak_threshold is not None
+        self._ping_window = float("inf") if self.ping_after is None else self.ping_after
         self._set_fresh_state()
         _fork.register(self)
 
@@ -169,7 +179,8 @@ class ConnectionPool(Generic[C]):
 
     def _set_fresh_state(self) -> None:
         """Empty the pool's state; used by __init__ and in a forked child (no I/O)."""
-        self._idle: deque[Slot[C]] = deque()
+        self._idle: deque[Slot[C]] = deque()  # mutated in place, never replaced
+        self._pop_idle = self._idle.pop if self._lifo else self._idle.popleft
         self._busy: dict[int, Slot[C]] = {}  # id(conn) -> slot, in use or being checked
         self._opening = 0
         self._connectors = 0
@@ -178,6 +189,9 @@ class ConnectionPool(Generic[C]):
         self._filled = gevent.event.Event()
         self._started = False
         self._closed = False
+        self._fast = False  # started, open, not above max_size: the inlined paths apply
+        self._requests = 0
+        self._usage = 0.0
         self._epoch = object()  # background greenlets of an older epoch stop
         self._suspect_before = -1.0  # idle connections last checked before this are suspect
         self._failures = 0
@@ -187,7 +201,6 @@ class ConnectionPool(Generic[C]):
         self._inherited: list[Any] = []
         self._counters: dict[str, float] = dict.fromkeys(
             (
-                "requests_num",
                 "requests_queued",
                 "requests_wait_ms",
                 "requests_errors",
@@ -198,7 +211,6 @@ class ConnectionPool(Generic[C]):
                 "connections_errors",
                 "connections_lost",
                 "connections_discarded",
-                "usage_ms",
                 "keepalives",
                 "leaks",
             ),
@@ -243,7 +255,7 @@ class ConnectionPool(Generic[C]):
 
     # -- checkout ----------------------------------------------------------------
 
-    def get(self, timeout: float | None = None) -> Lease[C]:
+    def get(self, timeout: float | None = None) -> Slot[C]:
         """Check out a connection: ``with pool.get() as conn: ...``.
 
         Waits up to ``timeout`` (default: the pool's) in FIFO order.  On exit
@@ -257,7 +269,24 @@ class ConnectionPool(Generic[C]):
         :raises TooManyWaiters: ``max_waiting`` greenlets are already waiting.
         :raises PoolClosed: the pool was closed.
         """
-        return Lease(self, self._checkout(timeout))
+        # The common case, inlined: an idle connection that needs no check.
+        if self._fast and self._idle:
+            slot = self._pop_idle()
+            now = self._clock()
+            if now < slot.good_until and slot.checked_at >= self._suspect_before:
+                # check-then-update: no greenlet switch in here
+                slot.state = _IN_USE
+                slot.checked_out_at = now
+                slot.holder = getcurrent()
+                slot.uses += 1
+                self._busy[slot.key] = slot
+                self._requests += 1
+                if self._track_frames:
+                    slot.frame = sys._getframe(1)
+                    slot.frame_line = slot.frame.f_lineno
+                return slot
+            self._idle.append(slot)
+        return self._checkout(timeout)
 
     def acquire(self, timeout: float | None = None) -> C:
         """Check out a connection; give it back with :meth:`release`.  Raises as :meth:`get`."""
@@ -279,20 +308,18 @@ class ConnectionPool(Generic[C]):
             self._start()
         if self._closed:
             raise PoolClosed(f"{self.name} is closed")
-        self._counters["requests_num"] += 1
+        self._requests += 1
         idle = self._idle
         while idle:
-            slot = idle.pop() if self._lifo else idle.popleft()
+            slot = self._pop_idle()
             now = self._clock()
             if now >= slot.expires_at:
                 self._drop(slot, None)
                 continue
             self._lend(slot, now)
-            if (slot.checked_at < self._suspect_before) or (
-                self.ping_after is not None and now - slot.last_used > self.ping_after
-            ):
-                if not self._check_lent(slot):
-                    continue
+            needs_check = now >= slot.good_until or slot.checked_at < self._suspect_before
+            if needs_check and not self._check_lent(slot):
+                continue
             return slot
         return self._wait(timeout)
 
@@ -302,15 +329,15 @@ class ConnectionPool(Generic[C]):
         slot.checked_out_at = now
         slot.uses += 1
         slot.holder = getcurrent()
-        if self.leak_threshold is not None:
+        if self._track_frames:
             slot.frame = sys._getframe(3)
             slot.frame_line = slot.frame.f_lineno
-        self._busy[id(slot.conn)] = slot
+        self._busy[slot.key] = slot
 
     def _check_lent(self, slot: Slot[C]) -> bool:
         """Check a just-lent connection with ``_keepalive``; discard it if broken."""
         if not self._can_check:
-            self._busy.pop(id(slot.conn), None)
+            self._busy.pop(slot.key, None)
             self._drop(slot, None)
             return False
         slot.state = _CHECKING
@@ -327,14 +354,12 @@ class ConnectionPool(Generic[C]):
         return True
 
     def _wait(self, timeout: float | None) -> Slot[C]:
-        if timeout is None:
-            timeout = self.timeout
-        else:
-            check_seconds(self.name, "timeout", timeout)
+        timeout = self.timeout if timeout is None else check_seconds(self.name, "timeout", timeout)
         if self.max_waiting and len(self._waiters) >= self.max_waiting:
             self._counters["requests_too_many"] += 1
             raise TooManyWaiters(
-                f"{self.name}: {len(self._waiters)} greenlets already waiting (max_waiting={self.max_waiting})"
+                f"{self.name}: {len(self._waiters)} greenlets already waiting "
+                f"(max_waiting={self.max_waiting})"
             )
         waiter = gevent.event.AsyncResult()
         self._waiters.append(waiter)
@@ -358,7 +383,7 @@ class ConnectionPool(Generic[C]):
             raise value
         slot: Slot[C] = value
         slot.holder = getcurrent()
-        if self.leak_threshold is not None:
+        if self._track_frames:
             slot.frame = sys._getframe(3)
             slot.frame_line = slot.frame.f_lineno
         return slot
@@ -368,7 +393,7 @@ class ConnectionPool(Generic[C]):
         if waiter.ready():
             value = waiter.value
             if isinstance(value, Slot):
-                self._busy.pop(id(value.conn), None)
+                self._busy.pop(value.key, None)
                 self._give_back(value)
         else:
             try:
@@ -395,11 +420,11 @@ class ConnectionPool(Generic[C]):
 
     def _finish(self, slot: Slot[C], error: BaseException | None) -> None:
         """The discard rule, in one place: return, reset and return, or discard."""
-        if slot.state is not _IN_USE or self._busy.get(id(slot.conn)) is not slot:
+        if slot.state is not _IN_USE or self._busy.get(slot.key) is not slot:
             self._counters["returns_bad"] += 1
             raise ValueError(f"{self.name}: connection returned twice or to the wrong pool")
         now = self._clock()
-        self._counters["usage_ms"] += (now - slot.checked_out_at) * 1000.0
+        self._usage += now - slot.checked_out_at
         if error is not None and self._is_broken(error):
             self._discard(slot, error)
             return
@@ -411,16 +436,23 @@ class ConnectionPool(Generic[C]):
                 if not isinstance(reset_error, Exception):
                     raise
                 return
+            now = self._clock()
         if slot.leak_reported:
+            slot.leak_reported = False
             logger.info("%s: connection %d returned (unleaked)", self.name, slot.number)
-        del self._busy[id(slot.conn)]
+        del self._busy[slot.key]
         slot.holder = None
         slot.frame = None
         slot.last_used = now
+        slot.good_until = min(slot.expires_at, now + self._ping_window)
         if self._closed or now >= slot.expires_at or self.size >= self.max_size:
             self._drop(slot, None)
+            self._refresh_fast()
             return
         self._offer(slot)
+
+    def _refresh_fast(self) -> None:
+        self._fast = self._started and not self._closed and self.size <= self.max_size
 
     def _give_back(self, slot: Slot[C]) -> None:
         """Put back a connection counted nowhere: offer it, or close it if the pool is closed."""
@@ -437,7 +469,7 @@ class ConnectionPool(Generic[C]):
             slot.state = _IN_USE
             slot.checked_out_at = self._clock()
             slot.uses += 1
-            self._busy[id(slot.conn)] = slot
+            self._busy[slot.key] = slot
             waiter.set(slot)
             return
         slot.state = _IDLE
@@ -445,9 +477,9 @@ class ConnectionPool(Generic[C]):
 
     def _discard(self, slot: Slot[C], error: BaseException | None) -> None:
         """Take a broken connection out of the pool and close it; refill behind it."""
-        self._busy.pop(id(slot.conn), None)
+        self._busy.pop(slot.key, None)
         self._counters["connections_discarded"] += 1
-        if error is not None and isinstance(error, self.exc_classes + (OSError,)):
+        if error is not None and isinstance(error, (*self.exc_classes, OSError)):
             self._counters["connections_lost"] += 1
             # A server restart breaks every older connection: check them before reuse.
             self._suspect_before = self._clock()
@@ -538,7 +570,7 @@ class ConnectionPool(Generic[C]):
         self._counters["connections_num"] += 1
         self._counters["connections_ms"] += (now - started) * 1000.0
         lifetime = self.max_lifetime * (1.0 - self.lifetime_jitter * self._rng())
-        return Slot(conn, next(self._slot_numbers), now, now + lifetime, None)
+        return Slot(self, conn, next(self._slot_numbers), now, now + lifetime, None)
 
     def _connect_failed(self, error: Exception) -> None:
         self._counters["connections_errors"] += 1
@@ -547,7 +579,7 @@ class ConnectionPool(Generic[C]):
         now = self._clock()
         if self._failing_since is None:
             self._failing_since = now
-        if not isinstance(error, self.exc_classes + (OSError, ConnectTimeout)):
+        if not isinstance(error, (*self.exc_classes, OSError, ConnectTimeout)):
             # A programming error: hand it to the oldest waiter; retry only on demand.
             self._broken_hook = error
             if self._waiters:
@@ -566,14 +598,16 @@ class ConnectionPool(Generic[C]):
         self._broken_hook = None
 
     def _backoff_delay(self) -> float:
-        cap = min(self.reconnect_backoff_max, self.reconnect_backoff * 2 ** (self._failures - 1))
-        return cap * self._rng()
+        """Full jitter: uniform in [0, min(cap, base * 2 ** (failures - 1))]."""
+        cap = min(self.reconnect_backoff_max, self.reconnect_backoff * 2.0 ** (self._failures - 1))
+        return float(cap * self._rng())
 
     # -- background work ----------------------------------------------------------------------
 
     def _start(self) -> None:
         """Start background work on first use (never in __init__)."""
         self._started = True
+        self._refresh_fast()
         self._group = gevent.pool.Group()
         self._spawn(self._housekeeper, self._epoch)
         self._ensure_connectors()
@@ -629,10 +663,11 @@ class ConnectionPool(Generic[C]):
                 to_check.append(slot)
             else:
                 keep.append(slot)
-        self._idle = deque(keep)
+        self._idle.clear()
+        self._idle.extend(keep)
         for slot in to_check:
             slot.state = _CHECKING
-            self._busy[id(slot.conn)] = slot
+            self._busy[slot.key] = slot
             self._spawn(self._keepalive_one, slot)
         for slot in to_close:
             self._drop(slot, None)
@@ -654,7 +689,7 @@ class ConnectionPool(Generic[C]):
             return
         if slot.state is not _CHECKING:
             return
-        del self._busy[id(slot.conn)]
+        del self._busy[slot.key]
         slot.checked_at = self._clock()
         self._give_back(slot)
 
@@ -706,6 +741,7 @@ class ConnectionPool(Generic[C]):
         self.min_size, self.max_size = new_min, new_max
         while self._idle and self.size > self.max_size:
             self._drop(self._idle.popleft(), None)
+        self._refresh_fast()
         self._ensure_connectors()
 
     def close(self, timeout: float = 5.0) -> None:
@@ -719,6 +755,7 @@ class ConnectionPool(Generic[C]):
         if self._closed:
             return
         self._closed = True
+        self._fast = False
         closed = PoolClosed(f"{self.name} is closed")
         while self._waiters:
             self._waiters.popleft().set(closed)
@@ -747,6 +784,7 @@ class ConnectionPool(Generic[C]):
         was_closed = self._closed
         self._set_fresh_state()
         self._closed = was_closed
+        self._fast = False
         for conn in inherited:
             self._forget_connection(conn)
 

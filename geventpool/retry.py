@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 import socket
 import time
@@ -55,9 +56,9 @@ def _check_nonnegative(name: str, value: Any, allow_none: bool = False) -> None:
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
-        or value != value  # NaN
+        or math.isnan(value)
+        or math.isinf(value)
         or value < 0
-        or value == float("inf")
     ):
         raise ConfigurationError(
             f"retry: {name} must be a finite number >= 0, got {value!r}"
