@@ -1,0 +1,26 @@
+"""geventpool.dbapi: a pool of DB-API 2.0 connections with eventlet's ``db_pool`` API.
+
+Works with any DB-API 2.0 module; psycopg2 is made cooperative with
+geventpool's own wait callback, psycopg 3 is cooperative under gevent
+monkey-patching, sqlite3 writers wait for locks green.  The driver modules
+are imported only when a pool is given them.
+"""
+
+from __future__ import annotations
+
+from .connector import DatabaseConnector
+from .drivers import Driver, driver_for
+from .pool import ConnectionPool, RawConnectionPool, discard_all
+from .wrapper import ConnectionReturned, PooledConnection, unwrap
+
+__all__ = [
+    "ConnectionPool",
+    "RawConnectionPool",
+    "DatabaseConnector",
+    "PooledConnection",
+    "ConnectionReturned",
+    "Driver",
+    "driver_for",
+    "discard_all",
+    "unwrap",
+]

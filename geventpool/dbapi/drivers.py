@@ -1,0 +1,372 @@
+"""What the DB-API pool knows about each driver.
+
+A :class:`Driver` answers the questions the pool asks a connection: is this
+error a disconnect, in what transaction state is the connection, which
+session attributes did a user change, how to ping it and how to cancel a
+query in flight.  :func:`driver_for` picks one by the module's name; unknown
+modules get :class:`GenericDriver`, which follows DB-API 2.0 alone.
+
+Drivers hold no per-connection state and never yield on their own; the
+pings and rollbacks they run yield only if the driver itself is cooperative
+(psycopg2 with the wait callback, psycopg 3 under gevent).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any, ClassVar
+
+__all__ = [
+    "Driver",
+    "GenericDriver",
+    "Psycopg2Driver",
+    "PsycopgDriver",
+    "PyMySQLDriver",
+    "SqliteDriver",
+    "driver_for",
+    "IDLE",
+    "INTRANS",
+    "INERROR",
+    "ACTIVE",
+    "UNKNOWN",
+    "CLOSED",
+]
+
+logger = logging.getLogger("geventpool.dbapi")
+
+#: Transaction states, as :meth:`Driver.state` reports them.
+IDLE = "idle"
+INTRANS = "intrans"
+INERROR = "inerror"
+ACTIVE = "active"
+UNKNOWN = "unknown"
+CLOSED = "closed"
+_PG_STATES = (IDLE, ACTIVE, INTRANS, INERROR, UNKNOWN)  # libpq's PQtransactionStatus order
+
+#: PostgreSQL SQLSTATEs that mean the session is gone (class 08 is matched by prefix).
+PG_DISCONNECT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P04", "57P05"})
+
+
+class Driver:
+    """Knowledge about one DB-API 2.0 module; subclass to teach the pool a new driver."""
+
+    #: Name used in pool names and messages.
+    name: ClassVar[str] = "dbapi"
+    #: Keyword that ``DatabaseConnector`` uses to pass the database name.
+    database_kwarg: ClassVar[str] = "database"
+    #: Whether the driver talks to a server (a pre-ping makes sense).
+    networked: ClassVar[bool] = True
+    #: Whether :meth:`state` reports the real transaction state (not just "roll back to be sure").
+    tracks_state: ClassVar[bool] = False
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        classes = [getattr(module, n, None) for n in ("OperationalError", "InterfaceError")]
+        #: The module's disconnect-class errors (also the core pool's ``exc_classes``).
+        self.disconnect_classes: tuple[type[BaseException], ...] = tuple(
+            c for c in classes if isinstance(c, type) and issubclass(c, BaseException)
+        )
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """Tell whether ``exc`` means the connection is unusable (it is then discarded)."""
+        return isinstance(exc, self.disconnect_classes)
+
+    def state(self, conn: Any) -> str:
+        """Return the connection's transaction state (one of the module constants)."""
+        if getattr(conn, "closed", False) is True or getattr(conn, "open", True) is False:
+            return CLOSED
+        return INTRANS  # unknown to DB-API 2.0: roll back to be sure
+
+    def snapshot(self, conn: Any) -> tuple[Any, ...]:
+        """Return the session attributes a user may change, to restore them on return."""
+        value = getattr(conn, "autocommit", None)
+        return (value,) if isinstance(value, bool) else ()
+
+    def restore(self, conn: Any, snapshot: tuple[Any, ...]) -> None:
+        """Set back the attributes of ``snapshot`` (the connection is not in a transaction)."""
+        if snapshot:
+            conn.autocommit = snapshot[0]
+
+    def ping(self, conn: Any) -> None:
+        """Check the connection with one round trip; raise if it is broken."""
+        cur = conn.cursor()
+        try:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+        finally:
+            cur.close()
+        conn.rollback()
+
+    def cancel(self, conn: Any) -> None:
+        """Ask the server to stop the query running on ``conn`` (best effort)."""
+
+    def check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any], max_size: int) -> None:
+        """Refuse or warn about connect arguments that cannot work in a pool (ConfigurationError)."""
+
+    def prepare_args(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Return the connect arguments the pool actually passes to ``connect``."""
+        return args, kwargs
+
+    def describe(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """A short, password-free description of the target, for the pool's name."""
+        host = kwargs.get("host")
+        db = kwargs.get(self.database_kwarg) or kwargs.get("db") or kwargs.get("database")
+        port = kwargs.get("port")
+        where = f"{host}:{port}" if host and port else str(host or "")
+        return f"{where}/{db}" if db else where
+
+
+class GenericDriver(Driver):
+    """Any DB-API 2.0 module: roll back on every return, OperationalError/InterfaceError discard."""
+
+
+class _PostgresDriver(Driver):
+    database_kwarg = "dbname"
+    tracks_state = True
+
+    def _sqlstate(self, exc: BaseException) -> str | None:
+        raise NotImplementedError
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """InterfaceError, an OperationalError from the client side, or SQLSTATE 08xxx/57P0x."""
+        mod = self.module
+        if isinstance(exc, mod.InterfaceError):
+            return True
+        if isinstance(exc, mod.Error):
+            code = self._sqlstate(exc)
+            if code is None:
+                return isinstance(exc, mod.OperationalError)
+            return code.startswith("08") or code in PG_DISCONNECT_SQLSTATES
+        return False
+
+    def _conninfo(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        dsn = args[0] if args else kwargs.get("dsn", kwargs.get("conninfo"))
+        if isinstance(dsn, str) and dsn:
+            try:
+                params.update(self._parse_dsn(dsn))
+            except Exception:
+                logger.debug("could not parse the connection string")
+        params.update({k: v for k, v in kwargs.items() if k not in ("dsn", "conninfo")})
+        return params
+
+    def _parse_dsn(self, dsn: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any], max_size: int) -> None:
+        params = self._conninfo(args, kwargs)
+        sslmode = params.get("sslmode") or os.environ.get("PGSSLMODE")
+        if sslmode in ("allow", "prefer", "require"):
+            raise _WeakTLS(str(sslmode))
+
+    def describe(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        params = self._conninfo(args, kwargs)
+        host, port, db = params.get("host", ""), params.get("port"), params.get("dbname")
+        where = f"{host}:{port}" if port else str(host)
+        return f"{where}/{db}" if db else where
+
+
+class _WeakTLS(Exception):
+    """Internal: the connect arguments ask for TLS without server verification."""
+
+
+class Psycopg2Driver(_PostgresDriver):
+    """psycopg2: libpq's transaction status, session attributes, cancel."""
+
+    name = "psycopg2"
+
+    def _sqlstate(self, exc: BaseException) -> str | None:
+        return getattr(exc, "pgcode", None)
+
+    def _parse_dsn(self, dsn: str) -> dict[str, Any]:
+        parsed: dict[str, Any] = self.module.extensions.parse_dsn(dsn)
+        return parsed
+
+    def state(self, conn: Any) -> str:
+        if conn.closed:
+            return CLOSED
+        status = conn.get_transaction_status()
+        if status == 0:
+            return IDLE
+        if status == 1 or conn.isexecuting():
+            return ACTIVE
+        return _PG_STATES[status] if 0 <= status < len(_PG_STATES) else UNKNOWN
+
+    def snapshot(self, conn: Any) -> tuple[Any, ...]:
+        return (conn.autocommit, conn.isolation_level, conn.readonly, conn.deferrable)
+
+    def restore(self, conn: Any, snapshot: tuple[Any, ...]) -> None:
+        # client-side flags in psycopg2 >= 2.7: no round trip
+        conn.autocommit, conn.isolation_level, conn.readonly, conn.deferrable = snapshot
+
+    def ping(self, conn: Any) -> None:
+        autocommit = conn.autocommit
+        if not autocommit:
+            conn.autocommit = True  # one round trip, no BEGIN/ROLLBACK
+        try:
+            cur = conn.cursor()
+            try:
+                cur.execute("SELECT 1")
+            finally:
+                cur.close()
+        finally:
+            if not autocommit and not conn.closed:
+                conn.autocommit = False
+
+    def cancel(self, conn: Any) -> None:
+        from .psycopg2 import cancel_query
+
+        cancel_query(conn)
+
+
+class PsycopgDriver(_PostgresDriver):
+    """psycopg 3 (cooperative under gevent monkey-patching)."""
+
+    name = "psycopg"
+
+    def _sqlstate(self, exc: BaseException) -> str | None:
+        return getattr(exc, "sqlstate", None)
+
+    def _parse_dsn(self, dsn: str) -> dict[str, Any]:
+        parsed: dict[str, Any] = self.module.conninfo.conninfo_to_dict(dsn)
+        return parsed
+
+    def state(self, conn: Any) -> str:
+        if conn.closed:
+            return CLOSED
+        status = int(conn.pgconn.transaction_status)
+        return _PG_STATES[status] if 0 <= status < len(_PG_STATES) else UNKNOWN
+
+    def snapshot(self, conn: Any) -> tuple[Any, ...]:
+        return (conn.autocommit, conn.isolation_level, conn.read_only, conn.deferrable)
+
+    def restore(self, conn: Any, snapshot: tuple[Any, ...]) -> None:
+        conn.autocommit, conn.isolation_level, conn.read_only, conn.deferrable = snapshot
+
+    def ping(self, conn: Any) -> None:
+        autocommit = conn.autocommit
+        if not autocommit:
+            conn.autocommit = True
+        try:
+            conn.execute("")
+        finally:
+            if not autocommit and not conn.closed:
+                conn.autocommit = False
+
+    def cancel(self, conn: Any) -> None:
+        cancel_safe = getattr(conn, "cancel_safe", None)
+        if cancel_safe is not None:
+            cancel_safe(timeout=5.0)
+        else:
+            conn.cancel()
+
+
+class SqliteDriver(Driver):
+    """sqlite3: no server, so no ping; "database is locked" is not a disconnect."""
+
+    name = "sqlite3"
+    networked = False
+    tracks_state = True
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """Only a closed database: sqlite's OperationalError is about locks and SQL."""
+        return isinstance(exc, self.module.ProgrammingError) and "closed" in str(exc)
+
+    def state(self, conn: Any) -> str:
+        try:
+            return INTRANS if conn.in_transaction else IDLE
+        except self.module.ProgrammingError:
+            return CLOSED
+
+    def snapshot(self, conn: Any) -> tuple[Any, ...]:
+        return (conn.isolation_level, conn.row_factory, conn.text_factory, getattr(conn, "autocommit", None))
+
+    def restore(self, conn: Any, snapshot: tuple[Any, ...]) -> None:
+        conn.isolation_level, conn.row_factory, conn.text_factory = snapshot[:3]
+        if snapshot[3] is not None:
+            conn.autocommit = snapshot[3]
+
+    def check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any], max_size: int) -> None:
+        database = args[0] if args else kwargs.get("database")
+        if max_size > 1 and _private_memory_db(database, bool(kwargs.get("uri"))):
+            raise _PrivateMemory(str(database))
+
+    def prepare_args(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        kwargs = dict(kwargs)
+        if len(args) >= 2:
+            busy, args = args[1], (args[0], 0.0, *args[2:])
+        else:
+            busy = kwargs.get("timeout", 5.0)
+            kwargs["timeout"] = 0.0  # sqlite's own busy wait would freeze the hub
+        #: Seconds a statement retries "database is locked", waiting green (the user's ``timeout``).
+        self.busy_timeout = float(busy)
+        return args, kwargs
+
+    def describe(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        return str(args[0] if args else kwargs.get("database", ""))
+
+
+class _PrivateMemory(Exception):
+    """Internal: an sqlite in-memory database that each connection would see separately."""
+
+
+def _private_memory_db(database: Any, uri: bool) -> bool:
+    if isinstance(database, bytes):
+        database = database.decode(errors="replace")
+    if not isinstance(database, str):
+        return False
+    if database in ("", ":memory:"):
+        return True
+    if uri and database.startswith("file:"):
+        query = database.partition("?")[2]
+        memory = database.startswith("file::memory:") or re.search(r"(^|&)mode=memory(&|$)", query)
+        return bool(memory) and not re.search(r"(^|&)cache=shared(&|$)", query)
+    return False
+
+
+class PyMySQLDriver(Driver):
+    """PyMySQL: server-gone error codes discard, lock errors do not."""
+
+    name = "pymysql"
+    database_kwarg = "database"
+    _GONE = frozenset({2002, 2003, 2006, 2013, 2014, 2045, 2055, 4031})
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        if isinstance(exc, self.module.InterfaceError):
+            return True
+        if isinstance(exc, self.module.OperationalError):
+            code = exc.args[0] if exc.args else None
+            return not isinstance(code, int) or code in self._GONE or code < 1000
+        return False
+
+    def state(self, conn: Any) -> str:
+        return INTRANS if conn.open else CLOSED
+
+    def snapshot(self, conn: Any) -> tuple[Any, ...]:
+        return (conn.get_autocommit(),)
+
+    def restore(self, conn: Any, snapshot: tuple[Any, ...]) -> None:
+        conn.autocommit(snapshot[0])
+
+    def ping(self, conn: Any) -> None:
+        conn.ping(reconnect=False)
+
+
+_DRIVERS: dict[str, type[Driver]] = {
+    "psycopg2": Psycopg2Driver,
+    "psycopg": PsycopgDriver,
+    "sqlite3": SqliteDriver,
+    "pymysql": PyMySQLDriver,
+}
+
+
+def driver_for(module: Any) -> Driver:
+    """Return the :class:`Driver` for a DB-API module (GenericDriver when unknown)."""
+    name = getattr(module, "__name__", "").split(".")[0].lstrip("_")
+    return _DRIVERS.get(name, GenericDriver)(module)

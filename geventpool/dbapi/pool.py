@@ -1,0 +1,502 @@
+"""ConnectionPool: eventlet's ``db_pool`` API for gevent, on top of the core pool.
+
+``pool = ConnectionPool(psycopg2, dsn, max_size=10)``; ``conn = pool.get()``
+... ``pool.put(conn)``, or ``with pool.item() as conn:``.  The arguments not
+named below go to ``db_module.connect``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import types
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from .._config import check_seconds
+from .._slot import Slot
+from ..errors import ConfigurationError, ConnectTimeout
+from ..pool import ConnectionPool as CorePool
+from .drivers import ACTIVE, CLOSED, IDLE, INERROR, INTRANS, Driver, _PrivateMemory, _WeakTLS, driver_for
+from .wrapper import PooledConnection
+
+__all__ = ["ConnectionPool", "RawConnectionPool", "discard_all"]
+
+logger = logging.getLogger("geventpool.dbapi")
+_numbers = itertools.count(1)
+
+
+class _Unclean(Exception):
+    """Internal: a returned connection could not be made clean (it is discarded)."""
+
+
+class _CloseOnReturn(Exception):
+    """Internal: ``max_idle=0`` or ``max_age=0``: close every connection on return."""
+
+
+class _Leaked(Exception):
+    """Internal: a proxy was garbage-collected without being returned."""
+
+
+_CLOSE_ON_RETURN = _CloseOnReturn("max_idle=0 or max_age=0: closed on return")
+
+
+def _resolve(owner: str, db_module: Any) -> tuple[Any, Callable[..., Any]]:
+    """Return (DB-API module or None, connect callable); refuse what is not DB-API 2.0."""
+    if isinstance(db_module, types.ModuleType) or (
+        hasattr(db_module, "connect") and not callable(db_module)
+    ):
+        _check_module(owner, db_module, getattr(db_module, "__name__", type(db_module).__name__))
+        connect: Callable[..., Any] = db_module.connect
+        return db_module, connect
+    if callable(db_module):
+        inner = getattr(db_module, "func", db_module)  # functools.partial
+        name = (getattr(inner, "__module__", None) or "").split(".")[0]
+        module = sys.modules.get(name) or sys.modules.get(name.lstrip("_"))
+        try:
+            _check_module(owner, module, name)
+        except ConfigurationError:
+            module = None  # a user's own connect function: the driver is found on first connect
+        return module, db_module
+    raise ConfigurationError(
+        f"{owner}: db_module must be a DB-API 2.0 module (psycopg2, psycopg, sqlite3, pymysql) "
+        f"or a connect callable, got {type(db_module).__name__}"
+    )
+
+
+def _check_module(owner: str, module: Any, name: str) -> None:
+    if module is None or not callable(getattr(module, "connect", None)):
+        raise ConfigurationError(
+            f"{owner}: db_module {name!r} has no connect(): pass a DB-API 2.0 module "
+            "such as psycopg2 or sqlite3, or a connect callable"
+        )
+    apilevel = getattr(module, "apilevel", None)
+    if apilevel != "2.0":
+        raise ConfigurationError(f"{owner}: db_module {name!r} has apilevel {apilevel!r}, not '2.0'")
+    threadsafety = getattr(module, "threadsafety", None)
+    if isinstance(threadsafety, bool) or not isinstance(threadsafety, int) or threadsafety < 1:
+        raise ConfigurationError(
+            f"{owner}: db_module {name!r} has threadsafety {threadsafety!r}: its connections "
+            "cannot be shared by a pool (DB-API threadsafety >= 1 is needed)"
+        )
+    for cls in ("Error", "OperationalError", "InterfaceError"):
+        value = getattr(module, cls, None)
+        if not (isinstance(value, type) and issubclass(value, Exception)):
+            raise ConfigurationError(f"{owner}: db_module {name!r} has no DB-API exception class {cls}")
+
+
+def discard_all(conn: Any) -> None:
+    """A ``reset`` for PostgreSQL: ``DISCARD ALL`` (roles, settings, temp tables, locks, LISTEN, plans).
+
+    Runs outside a transaction, as PostgreSQL requires; works with psycopg2
+    and psycopg 3 connections.
+    """
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        cur = conn.cursor()
+        try:
+            cur.execute("DISCARD ALL")
+        finally:
+            cur.close()
+    finally:
+        conn.autocommit = autocommit
+
+
+class ConnectionPool(CorePool[Any]):
+    """A pool of DB-API 2.0 connections with eventlet's ``db_pool`` API.
+
+    Greenlet-safe, not thread-safe (one pool per hub); ``get()`` yields only
+    while it waits for a connection or checks one.  It keeps every guarantee
+    of :class:`geventpool.ConnectionPool`: slots never leak (whatever kills
+    a greenlet), FIFO waiters, background refill with backoff, expiry.
+
+    :param db_module: a DB-API 2.0 module (psycopg2, psycopg, sqlite3,
+        pymysql...) or a callable returning a connection.  Modules without
+        ``connect``, with ``apilevel != "2.0"`` or ``threadsafety < 1`` are
+        refused here with :class:`~geventpool.ConfigurationError`.
+    :param args: positional arguments of ``connect`` (a DSN, a file name).
+    :param min_size: connections kept open.
+    :param max_size: connections at most.
+    :param max_idle: seconds an idle connection above ``min_size`` is kept;
+        0 closes every connection on return, as eventlet does.
+    :param max_age: seconds a connection lives (a little less: jittered);
+        0 closes every connection on return.
+    :param connect_timeout: seconds one connect may take; a waiting
+        ``get()`` then raises :class:`~geventpool.ConnectTimeout`.
+    :param timeout: seconds ``get()`` waits at most (``PoolTimeout``).
+    :param ping_after: check a connection on checkout when it was idle for
+        longer than this (seconds; None: never); a broken one is replaced.
+    :param check: ``check(raw_conn)`` used for that check instead of the
+        driver's ping (raise if the connection is unusable).
+    :param configure: ``configure(raw_conn)`` run once on every new connection.
+    :param reset: ``reset(raw_conn)`` run on every return after the
+        rollback, e.g. :func:`discard_all`; a failure discards.
+    :param green: install geventpool's psycopg2 wait callback (psycopg2 only).
+    :param allow_unverified_tls: accept ``sslmode`` allow/prefer/require
+        (encryption without server verification) without a warning.
+    :param name: the pool's name in logs and errors (default: driver and
+        target, never a password).
+    :param pool_options: more keyword arguments of the core pool
+        (``max_waiting``, ``leak_threshold``, ``keepalive``, ``num_workers``...).
+    :param kwargs: keyword arguments of ``connect``.
+    """
+
+    def __init__(
+        self,
+        db_module: Any,
+        *args: Any,
+        min_size: int = 0,
+        max_size: int = 4,
+        max_idle: float = 10,
+        max_age: float = 30,
+        connect_timeout: float = 5,
+        timeout: float = 30.0,
+        ping_after: float | None = 0.5,
+        check: Callable[[Any], Any] | None = None,
+        configure: Callable[[Any], Any] | None = None,
+        reset: Callable[[Any], Any] | None = None,
+        green: bool = True,
+        allow_unverified_tls: bool = False,
+        name: str | None = None,
+        pool_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        owner = type(self).__name__
+        module, connect = _resolve(owner, db_module)
+        for label, hook in (("check", check), ("configure", configure), ("reset", reset)):
+            if hook is not None and not callable(hook):
+                raise ConfigurationError(f"{owner}: {label} must be callable, got {type(hook).__name__}")
+        max_idle_s = check_seconds(owner, "max_idle", max_idle)
+        max_age_s = check_seconds(owner, "max_age", max_age)
+        timeout_s = check_seconds(owner, "timeout", timeout)
+        if ping_after is not None:
+            check_seconds(owner, "ping_after", ping_after)
+        self.driver: Driver = driver_for(module) if module is not None else driver_for(None)
+        self._driver_known = module is not None
+        if isinstance(max_size, int) and not isinstance(max_size, bool):
+            try:
+                self.driver.check_args(args, kwargs, max_size)
+            except _PrivateMemory as error:
+                raise ConfigurationError(
+                    f"{owner}: sqlite3 database {str(error) or repr('')} is private to each connection, "
+                    f"so max_size={max_size} connections would see {max_size} different databases; use "
+                    "max_size=1, a file, or a shared-cache URI such as "
+                    "'file:NAME?mode=memory&cache=shared' with uri=True"
+                ) from None
+            except _WeakTLS as error:
+                if not allow_unverified_tls:
+                    logger.warning(
+                        "%s: sslmode=%s encrypts without verifying the server (man-in-the-middle "
+                        "possible); use sslmode=verify-full, or pass allow_unverified_tls=True",
+                        owner, error,
+                    )
+        if name is None:
+            name = f"{self.driver.name}:{self.driver.describe(args, kwargs)}#{next(_numbers)}"
+        self._connect = connect
+        self._connect_args, self._connect_kwargs = self.driver.prepare_args(args, kwargs)
+        self._check = check
+        self._configure = configure
+        self._reset_hook = reset
+        self._close_on_return = max_idle_s == 0 or max_age_s == 0
+        self._snapshots: dict[int, tuple[Any, ...]] = {}
+        self._wrapper = _wrapper_class(self.driver)
+        self.max_age = max_age_s
+        # nothing to ping in sqlite (unless a check is given)
+        core_ping = ping_after if self.driver.networked or check is not None else None
+        options = dict(pool_options or {})
+        for reserved in ("size", "min_size", "max_size", "name", "timeout", "connect_timeout",
+                         "max_idle", "max_lifetime", "ping_after", "exc_classes"):
+            if reserved in options:
+                raise ConfigurationError(f"{owner}: pass {reserved} as an argument, not in pool_options")
+        options.setdefault("keepalive_timeout", min(5.0, timeout_s) if timeout_s else 5.0)
+        super().__init__(
+            min_size=min_size,
+            max_size=max_size,
+            name=name,
+            timeout=timeout_s,
+            connect_timeout=connect_timeout,
+            max_idle=max_idle_s or 600.0,
+            max_lifetime=max_age_s or 1800.0,
+            ping_after=core_ping,
+            exc_classes=(*self.driver.disconnect_classes, OSError),
+            **options,
+        )
+        self.green = bool(green) and self.driver.name == "psycopg2"
+        if self.green:
+            from .psycopg2 import install
+
+            install()
+        elif self.driver.name == "psycopg2":
+            from .psycopg2 import installed
+
+            if not installed():
+                logger.warning("%s: psycopg2 without a gevent wait callback blocks the hub", self.name)
+
+    # -- eventlet's API --------------------------------------------------------------------------
+
+    def get(self, timeout: float | None = None) -> PooledConnection:  # type: ignore[override]
+        """Check out a connection (a :class:`PooledConnection`); give it back with :meth:`put`.
+
+        :raises PoolTimeout: none free within ``timeout`` (default: the pool's).
+        :raises ConnectTimeout: the connect this call waited for took longer
+            than ``connect_timeout``.
+        :raises PoolClosed: the pool is closed.
+        :raises ConfigurationError: ``connect()`` returned something that is not a connection.
+        """
+        return self._wrapper(self, CorePool.get(self, timeout))
+
+    def put(self, conn: Any) -> None:
+        """Return a connection: rolled back, attributes restored, ``reset`` run; or discarded.
+
+        Returns quietly; a connection that cannot be cleaned is closed and
+        replaced.  The proxy is dead afterwards.
+
+        :raises ValueError: ``conn`` was already returned, or is not from this pool.
+        """
+        if isinstance(conn, PooledConnection):
+            if conn._pool is not self:
+                raise ValueError(f"{self.name}: {conn!r} is not from this pool")
+            slot = conn._detach()
+            if slot is None:
+                self._counters["returns_bad"] += 1
+                raise ValueError(f"{self.name}: connection returned twice")
+        else:
+            slot = self._busy.get(id(conn))
+            if slot is None or slot.conn is not conn:
+                self._counters["returns_bad"] += 1
+                raise ValueError(f"{self.name}: {conn!r} is not checked out from this pool")
+        self._return(slot, None)
+
+    def item(self, timeout: float | None = None) -> _Checkout:
+        """``with pool.item() as conn:`` — get, then put (uncommitted work is rolled back)."""
+        return _Checkout(self, timeout, False)
+
+    def connection(self, timeout: float | None = None) -> _Checkout:
+        """``with pool.connection() as conn:`` — a transaction: commit on success, roll back on error."""
+        return _Checkout(self, timeout, True)
+
+    def acquire(self, timeout: float | None = None) -> PooledConnection:
+        """Same as :meth:`get`."""
+        return self.get(timeout)
+
+    def release(self, conn: Any, error: BaseException | None = None) -> None:
+        """Return ``conn`` as if the block using it ended with ``error`` (the discard rule applies)."""
+        if error is None:
+            self.put(conn)
+            return
+        slot = conn._detach() if isinstance(conn, PooledConnection) else self._busy.get(id(conn))
+        if slot is None:
+            raise ValueError(f"{self.name}: connection returned twice or not from this pool")
+        self._return(slot, error)
+
+    def free(self) -> int:
+        """How many ``get()`` calls would not wait: idle connections plus room to open more."""
+        return len(self._idle) + max(self.max_size - self.size, 0)
+
+    def waiting(self) -> int:
+        """How many greenlets wait in ``get()``."""
+        return len(self._waiters)
+
+    def clear(self) -> None:
+        """Close every idle connection now (the pool stays open; checked-out ones are untouched)."""
+        while self._idle:
+            self._drop(self._idle.popleft(), None)
+
+    def resize(  # type: ignore[override]
+        self, new_size: int | None = None, *, min_size: int | None = None, max_size: int | None = None
+    ) -> None:
+        """``resize(new_size)`` sets ``max_size`` (eventlet); the keywords work as in the core pool."""
+        if new_size is not None:
+            max_size = new_size
+            if min_size is None and isinstance(new_size, int) and self.min_size > new_size:
+                min_size = new_size
+        super().resize(min_size=min_size, max_size=max_size)
+
+    # -- return hygiene -----------------------------------------------------------------------
+
+    def _return(self, slot: Slot[Any], error: BaseException | None) -> None:
+        if error is not None:
+            self._finish(slot, error)  # the discard rule; _reset() runs for ordinary errors
+            return
+        if self._close_on_return:
+            self._finish(slot, _CLOSE_ON_RETURN)
+            return
+        try:
+            self._reset(slot.conn)
+        except BaseException as reset_error:
+            self._finish(slot, reset_error if self._is_broken(reset_error) else _Unclean(repr(reset_error)))
+            if not isinstance(reset_error, Exception):
+                raise
+            return
+        slot.__exit__(None, None, None)
+
+    def _reset(self, conn: Any) -> None:
+        """Make ``conn`` clean: roll back, restore session attributes, run ``reset``; raise if impossible."""
+        driver = self.driver
+        state = driver.state(conn)
+        if state is not IDLE:
+            if state is INTRANS or state is INERROR:
+                conn.rollback()
+            else:
+                raise _Unclean(f"connection returned in state {state!r}")
+        snapshot = self._snapshots.get(id(conn))
+        if snapshot is not None and driver.snapshot(conn) != snapshot:
+            driver.restore(conn, snapshot)
+        if self._reset_hook is not None:
+            self._reset_hook(conn)
+            after = driver.state(conn)
+            if after is not IDLE and driver.tracks_state:
+                raise _Unclean(f"reset left the connection in state {after!r}")
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """Tell whether ``exc`` means the connection is unusable; override to add your own cases.
+
+        The default asks the driver (psycopg2/psycopg: InterfaceError,
+        client-side OperationalError, SQLSTATE 08xxx/57P0x; sqlite3: a
+        closed database; others: OperationalError and InterfaceError).
+        """
+        return self.driver.is_disconnect(exc)
+
+    def _is_broken(self, error: BaseException) -> bool:
+        if not isinstance(error, Exception):
+            return True
+        if isinstance(error, (_Unclean, _CloseOnReturn, _Leaked, OSError)):
+            return True
+        return self.is_disconnect(error)
+
+    def _reclaim(self, slot: Slot[Any]) -> None:
+        """A proxy was garbage-collected while checked out: discard its connection from a pool greenlet."""
+        logger.warning(
+            "%s: connection %d was garbage-collected without put(); discarding it", self.name, slot.number
+        )
+        if self._group is not None:
+            self._spawn(self._finish_leaked, slot)
+
+    def _finish_leaked(self, slot: Slot[Any]) -> None:
+        if self._busy.get(slot.key) is slot:
+            self._finish(slot, _Leaked("garbage-collected while checked out"))
+
+    # -- hooks of the core pool ----------------------------------------------------------------
+
+    def _new_connection(self) -> Any:
+        conn = self._connect(*self._connect_args, **self._connect_kwargs)
+        if conn is None or not callable(getattr(conn, "cursor", None)):
+            raise ConfigurationError(
+                f"{self.name}: connect() returned {type(conn).__name__}, not a DB-API connection"
+            )
+        try:
+            if not self._driver_known:
+                self._learn_driver(conn)
+            if self.driver.name == "psycopg":
+                conn._pool = self  # psycopg 3: `with conn:` must not close a pooled connection
+            if self._configure is not None:
+                self._configure(conn)
+                if self.driver.state(conn) is INTRANS:
+                    conn.commit()
+            self._snapshots[id(conn)] = self.driver.snapshot(conn)
+        except BaseException:
+            self._close_quietly(conn)
+            raise
+        return conn
+
+    def _learn_driver(self, conn: Any) -> None:
+        name = type(conn).__module__.split(".")[0]
+        module = sys.modules.get(name) or sys.modules.get(name.lstrip("_"))
+        try:
+            _check_module(self.name, module, name)
+        except ConfigurationError:
+            pass
+        else:
+            self.driver = driver_for(module)
+            self.exc_classes = (*self.driver.disconnect_classes, OSError)
+            self._wrapper = _wrapper_class(self.driver)
+        self._driver_known = True
+
+    def _keepalive(self, conn: Any) -> None:
+        if self._check is not None:
+            self._check(conn)
+        else:
+            self.driver.ping(conn)
+
+    def _close_connection(self, conn: Any) -> None:
+        self._snapshots.pop(id(conn), None)
+        try:
+            state = self.driver.state(conn)
+        except Exception:
+            state = CLOSED
+        if state is CLOSED:
+            return
+        if state is ACTIVE:
+            try:
+                self.driver.cancel(conn)  # the server would go on running the query
+            except Exception as error:
+                logger.debug("%s: cancel failed: %r", self.name, error)
+        conn.close()
+
+    def _close_quietly(self, conn: Any) -> None:
+        try:
+            conn.close()
+        except Exception:
+            logger.debug("%s: closing a half-configured connection failed", self.name)
+
+    def _connect_failed(self, error: Exception) -> None:
+        super()._connect_failed(error)
+        # eventlet's contract: a get() that waits on a hanging connect raises ConnectTimeout.
+        if isinstance(error, ConnectTimeout) and self._waiters:
+            timeout_error = ConnectTimeout(str(error))
+            timeout_error.__cause__ = error
+            self._waiters.popleft().set(timeout_error)
+
+
+class _Checkout:
+    """The context manager of :meth:`ConnectionPool.item` and :meth:`ConnectionPool.connection`."""
+
+    __slots__ = ("_pool", "_timeout", "_commit", "_conn")
+
+    def __init__(self, pool: ConnectionPool, timeout: float | None, commit: bool) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._commit = commit
+        self._conn: PooledConnection | None = None
+
+    def __enter__(self) -> PooledConnection:
+        if self._conn is not None:
+            raise ValueError("this checkout is already in use")
+        self._conn = self._pool.get(self._timeout)
+        return self._conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        self._conn = None
+        if conn is None or conn.returned:
+            return  # the block returned it itself (conn.close())
+        if exc is None and self._commit:
+            try:
+                conn.commit()
+            except BaseException as error:
+                self._pool.release(conn, error)
+                raise
+        if exc is None:
+            self._pool.put(conn)
+        else:
+            self._pool.release(conn, exc)
+
+
+def _wrapper_class(driver: Driver) -> type[PooledConnection]:
+    if driver.name == "sqlite3":
+        from .sqlite import SqliteConnection
+
+        return SqliteConnection
+    return PooledConnection
+
+
+#: eventlet's name for a pool whose driver is already cooperative.
+RawConnectionPool = ConnectionPool

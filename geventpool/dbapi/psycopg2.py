@@ -1,0 +1,149 @@
+"""A gevent wait callback for psycopg2 that honours connect_timeout and cancels on kill.
+
+psycopg2 calls a process-wide "wait callback" whenever libpq would block;
+:func:`wait_callback` waits for the socket with gevent instead, so psycopg2
+stops freezing the hub.  Unlike psycogreen's callback it
+
+- enforces libpq's ``connect_timeout`` (from the DSN, the keyword arguments
+  or ``PGCONNECT_TIMEOUT``), which psycopg2 never passes to a callback; and
+- when the waiting greenlet is killed or times out in the middle of a
+  query, sends a cancel request to the server (``conn.cancel()``) before
+  psycopg2 closes the connection, so the server does not keep running it.
+
+The cancel request runs in gevent's thread pool (``PQcancel`` blocks) and
+the callback waits for it to finish, ignoring further kills meanwhile: the
+connection must not be freed while the cancel uses it.  On an unreachable
+server that wait lasts as long as the kernel's TCP connect timeout.
+
+:func:`install` is what :class:`geventpool.dbapi.ConnectionPool` calls when
+given psycopg2 (``green=False`` opts out).  Not thread-safe to install;
+the callback itself is safe in every greenlet of the thread that runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from gevent.socket import wait_read, wait_write
+
+__all__ = ["wait_callback", "install", "uninstall", "installed", "cancel_query"]
+
+logger = logging.getLogger("geventpool.dbapi.psycopg2")
+
+_CONNECTING = 0  # psycopg2.extensions.STATUS_SETUP: the connection is being established
+
+
+def _connect_timeout(conn: Any) -> float | None:
+    import psycopg2.extensions
+
+    try:
+        value = psycopg2.extensions.parse_dsn(conn.dsn).get("connect_timeout")
+    except Exception:
+        value = None
+    if value is None:
+        value = os.environ.get("PGCONNECT_TIMEOUT")
+    try:
+        seconds = float(value) if value is not None else 0.0
+    except ValueError:
+        return None
+    if seconds <= 0:
+        return None
+    return max(seconds, 2.0)  # libpq's own minimum
+
+
+def wait_callback(conn: Any) -> None:
+    """Wait for psycopg2's connection ``conn`` cooperatively (see the module docstring).
+
+    :raises psycopg2.OperationalError: ``connect_timeout`` expired while connecting.
+    """
+    import psycopg2
+    from psycopg2.extensions import POLL_OK, POLL_READ, POLL_WRITE
+
+    deadline = None
+    connecting = conn.status == _CONNECTING
+    if connecting:
+        timeout = _connect_timeout(conn)
+        if timeout is not None:
+            deadline = time.monotonic() + timeout
+    while True:
+        state = conn.poll()
+        if state == POLL_OK:
+            return
+        remaining = None
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise psycopg2.OperationalError("timeout expired (connect_timeout)")
+        try:
+            if state == POLL_READ:
+                wait_read(conn.fileno(), remaining, _Expired)
+            elif state == POLL_WRITE:
+                wait_write(conn.fileno(), remaining, _Expired)
+            else:
+                raise psycopg2.OperationalError(f"unexpected state from poll(): {state!r}")
+        except _Expired:
+            raise psycopg2.OperationalError("timeout expired (connect_timeout)") from None
+        except BaseException:
+            if not connecting:
+                cancel_query(conn)
+            raise
+
+
+class _Expired(Exception):
+    """Internal: the connect deadline passed while waiting for the socket."""
+
+
+def cancel_query(conn: Any) -> None:
+    """Ask the server to cancel the query running on ``conn``; wait for the request to be sent.
+
+    Best effort: failures are logged at DEBUG.  Kills arriving while the
+    request is in flight are deferred (the first one is re-raised after).
+    """
+    import gevent
+
+    if conn.closed:
+        return
+    result = gevent.get_hub().threadpool.spawn(conn.cancel)
+    deferred: BaseException | None = None
+    while not result.ready():
+        try:
+            result.wait()
+        except BaseException as error:  # the C call still uses the connection: keep waiting
+            deferred = deferred or error
+    if not result.successful():
+        logger.debug("cancel request failed: %r", result.exception)
+    if deferred is not None:
+        raise deferred
+
+
+def installed() -> bool:
+    """Whether :func:`wait_callback` is psycopg2's current wait callback."""
+    import psycopg2.extensions
+
+    return psycopg2.extensions.get_wait_callback() is wait_callback
+
+
+def install() -> None:
+    """Make :func:`wait_callback` psycopg2's wait callback (process-wide); idempotent.
+
+    Replaces another callback (psycogreen's, say) with an INFO log line.
+    """
+    import psycopg2.extensions
+
+    current = psycopg2.extensions.get_wait_callback()
+    if current is wait_callback:
+        return
+    if current is not None:
+        logger.info("replacing psycopg2 wait callback %r with geventpool's", current)
+    psycopg2.extensions.set_wait_callback(wait_callback)
+
+
+def uninstall() -> None:
+    """Remove :func:`wait_callback` (psycopg2 blocks the hub again)."""
+    import psycopg2.extensions
+
+    if psycopg2.extensions.get_wait_callback() is wait_callback:
+        psycopg2.extensions.set_wait_callback(None)

@@ -1,0 +1,171 @@
+"""PooledConnection: the transparent proxy a DB-API pool hands out.
+
+Every attribute, method and property of the driver's connection is reached
+through the proxy (``conn.autocommit = True``, ``conn.set_session(...)``,
+``conn.notifies``, ``conn.info``, ``conn.cursor(name="c")``), and ``with
+conn:`` keeps the driver's own meaning.  ``conn.raw`` is the driver's
+connection itself, for code that type-checks it or passes it to C
+functions.  Once the connection is returned (``pool.put(conn)`` or
+``conn.close()``) the proxy is dead: any use raises
+:class:`ConnectionReturned`.
+
+A proxy belongs to the greenlet that checked it out; it is not meant to be
+shared.  A proxy dropped without being returned is noticed by the garbage
+collector: its connection is discarded (closed by a pool greenlet, never in
+the finalizer) and a warning is logged.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PoolError
+
+if TYPE_CHECKING:
+    from .._slot import Slot
+    from .pool import ConnectionPool
+
+__all__ = ["PooledConnection", "ConnectionReturned", "unwrap"]
+
+_set = object.__setattr__
+
+
+class ConnectionReturned(PoolError):
+    """A pooled connection was used after it went back to its pool."""
+
+
+class PooledConnection:
+    """A checked-out connection of a :class:`~geventpool.dbapi.ConnectionPool` (see the module doc)."""
+
+    __slots__ = ("_base", "_slot", "_pool")
+    _base: Any
+    _slot: Slot[Any] | None
+    _pool: ConnectionPool
+
+    def __init__(self, pool: ConnectionPool, slot: Slot[Any]) -> None:
+        _set(self, "_pool", pool)
+        _set(self, "_slot", slot)
+        _set(self, "_base", slot.conn)
+
+    # -- the proxy ----------------------------------------------------------------------------
+
+    def _dead(self) -> ConnectionReturned:
+        return ConnectionReturned(
+            f"this connection was returned to pool {self._pool.name!r}; check out another with get()"
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        base = self._base
+        if base is None:
+            raise self._dead()
+        return getattr(base, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        base = self._base
+        if base is None:
+            raise self._dead()
+        setattr(base, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        base = self._base
+        if base is None:
+            raise self._dead()
+        delattr(base, name)
+
+    @property
+    def raw(self) -> Any:
+        """The driver's own connection object (``isinstance`` works on it).
+
+        :raises ConnectionReturned: the connection went back to the pool.
+        """
+        base = self._base
+        if base is None:
+            raise self._dead()
+        return base
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The pool this connection came from."""
+        return self._pool
+
+    @property
+    def returned(self) -> bool:
+        """Whether the connection went back to its pool (the proxy is dead)."""
+        return self._base is None
+
+    # The methods every DB-API connection has, spelled out: faster than __getattr__.
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        """The driver's ``cursor()``."""
+        base = self._base
+        if base is None:
+            raise self._dead()
+        return base.cursor(*args, **kwargs)
+
+    def commit(self) -> None:
+        """The driver's ``commit()``."""
+        base = self._base
+        if base is None:
+            raise self._dead()
+        base.commit()
+
+    def rollback(self) -> None:
+        """The driver's ``rollback()``."""
+        base = self._base
+        if base is None:
+            raise self._dead()
+        base.rollback()
+
+    def close(self) -> None:
+        """Return the connection to its pool (eventlet's meaning); a second call does nothing."""
+        if self._slot is not None:
+            self._pool.put(self)
+
+    def __enter__(self) -> PooledConnection:
+        base = self._base
+        if base is None:
+            raise self._dead()
+        base.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any:
+        base = self._base
+        if base is None:
+            raise self._dead()
+        return base.__exit__(exc_type, exc, tb)
+
+    def _detach(self) -> Slot[Any] | None:
+        """Kill the proxy and return its slot (None if it was already returned)."""
+        slot = self._slot
+        _set(self, "_slot", None)
+        _set(self, "_base", None)
+        return slot
+
+    def __del__(self) -> None:
+        slot = self._slot
+        if slot is not None:
+            try:
+                self._pool._reclaim(slot)
+            except Exception:  # interpreter shutdown; never raise from a finalizer
+                pass
+
+    def __reduce__(self) -> Any:
+        raise TypeError("pooled connections cannot be pickled")
+
+    def __repr__(self) -> str:
+        state = "returned" if self._base is None else "in use"
+        return f"<PooledConnection of {self._pool.name!r} {state}>"
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def unwrap(conn: Any) -> Any:
+    """Return the driver's connection behind ``conn`` (``conn`` itself if it is not a proxy)."""
+    return conn.raw if isinstance(conn, PooledConnection) else conn
