@@ -1,0 +1,204 @@
+"""Open one cooperative LDAP connection: TCP through gevent, TLS in the threadpool, then bind.
+
+Plain ``ldap://``: a gevent socket connects (cooperatively, within the
+connect timeout); libldap gets a duplicate of its descriptor through
+``ldap.initialize(uri, fileno=...)`` (libldap closes that duplicate on
+unbind, the pool closes the socket).  StartTLS then runs in gevent's
+threadpool.  ``ldaps://``: libldap must run the handshake on a socket of
+its own, so the connect and the handshake both run in the threadpool,
+bounded by ``OPT_NETWORK_TIMEOUT``; the hub keeps running either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import gevent
+import gevent.socket
+import ldap
+
+from ..errors import ConnectTimeout
+from .connection import WHOAMI_OID, LDAPConnection, set_nodelay
+from .credentials import Credentials
+from .errors import AuthenticationFailed, TLSVerificationError
+from .tls import TLSPolicy
+from .uris import LDAPServer
+
+__all__ = ["Settings", "open_connection", "open_bound"]
+
+logger = logging.getLogger("geventpool.ldap")
+
+# Errors of a TLS start that mean "not verified / not possible", as opposed to a network failure.
+_TLS_FAILURES = (ldap.CONNECT_ERROR, ldap.PROTOCOL_ERROR, ldap.UNAVAILABLE, ldap.OPERATIONS_ERROR)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every connection of one LDAP pool shares (servers, TLS, timeouts, retries)."""
+
+    owner: str
+    servers: tuple[LDAPServer, ...]
+    tls: TLSPolicy
+    use_tls: bool
+    retry_max: int
+    retry_delay: float
+    connect_timeout: float
+    op_timeout: float
+    chase_referrals: bool
+    connector_cls: type[LDAPConnection]
+
+    @property
+    def total_connect_time(self) -> float:
+        """An upper bound for one failover round over every server."""
+        per_server = self.retry_max * self.connect_timeout + (self.retry_max - 1) * self.retry_delay
+        return len(self.servers) * per_server + 1.0
+
+
+def _configure(conn: LDAPConnection, settings: Settings, tls: bool) -> None:
+    set_option = conn.set_option
+    set_option(ldap.OPT_PROTOCOL_VERSION, ldap.VERSION3)
+    # libldap's own chasing would open blocking connections and could replay binds elsewhere
+    set_option(ldap.OPT_REFERRALS, 0)
+    set_option(ldap.OPT_NETWORK_TIMEOUT, settings.connect_timeout)
+    set_option(ldap.OPT_TIMEOUT, settings.op_timeout)
+    if tls:
+        settings.tls.apply(conn)
+
+
+def _tls_error(server: LDAPServer, error: ldap.LDAPError) -> TLSVerificationError:
+    info = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
+    reason = info.get("info") or info.get("desc") or type(error).__name__
+    return TLSVerificationError(f"TLS with {server.uri} failed (no credentials were sent): {reason}")
+
+
+def open_connection(server: LDAPServer, settings: Settings) -> LDAPConnection:
+    """Connect to ``server`` (and start TLS as configured); no bind yet.
+
+    :raises TLSVerificationError: the TLS handshake or StartTLS failed.
+    :raises OSError, ldap.LDAPError: the connection failed.
+    """
+    if server.scheme == "ldaps":
+        return _open_ldaps(server, settings)
+    sock = gevent.socket.create_connection((server.host, server.port), timeout=settings.connect_timeout)
+    try:
+        set_nodelay(sock)
+        fd = os.dup(sock.fileno())
+        try:
+            conn = settings.connector_cls(server.uri, fileno=fd, sock=sock, timeout=settings.op_timeout)
+        except BaseException:
+            os.close(fd)
+            raise
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        _configure(conn, settings, settings.use_tls)
+        if settings.use_tls:
+            try:
+                conn.start_tls_s()
+            except _TLS_FAILURES as error:
+                raise _tls_error(server, error) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _open_ldaps(server: LDAPServer, settings: Settings) -> LDAPConnection:
+    conn = settings.connector_cls(server.uri, timeout=settings.op_timeout)
+    try:
+        _configure(conn, settings, True)
+        try:
+            # connect + handshake + send a WhoAmI, all inside libldap: in a thread
+            msgid = conn._in_thread(conn._l.extop, WHOAMI_OID, None, None, None)
+        except ldap.SERVER_DOWN as error:
+            if _reached(server, settings):
+                raise _tls_error(server, error) from None
+            raise
+        except _TLS_FAILURES as error:
+            raise _tls_error(server, error) from None
+        fd = conn._l.get_option(ldap.OPT_DESC)
+        os.set_blocking(fd, False)
+        conn._set_fd(fd)
+        conn._wait_result(msgid, 1, settings.op_timeout, 0, 0, 1)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _reached(server: LDAPServer, settings: Settings) -> bool:
+    """Tell whether ``server`` accepts TCP connections (so a failure was TLS's, not the network's)."""
+    try:
+        sock = gevent.socket.create_connection(
+            (server.host, server.port), timeout=min(settings.connect_timeout, 2.0)
+        )
+    except OSError:
+        return False
+    sock.close()
+    return True
+
+
+def open_bound(settings: Settings, credentials: Credentials) -> tuple[LDAPConnection, LDAPServer]:
+    """Open a connection bound as ``credentials``, failing over along ``settings.servers``.
+
+    Each server gets ``retry_max`` attempts, ``retry_delay`` apart, each
+    attempt bounded by ``connect_timeout``.  A refused bind is raised at
+    once: no retry and no failover, so one wrong password costs one BIND.
+
+    :raises AuthenticationFailed: the server refused the credentials, or they
+        are a DN with an empty password (refused client-side, nothing sent).
+    :raises TLSVerificationError: TLS failed on every server.
+    :raises OSError, ldap.LDAPError: the last connection error, when every attempt failed.
+    """
+    if credentials.unauthenticated:
+        raise AuthenticationFailed({
+            "desc": "Invalid credentials",
+            "info": f"{settings.owner}: bind DN {credentials.dn!r} has an empty password "
+                    "(an unauthenticated bind); refused client-side",
+        })
+    last: BaseException | None = None
+    tls_failure: TLSVerificationError | None = None
+    for server in settings.servers:
+        for attempt in range(1, settings.retry_max + 1):
+            expired = ConnectTimeout(
+                f"{settings.owner}: {server.uri} did not connect within {settings.connect_timeout:g} s"
+            )
+            try:
+                with gevent.Timeout(settings.connect_timeout, expired):
+                    conn = open_connection(server, settings)
+                    try:
+                        if not credentials.anonymous:
+                            conn.bind_as(credentials.dn, credentials.reveal())
+                    except BaseException:
+                        conn.close()
+                        raise
+                return conn, server
+            except ldap.INVALID_CREDENTIALS as error:
+                logger.error(
+                    "%s: bind as %r refused by %s: no retry, no failover", settings.owner, credentials.dn,
+                    server.uri,
+                )
+                if isinstance(error, AuthenticationFailed):
+                    raise
+                raise AuthenticationFailed(*error.args) from None
+            except TLSVerificationError as error:
+                logger.error("%s: %s", settings.owner, error)
+                tls_failure = error
+                break  # the same certificate again would fail again: next server
+            except (OSError, ldap.LDAPError) as error:
+                if isinstance(error, ConnectTimeout) and error is not expired:
+                    raise
+                last = error
+                logger.info(
+                    "%s: connect to %s failed (attempt %d of %d): %r", settings.owner, server.uri, attempt,
+                    settings.retry_max, error,
+                )
+                if attempt < settings.retry_max and settings.retry_delay:
+                    gevent.sleep(settings.retry_delay)
+    if tls_failure is not None and last is None:
+        raise tls_failure
+    assert last is not None
+    raise last

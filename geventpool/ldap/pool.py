@@ -1,0 +1,321 @@
+"""LDAPPool: ldappool's ``ConnectionManager`` API on the core pool, cooperative under gevent.
+
+``with pool.connection() as conn:`` lends an :class:`LDAPConnection` (a
+python-ldap ``LDAPObject``) bound as the pool's DN; ``connection(dn, pw)``
+lends one bound as ``dn``, from a sub-pool kept for that identity (DN and
+password), so a connection bound as one identity is never lent to a caller
+who asked for another.  :meth:`LDAPPool.authenticate` checks a user's
+password on connections set apart for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import gevent
+import gevent.lock
+import ldap
+
+from .._config import check_count, check_seconds
+from ..errors import BackendUnavailable, ConfigurationError, PoolClosed, PoolTimeout
+from ._base import DEFAULT_LDAP_EXC_CLASSES, AuthPool, IdentityPool, LDAPHooks
+from ._connect import Settings, open_bound
+from ._table import status_table
+from .connection import DEFAULT_OPERATION_TIMEOUT, LDAPConnection
+from .credentials import Credentials
+from .errors import BackendError, MaxConnectionReachedError
+from .tls import TLSPolicy
+from .uris import parse_uris
+
+__all__ = ["LDAPPool", "ConnectionManager"]
+
+logger = logging.getLogger("geventpool.ldap")
+
+
+class LDAPPool(LDAPHooks):
+    """A pool of cooperative python-ldap connections with ldappool's API.
+
+    ``uri``: one or more ``ldap://``/``ldaps://`` URIs (comma or whitespace
+    separated), tried in order with ``retry_max`` attempts each,
+    ``retry_delay`` seconds apart.  ``bind``/``passwd``: the default identity
+    (None: anonymous).  ``size``: the most connections for that identity.
+    ``use_tls``: StartTLS on ``ldap://`` (``ldaps://`` always uses TLS);
+    verification is on unless ``tls_verify=False``.  ``timeout``: seconds an
+    operation may take (ldappool's ``-1`` means the default, 30 s: every wait
+    is finite).  ``use_pool=False``: open and unbind a connection per use.
+    ``max_lifetime``: seconds before a connection is replaced.
+
+    Beyond ldappool: ``connect_timeout`` (per attempt), ``checkout_timeout``
+    (waiting for a free connection), the TLS options, ``identity_size`` and
+    ``max_identities`` (sub-pools for other DNs), ``auth_size`` (connections
+    for :meth:`authenticate`), and the core pool's keyword arguments
+    (``min_size``, ``keepalive``, ``ping_after``, ``max_idle``...).
+
+    Every method is greenlet-safe and none is thread-safe (one pool per
+    thread).  ``connection()`` yields to other greenlets while it waits for
+    a connection or opens one; nothing in it blocks the hub.
+
+    :raises ConfigurationError: a bad argument (named in the message).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        bind: str | None = None,
+        passwd: str | None = None,
+        size: int = 10,
+        retry_max: int = 3,
+        retry_delay: float = 0.1,
+        use_tls: bool = False,
+        timeout: float = DEFAULT_OPERATION_TIMEOUT,
+        connector_cls: type[LDAPConnection] | None = None,
+        use_pool: bool = True,
+        max_lifetime: float = 600,
+        *,
+        connect_timeout: float = 5.0,
+        checkout_timeout: float = 30.0,
+        tls: TLSPolicy | None = None,
+        tls_verify: bool = True,
+        tls_ca_file: str | None = None,
+        tls_ca_dir: str | None = None,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
+        tls_min_version: str = "1.2",
+        min_size: int = 1,
+        identity_size: int = 2,
+        max_identities: int = 64,
+        auth_size: int | None = None,
+        name: str | None = None,
+        **core_options: Any,
+    ) -> None:
+        owner = name or type(self).__name__
+        servers = parse_uris(owner, uri)
+        if bind is not None and not isinstance(bind, str):
+            raise ConfigurationError(f"{owner}: bind must be a DN (str) or None, got {type(bind).__name__}")
+        if passwd is not None and not isinstance(passwd, (str, bytes)):
+            raise ConfigurationError(f"{owner}: passwd must be a str or None")
+        credentials = Credentials(bind, passwd)
+        if credentials.unauthenticated:
+            raise ConfigurationError(
+                f"{owner}: bind DN {bind!r} has an empty password (an unauthenticated bind); "
+                "give its password, or no DN for anonymous access"
+            )
+        if not credentials.dn and passwd:
+            raise ConfigurationError(f"{owner}: passwd given without a bind DN")
+        size = check_count(owner, "size", size, 1)
+        retry_max = check_count(owner, "retry_max", retry_max, 1)
+        retry_delay = check_seconds(owner, "retry_delay", retry_delay)
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout == -1:
+            timeout = DEFAULT_OPERATION_TIMEOUT  # ldappool's "no timeout": we keep a finite one
+        op_timeout = check_seconds(owner, "timeout", timeout, allow_zero=False)
+        connect_timeout = check_seconds(owner, "connect_timeout", connect_timeout, allow_zero=False)
+        if not isinstance(use_tls, bool):
+            raise ConfigurationError(f"{owner}: use_tls must be True or False, got {use_tls!r}")
+        if connector_cls is None:
+            connector_cls = LDAPConnection
+        elif not (isinstance(connector_cls, type) and issubclass(connector_cls, LDAPConnection)):
+            raise ConfigurationError(
+                f"{owner}: connector_cls must be a subclass of geventpool.ldap.LDAPConnection "
+                "(the cooperative connection), got {connector_cls!r}"
+            )
+        if tls is None:
+            tls = TLSPolicy(
+                verify=tls_verify, ca_file=tls_ca_file, ca_dir=tls_ca_dir, cert_file=tls_cert_file,
+                key_file=tls_key_file, min_version=tls_min_version,
+            )
+        elif not isinstance(tls, TLSPolicy):
+            raise ConfigurationError(f"{owner}: tls must be a TLSPolicy, got {type(tls).__name__}")
+        if use_tls or any(s.scheme == "ldaps" for s in servers):
+            tls.check(owner)
+        min_size = check_count(owner, "min_size", min_size)
+        self.identity_size = check_count(owner, "identity_size", identity_size, 1)
+        self.max_identities = check_count(owner, "max_identities", max_identities, 1)
+        self.auth_size = size if auth_size is None else check_count(owner, "auth_size", auth_size, 1)
+        assert retry_delay is not None and op_timeout is not None and connect_timeout is not None
+        self._core_options = dict(core_options)
+        self._core_options.setdefault("exc_classes", DEFAULT_LDAP_EXC_CLASSES)
+        super().__init__(
+            min_size=min(min_size, size),
+            max_size=size,
+            name=name,
+            timeout=checkout_timeout,
+            connect_timeout=len(servers) * (retry_max * (connect_timeout + retry_delay)) + 1.0,
+            max_lifetime=max_lifetime,
+            **self._core_options,
+        )
+        settings = Settings(
+            owner=self.name, servers=servers, tls=tls, use_tls=use_tls, retry_max=retry_max,
+            retry_delay=retry_delay, connect_timeout=connect_timeout, op_timeout=op_timeout,
+            chase_referrals=False, connector_cls=connector_cls,
+        )
+        self._setup(settings, credentials)
+        # ldappool's attributes
+        self.uri = uri
+        self.bind = bind
+        self.retry_max = retry_max
+        self.retry_delay = retry_delay
+        self.use_tls = use_tls
+        self.use_pool = bool(use_pool)
+        self.operation_timeout = op_timeout
+        self.tls = tls
+        self.connector_cls = connector_cls
+        self.servers: tuple[Any, ...] = servers
+        self._identities: OrderedDict[tuple[str, bytes], IdentityPool] = OrderedDict()
+        self._auth: AuthPool | None = None
+        self._unpooled = gevent.lock.BoundedSemaphore(size)
+
+    # -- ldappool's API ------------------------------------------------------------------------
+
+    def connection(self, bind: str | None = None, passwd: str | None = None) -> Any:
+        """Lend a connection bound as ``bind`` (default: the pool's DN): ``with pool.connection() as c:``.
+
+        Leaving the block returns the connection; it is discarded instead if
+        the block raised a connection error, a ``BaseException`` (timeout,
+        kill), or re-bound the connection.
+
+        :raises MaxConnectionReachedError: no connection within ``checkout_timeout``.
+        :raises BackendError: the servers cannot be reached (an ``ldap.SERVER_DOWN`` too).
+        :raises AuthenticationFailed: the bind was refused (also ``ldap.INVALID_CREDENTIALS``).
+        :raises PoolClosed: the pool is closed.
+        """
+        if bind is None:
+            bind = self.bind
+            credentials = self._credentials if passwd is None else Credentials(bind, passwd)
+        else:
+            credentials = Credentials(bind, self._credentials.reveal() if passwd is None else passwd)
+        if not self.use_pool:
+            return self._unpooled_connection(credentials)
+        pool: LDAPHooks = self if credentials.matches(self._credentials) else self._identity(credentials)
+        try:
+            return pool.get()
+        except BackendUnavailable as error:
+            raise BackendError(str(error)) from error.__cause__
+        except PoolTimeout as error:
+            raise MaxConnectionReachedError(str(error)) from error.__cause__
+
+    def purge(self, bind: str, passwd: str | None = None) -> None:
+        """Close the idle connections bound as ``bind`` (only those with another password, if given).
+
+        Connections in use are closed when they come back.
+        """
+        keep = None if passwd is None else Credentials(bind, passwd)
+        for key, pool in list(self._identities.items()):
+            if key[0] == bind and (keep is None or not pool._credentials.matches(keep)):
+                del self._identities[key]
+                pool.close(timeout=0)
+        if self._credentials.dn == bind and (keep is None or not self._credentials.matches(keep)):
+            self._drop_idle()
+
+    def _drop_idle(self) -> None:
+        # check-then-update: take every idle slot out before any close (which may switch)
+        idle = list(self._idle)
+        self._idle.clear()
+        for slot in idle:
+            self._drop(slot, None)
+
+    def authenticate(self, dn: str, password: str | bytes) -> bool:
+        """Check a user's password with a bind, on connections set apart for it.
+
+        Returns True if the server accepted the bind, False if it refused it
+        (``INVALID_CREDENTIALS``, never retried) or if ``password`` is empty
+        (refused client-side: nothing is sent).  The service connections are
+        never re-bound by this.
+
+        :raises PoolTimeout: no connection within ``checkout_timeout``.
+        :raises ldap.LDAPError: any other failure (server down, timeout...).
+        """
+        if not dn or not password:
+            logger.info("%s: authenticate(%r) refused client-side: empty DN or password", self.name, dn)
+            return False
+        pool = self._auth
+        if pool is None:
+            pool = self._auth = self._subpool(AuthPool, Credentials(None, None), self.auth_size, "auth")
+        with pool.get() as conn:
+            try:
+                conn.bind_as(dn, password if isinstance(password, str) else password.decode("utf-8"))
+            except ldap.INVALID_CREDENTIALS:
+                logger.info("%s: authenticate(%r): invalid credentials", self.name, dn)
+                return False
+        return True
+
+    # -- sub-pools ---------------------------------------------------------------------------------
+
+    def _subpool(self, cls: type[LDAPHooks], credentials: Credentials, size: int, label: str) -> Any:
+        pool = cls(
+            min_size=0, max_size=size, name=f"{self.name}[{label}]", timeout=self.timeout,
+            connect_timeout=self.connect_timeout, max_lifetime=self.max_lifetime, **self._core_options,
+        )
+        pool._setup(self._settings, credentials)
+        return pool
+
+    def _identity(self, credentials: Credentials) -> IdentityPool:
+        identities = self._identities
+        pool = identities.get(credentials.key)
+        if pool is not None:
+            identities.move_to_end(credentials.key)
+            return pool
+        if self._closed:
+            raise PoolClosed(f"{self.name} is closed")
+        if len(identities) >= self.max_identities:
+            self._evict_identity()
+        new: IdentityPool = self._subpool(IdentityPool, credentials, self.identity_size, credentials.dn)
+        identities[credentials.key] = new
+        return new
+
+    def _evict_identity(self) -> None:
+        """Close the least recently used identity sub-pool, preferring one with nothing in use."""
+        identities = self._identities
+        victim = next((k for k, p in identities.items() if not p._busy), next(iter(identities)))
+        pool = identities.pop(victim)
+        logger.debug("%s: closing the sub-pool of %r (max_identities reached)", self.name, victim[0])
+        pool.close(timeout=0)
+
+    def _all_pools(self) -> list[LDAPHooks]:
+        pools: list[LDAPHooks] = [self, *self._identities.values()]
+        if self._auth is not None:
+            pools.append(self._auth)
+        return pools
+
+    @contextmanager
+    def _unpooled_connection(self, credentials: Credentials) -> Iterator[LDAPConnection]:
+        with self._unpooled:
+            with gevent.Timeout(self.connect_timeout, BackendError(
+                f"{self.name}: no LDAP server reachable within {self.connect_timeout:g} s"
+            )):
+                conn, _server = open_bound(self._settings, credentials)
+            try:
+                yield conn
+            finally:
+                conn.close()
+
+    # -- lifecycle and reporting --------------------------------------------------------------------
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close this pool and its sub-pools (see :meth:`ConnectionPool.close`)."""
+        others = [p for p in self._all_pools() if p is not self]
+        self._identities.clear()
+        super().close(timeout)
+        for pool in others:
+            pool.close(timeout=0)
+
+    def __len__(self) -> int:
+        return sum(pool.size for pool in self._all_pools())
+
+    def __str__(self) -> str:
+        return status_table(self, self._all_pools())
+
+    def stats(self) -> dict[str, float]:
+        """The core's counters for the main identity, plus ``identities`` and ``auth_size``."""
+        stats = super().stats()
+        stats["identities"] = len(self._identities)
+        stats["identities_size"] = sum(p.size for p in self._identities.values())
+        stats["auth_pool_size"] = self._auth.size if self._auth is not None else 0
+        return stats
+
+
+#: ldappool's name for the same class.
+ConnectionManager = LDAPPool
+
