@@ -22,9 +22,9 @@ def check_invariants(pool: ConnectionPool[Any], *, max_size: int | None = None) 
     Checks, without I/O and without yielding:
 
     - ``idle + in use (or being checked) + opening <= max_size``, and no
-      negative count;
+      negative count; the inlined fast paths are off when closed or oversize;
     - every idle slot is IDLE, every checked-out slot IN_USE or CHECKING,
-      and filed under its own connection's id;
+      filed under its own connection's id, and belongs to this pool;
     - no connection or slot is filed twice;
     - no greenlet waits while a connection is idle, and no queued waiter
       already has a result; at most ``max_waiting`` waiters;
@@ -65,7 +65,7 @@ def pool_problems(pool: ConnectionPool[Any], *, max_size: int | None = None) -> 
     busy: dict[int, Slot[Any]] = dict(pool._busy)
     opening = pool._opening
     _check_counts(problems, pool, len(idle), len(busy), opening, bound)
-    _check_slots(problems, idle, busy)
+    _check_slots(problems, pool, idle, busy)
     _check_waiters(problems, pool, idle)
     if pool._closed:
         _check_closed(problems, pool, idle, opening)
@@ -87,13 +87,24 @@ def _check_counts(
             f"idle ({idle}) + in use/checking ({busy}) + opening ({opening}) = {total}"
             f" exceeds max_size={bound}"
         )
+    # the inlined checkout/return paths may run only in an open pool within its bound
+    if getattr(pool, "_fast", False) and (pool._closed or total > pool.max_size):
+        state = "closed" if pool._closed else f"size {total} > max_size {pool.max_size}"
+        problems.append(f"the fast path is enabled although the pool is {state}")
 
 
-def _check_slots(problems: list[str], idle: list[Slot[Any]], busy: dict[int, Slot[Any]]) -> None:
+def _check_slots(
+    problems: list[str], pool: ConnectionPool[Any], idle: list[Slot[Any]], busy: dict[int, Slot[Any]]
+) -> None:
     seen_conns: dict[int, str] = {}
     seen_slots: dict[int, str] = {}
 
     def seen(slot: Slot[Any], where: str) -> None:
+        # getattr: these two fields are newer than the checker's oldest pools
+        if getattr(slot, "pool", pool) is not pool:
+            problems.append(f"{where}: connection {slot.number} belongs to another pool")
+        if getattr(slot, "key", id(slot.conn)) != id(slot.conn):
+            problems.append(f"{where}: connection {slot.number} has a stale key (not its connection's id)")
         for table, key, what in ((seen_slots, id(slot), "slot"), (seen_conns, id(slot.conn), "connection")):
             if key in table:
                 problems.append(

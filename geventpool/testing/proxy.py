@@ -407,13 +407,12 @@ class FaultProxy:
             self._abort(link)
             return
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        host, port = self.upstream
         try:
-            address = gsocket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-            upstream = gsocket.socket(address[0], socket.SOCK_STREAM)
+            family, address = _resolve(*self.upstream)
+            upstream = gsocket.socket(family, socket.SOCK_STREAM)
             link.upstream = upstream
             upstream.settimeout(self.connect_timeout)
-            upstream.connect(address[4])
+            upstream.connect(address)
             upstream.settimeout(None)
             upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as error:
@@ -569,6 +568,18 @@ class FaultProxy:
         for greenlet in link.greenlets:
             if greenlet is not current:
                 greenlet.kill(block=False)
+
+
+def _resolve(host: str, port: int) -> tuple[int, Any]:
+    """Return (family, address) for a connect; IP literals skip the resolver."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family, (host, port)
+    info = gsocket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    return info[0], info[4]
 
 
 def _reset(sock: gsocket.socket) -> None:

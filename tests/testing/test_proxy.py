@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
+import gevent
 import pytest
 from gevent import socket as gsocket
 
@@ -59,7 +60,14 @@ def test_pass_relays_both_ways_and_counts(proxy: FaultProxy) -> None:
 def test_address_and_port_are_stable_across_modes(proxy: FaultProxy) -> None:
     address = proxy.address
     assert address[0] == "127.0.0.1" and address[1] > 0
-    for mode, params in (("refuse", {}), ("deaf", {}), ("pass", {}), ("flap", {"period": 0.05}), ("pass", {})):
+    steps: list[tuple[str, dict[str, float]]] = [
+        ("refuse", {}),
+        ("deaf", {}),
+        ("pass", {}),
+        ("flap", {"period": 0.05}),
+        ("pass", {}),
+    ]
+    for mode, params in steps:
         proxy.set_mode(mode, **params)
         assert proxy.address == address
     with connect(proxy) as client:
@@ -329,8 +337,11 @@ def test_flap_alternates_refuse_and_pass(proxy: FaultProxy) -> None:
     assert outcome() == "refuse"  # flap starts refusing
     seen = ["refuse"]
     for wanted in ("pass", "refuse", "pass"):
-        wait_until(lambda wanted=wanted: outcome() == wanted, timeout=2.0, interval=0.01,
-                   message=f"a connect that sees {wanted!r}")
+
+        def sees(wanted: str = wanted) -> bool:
+            return outcome() == wanted
+
+        wait_until(sees, timeout=2.0, interval=0.01, message=f"a connect that sees {wanted!r}")
         seen.append(wanted)
     proxy.set_mode("pass")
     for _ in range(3):
@@ -376,3 +387,49 @@ def test_bad_arguments_raise_configuration_error(kwargs: dict[str, object], name
     with pytest.raises(ConfigurationError, match=named):
         FaultProxy(**kwargs)  # type: ignore[arg-type]
     assert fd_count() == fds
+
+
+# -- more lifecycle ------------------------------------------------------------------------------
+
+
+def test_mode_set_before_start_applies_at_start(echo: EchoServer) -> None:
+    proxy = FaultProxy(echo.address)
+    proxy.set_mode("refuse")
+    with proxy:
+        with pytest.raises(ConnectionRefusedError):
+            connect(proxy)
+        proxy.set_mode("pass")
+        with connect(proxy) as client:
+            assert round_trip(client, b"up") == b"up"
+
+
+def test_reset_while_stalled_ends_the_held_relays(proxy: FaultProxy) -> None:
+    with connect(proxy) as client:
+        assert round_trip(client, b"ok") == b"ok"
+        proxy.set_mode("stall")
+        client.sendall(b"held")
+        gevent.sleep(0.01)  # let the relay pick the bytes up (either way the reset must end it)
+        greenlets = greenlet_count()
+        proxy.set_mode("reset")
+        with pytest.raises(ConnectionResetError):
+            client.recv(1)
+    assert proxy.connections == 0
+    # the link's two relays, and the echo server's handler behind it
+    wait_until(lambda: greenlet_count() <= greenlets - 3, message="the link's greenlets ended")
+
+
+def test_ipv6_loopback() -> None:
+    try:
+        server = EchoServer("::1").start()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        with FaultProxy(server.address, host="::1") as proxy:
+            assert proxy.address[0] == "::1"
+            with gsocket.create_connection(proxy.address, timeout=REPLY_TIMEOUT) as client:
+                assert round_trip(client, b"six") == b"six"
+            proxy.set_mode("deaf")
+            with pytest.raises(socket.timeout):
+                gsocket.create_connection(proxy.address, timeout=0.2)
+    finally:
+        server.stop()
