@@ -266,9 +266,19 @@ class LDAPPool(LDAPHooks):
         return new
 
     def _evict_identity(self) -> None:
-        """Close the least recently used identity sub-pool, preferring one with nothing in use."""
+        """Close the least recently used identity sub-pool that nobody uses or waits for.
+
+        When every sub-pool is busy, none is closed: the cap is exceeded until
+        one falls idle (closing a busy sub-pool would fail its waiters).
+        """
         identities = self._identities
-        victim = next((k for k, p in identities.items() if not p._busy), next(iter(identities)))
+        victim = next(
+            (key for key, p in identities.items() if not p._busy and not p._waiters and not p._opening), None
+        )
+        if victim is None:
+            logger.debug("%s: %d identities, all busy: max_identities exceeded for now", self.name,
+                         len(identities))
+            return
         pool = identities.pop(victim)
         logger.debug("%s: closing the sub-pool of %r (max_identities reached)", self.name, victim[0])
         pool.close(timeout=0)

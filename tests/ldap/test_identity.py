@@ -1,0 +1,162 @@
+"""Rows G1-G5 and A6: identities never mix, refused binds are never retried."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Callable
+
+import gevent
+import ldap
+import pytest
+
+from geventpool.ldap import AuthenticationFailed, LDAPPool
+from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, USER_PW, Slapd, free_port, service_dn, user_dn
+
+MakePool = Callable[..., LDAPPool]
+
+
+def test_user_bind_never_reaches_the_default_borrower(slapd: Slapd, make_pool: MakePool) -> None:
+    """G1."""
+    cm = make_pool(slapd.uri, size=1)
+    with cm.connection(user_dn(1), USER_PW) as conn:
+        assert conn.whoami_s() == f"dn:{user_dn(1)}"
+    with cm.connection() as conn:
+        assert conn.whoami_s() == f"dn:{SERVICE_DN}"
+    with cm.connection(user_dn(2), USER_PW) as conn:
+        assert conn.whoami_s() == f"dn:{user_dn(2)}"
+
+
+def test_same_dn_other_password_does_not_reuse(slapd: Slapd, make_pool: MakePool) -> None:
+    cm = make_pool(slapd.uri)
+    with cm.connection(user_dn(4), USER_PW) as conn:
+        good = conn
+    with pytest.raises(AuthenticationFailed):
+        with cm.connection(user_dn(4), "not-the-password"):
+            pass
+    with cm.connection(user_dn(4), USER_PW) as conn:
+        assert conn is good
+
+
+def test_failed_bind_is_raised_by_the_checkout(slapd: Slapd, make_pool: MakePool) -> None:
+    """G2: the refusal comes from the bind itself, never a lazy success."""
+    cm = make_pool(slapd.uri)
+    with pytest.raises(ldap.INVALID_CREDENTIALS):
+        with cm.connection(user_dn(5), "wrong"):
+            pytest.fail("a refused bind lent a connection")
+    with cm.connection() as conn:
+        assert conn.whoami_s() == f"dn:{SERVICE_DN}"
+
+
+def test_rebinding_inside_the_block_condemns_the_connection(slapd: Slapd, make_pool: MakePool) -> None:
+    """G2: a failed or foreign bind leaves the connection anonymous or someone else's: discarded."""
+    cm = make_pool(slapd.uri, size=1)
+    with cm.connection() as conn:
+        first = conn
+        with pytest.raises(ldap.INVALID_CREDENTIALS):
+            conn.simple_bind_s(user_dn(1), "wrong")
+    assert first.closed
+    with cm.connection() as conn:
+        second = conn
+        conn.simple_bind_s(user_dn(1), USER_PW)
+    assert second.closed
+    with cm.connection() as conn:
+        assert conn.whoami_s() == f"dn:{SERVICE_DN}"
+    assert cm.stats()["connections_discarded"] == 2
+
+
+def test_empty_password_is_refused_client_side(private_slapd: Slapd, make_pool: MakePool) -> None:
+    """A6: no BIND reaches the server."""
+    cm = make_pool(private_slapd.uri)
+    with cm.connection() as conn:
+        pass
+    binds = private_slapd.operation_count("Bind")
+    for password in ("", b""):
+        with pytest.raises(AuthenticationFailed) as info:
+            with cm.connection(user_dn(1), password):  # type: ignore[arg-type]
+                pass
+        assert "unauthenticated" in str(info.value)
+        with pytest.raises(AuthenticationFailed):
+            conn.simple_bind_s(user_dn(1), password)
+    assert cm.authenticate(user_dn(1), "") is False
+    assert private_slapd.operation_count("Bind") == binds + 1  # the monitor query's own bind
+
+
+def test_authenticate(slapd: Slapd, make_pool: MakePool) -> None:
+    cm = make_pool(slapd.uri, size=2, auth_size=2)
+    assert cm.authenticate(user_dn(10), USER_PW) is True
+    assert cm.authenticate(user_dn(10), "wrong") is False
+    assert cm.authenticate(f"uid=nobody,{user_dn(0).split(',', 1)[1]}", USER_PW) is False
+    with cm.connection() as conn:
+        assert conn.whoami_s() == f"dn:{SERVICE_DN}"
+    jobs = [gevent.spawn(cm.authenticate, user_dn(n % 50), USER_PW if n % 3 else "bad") for n in range(200)]
+    gevent.joinall(jobs, raise_error=True)
+    assert [g.value for g in jobs] == [bool(n % 3) for n in range(200)]
+    assert cm._auth is not None and cm._auth.size <= 2
+    assert cm.size <= 2  # user binds never touched the service connections
+
+
+def test_many_identities_no_mismatch(slapd: Slapd, make_pool: MakePool) -> None:
+    """G3: 200 greenlets, 20 users plus the service DN, every operation checks whoami."""
+    cm = make_pool(slapd.uri, size=5, identity_size=2, max_identities=8)
+    mismatches: list[str] = []
+    rng = random.Random(3)
+    plan = [rng.randrange(-1, 20) for _ in range(4000)]
+
+    def work(chunk: list[int]) -> None:
+        for n in chunk:
+            if n < 0:
+                with cm.connection() as conn:
+                    if conn.whoami_s() != f"dn:{SERVICE_DN}":
+                        mismatches.append("service")
+            else:
+                with cm.connection(user_dn(n), USER_PW) as conn:
+                    if conn.whoami_s() != f"dn:{user_dn(n)}":
+                        mismatches.append(user_dn(n))
+
+    gevent.joinall([gevent.spawn(work, plan[i::200]) for i in range(200)], raise_error=True)
+    assert mismatches == []
+    assert len(cm._identities) <= 20
+
+
+def test_invalid_service_password_fails_fast_without_failover(private_slapd: Slapd) -> None:
+    """G5 and D11: one BIND, no retry, no failover to the next URI."""
+    other = Slapd(users=1).start()
+    try:
+        before, other_before = private_slapd.operation_count("Bind"), other.operation_count("Bind")
+        cm = LDAPPool(f"{private_slapd.uri} {other.uri}", SERVICE_DN, "wrong", retry_max=3, checkout_timeout=5)
+        with gevent.Timeout(2):
+            with pytest.raises(ldap.INVALID_CREDENTIALS):
+                with cm.connection():
+                    pass
+        cm.close()
+        assert private_slapd.operation_count("Bind") == before + 1 + 1  # ours + the monitor query's
+        assert other.operation_count("Bind") == other_before + 1  # only the monitor query's
+    finally:
+        other.close()
+
+
+def test_rotated_password_backs_off_and_never_logs_it(
+    private_slapd: Slapd, make_pool: MakePool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """G4: new connections fail with AuthenticationFailed; no retry storm; the password is never logged."""
+    caplog.set_level(logging.DEBUG, logger="geventpool")
+    secret = "S3cr3t-SENTINEL-rotate"
+    private_slapd.set_password(service_dn(2), secret)
+    cm = make_pool(private_slapd.uri, service_dn(2), secret, size=2, min_size=0, max_lifetime=600)
+    with cm.connection() as conn:
+        assert conn.whoami_s() == f"dn:{service_dn(2)}"
+    private_slapd.set_password(service_dn(2), "rotated-elsewhere")
+    cm.purge(service_dn(2))
+    binds = private_slapd.operation_count("Bind")
+    failures = 0
+    for _ in range(5):
+        try:
+            with cm.connection():
+                pass
+        except ldap.INVALID_CREDENTIALS:
+            failures += 1
+    assert failures == 5
+    assert private_slapd.operation_count("Bind") - binds <= 5 + 1
+    assert secret not in caplog.text
+    assert secret not in str(cm) and secret not in repr(cm.stats())
