@@ -402,6 +402,14 @@ class ConnectionPool(CorePool[Any]):
             raise
         return conn
 
+    def _open_one(self) -> Slot[Any]:
+        slot = super()._open_one()
+        # A new connection idles like a returned one: checked once idle past ping_after.
+        good_until = slot.created + self._ping_window
+        if good_until < slot.good_until:
+            slot.good_until = good_until
+        return slot
+
     def _learn_driver(self, conn: Any) -> None:
         name = type(conn).__module__.split(".")[0]
         module = sys.modules.get(name) or sys.modules.get(name.lstrip("_"))

@@ -51,7 +51,6 @@ def make_pool(request: pytest.FixtureRequest) -> Iterator[Callable[..., Connecti
     for pool in pools:
         check_invariants(pool)
         pool.close(timeout=2)
-        check_invariants(pool)
 
 
 def _is_pg(args: tuple[Any, ...]) -> bool:

@@ -48,7 +48,7 @@ def test_get_put_and_the_dead_proxy(pg: PostgresServer, make_pool: MakePool) -> 
     assert _one(conn, "SELECT 41 + 1") == 42
     pool.put(conn)
     assert conn.returned
-    for use in (lambda: conn.cursor(), lambda: conn.autocommit, lambda: conn.commit(), lambda: conn.raw):
+    for use in (conn.cursor, lambda: conn.autocommit, conn.commit, lambda: conn.raw):
         with pytest.raises(ConnectionReturned, match="returned to pool"):
             use()
     with pytest.raises(ValueError, match="twice"):
@@ -201,7 +201,7 @@ def test_errors_classified_per_driver(pg: PostgresServer, make_pool: MakePool) -
     assert not pool.is_disconnect(psycopg2.errors.UniqueViolation())
 
 
-def test_d8_is_disconnect_override_recycles_read_only_nodes(pg: PostgresServer, make_pool: MakePool) -> None:
+def test_d8_is_disconnect_override_recycles_read_only_nodes(pg: PostgresServer) -> None:
     class ReadOnlyAware(ConnectionPool):
         def is_disconnect(self, exc: BaseException) -> bool:
             return getattr(exc, "pgcode", None) == "25006" or super().is_disconnect(exc)
@@ -216,7 +216,9 @@ def test_d8_is_disconnect_override_recycles_read_only_nodes(pg: PostgresServer, 
 
 
 @pytest.mark.parametrize("how", ["kill", "timeout"])
-def test_cancel_on_kill_stops_the_query_on_the_server(pg: PostgresServer, make_pool: MakePool, how: str) -> None:
+def test_cancel_on_kill_stops_the_query_on_the_server(
+    pg: PostgresServer, make_pool: MakePool, how: str
+) -> None:
     pool = make_pool(psycopg2, pg.dsn, max_size=2, application_name=f"cancel-{how}")
 
     def slow() -> None:
@@ -232,7 +234,7 @@ def test_cancel_on_kill_stops_the_query_on_the_server(pg: PostgresServer, make_p
         else:
             with pytest.raises(gevent.Timeout), gevent.Timeout(0.3):
                 slow()
-        wait_until(lambda: not pg.running_queries("cancel-me"), 2, message="query still running on the server")
+        wait_until(lambda: not pg.running_queries("cancel-me"), 2, message="query still running")
         assert monitor.max_stall < 0.1
     wait_until(lambda: not pg.sessions(f"cancel-{how}"), 2)
     stats = pool.stats()
@@ -296,7 +298,9 @@ def test_check_callback(pg: PostgresServer, make_pool: MakePool) -> None:
     assert len(calls) == 2
 
 
-def test_leaked_proxy_is_reclaimed(pg: PostgresServer, make_pool: MakePool, caplog: pytest.LogCaptureFixture) -> None:
+def test_leaked_proxy_is_reclaimed(
+    pg: PostgresServer, make_pool: MakePool, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="geventpool")
     pool = make_pool(psycopg2, pg.dsn, max_size=1, timeout=5)
     pool.get()  # dropped at once
