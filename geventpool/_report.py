@@ -26,7 +26,11 @@ def stats_of(pool: ConnectionPool[Any]) -> dict[str, float]:
         "pool_opening": pool._opening,
         "requests_waiting": len(pool._waiters),
     }
-    stats["requests_num"] = pool._requests
+    live_uses = sum(s.uses for s in (*pool._idle, *pool._busy.values()))
+    counters = pool._counters
+    stats["requests_num"] = (
+        live_uses + pool._closed_uses + counters["requests_errors"] + counters["requests_too_many"]
+    )
     stats["usage_ms"] = pool._usage * 1000.0
     stats.update(pool._counters)
     for key in ("requests_wait_ms", "connections_ms", "usage_ms"):

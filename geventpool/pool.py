@@ -190,10 +190,9 @@ class ConnectionPool(Generic[C]):
         self._started = False
         self._closed = False
         self._fast = False  # started, open, not above max_size: the inlined paths apply
-        self._requests = 0
+        self._closed_uses = 0  # checkouts served by connections since closed
         self._usage = 0.0
         self._epoch = object()  # background greenlets of an older epoch stop
-        self._suspect_before = -1.0  # idle connections last checked before this are suspect
         self._failures = 0
         self._failing_since: float | None = None
         self._last_error: BaseException | None = None
@@ -273,14 +272,13 @@ class ConnectionPool(Generic[C]):
         if self._fast and self._idle:
             slot = self._pop_idle()
             now = self._clock()
-            if now < slot.good_until and slot.checked_at >= self._suspect_before:
+            if now < slot.good_until:
                 # check-then-update: no greenlet switch in here
                 slot.state = _IN_USE
                 slot.checked_out_at = now
                 slot.holder = getcurrent()
                 slot.uses += 1
                 self._busy[slot.key] = slot
-                self._requests += 1
                 if self._track_frames:
                     slot.frame = sys._getframe(1)
                     slot.frame_line = slot.frame.f_lineno
@@ -308,7 +306,6 @@ class ConnectionPool(Generic[C]):
             self._start()
         if self._closed:
             raise PoolClosed(f"{self.name} is closed")
-        self._requests += 1
         idle = self._idle
         while idle:
             slot = self._pop_idle()
@@ -317,8 +314,7 @@ class ConnectionPool(Generic[C]):
                 self._drop(slot, None)
                 continue
             self._lend(slot, now)
-            needs_check = now >= slot.good_until or slot.checked_at < self._suspect_before
-            if needs_check and not self._check_lent(slot):
+            if now >= slot.good_until and not self._check_lent(slot):
                 continue
             return slot
         return self._wait(timeout)
@@ -481,8 +477,9 @@ class ConnectionPool(Generic[C]):
         self._counters["connections_discarded"] += 1
         if error is not None and isinstance(error, (*self.exc_classes, OSError)):
             self._counters["connections_lost"] += 1
-            # A server restart breaks every older connection: check them before reuse.
-            self._suspect_before = self._clock()
+            # A server restart breaks every older connection: check idle ones before reuse.
+            for idle in self._idle:
+                idle.good_until = -1.0
         logger.debug("%s: discarding connection %d after %r", self.name, slot.number, error)
         self._drop(slot, error)
 
@@ -491,6 +488,7 @@ class ConnectionPool(Generic[C]):
         slot.state = _CLOSED
         slot.holder = None
         slot.frame = None
+        self._closed_uses += slot.uses
         self._ensure_connectors()
         try:
             self._close_connection(slot.conn)
@@ -574,7 +572,8 @@ class ConnectionPool(Generic[C]):
 
     def _connect_failed(self, error: Exception) -> None:
         self._counters["connections_errors"] += 1
-        self._last_error = error
+        # Keep the error, not its frames: they may hold the half-built socket open.
+        self._last_error = error.with_traceback(None)
         self._failures += 1
         now = self._clock()
         if self._failing_since is None:
