@@ -770,6 +770,10 @@ class ConnectionPool(Generic[C]):
                 if greenlet is not current:
                     greenlet.kill(block=False)
             group.join(timeout=max(deadline - self._clock(), 0.1))
+            if all(greenlet.dead for greenlet in group):
+                # connectors killed before they ran never released their reservation
+                self._opening = 0
+                self._connectors = 0
         self._filled.set()
 
     @property
