@@ -35,8 +35,8 @@ import logging
 import math
 import socket
 import struct
-from types import TracebackType
-from typing import Any
+from types import MappingProxyType, TracebackType
+from typing import Any, Mapping
 
 import gevent
 import gevent.event
@@ -51,8 +51,8 @@ __all__ = ["FaultProxy", "MODES"]
 
 logger = logging.getLogger("geventpool.testing")
 
-#: Every mode and the parameters it takes.
-MODES: dict[str, tuple[str, ...]] = {
+#: Every mode and the parameters it takes (read-only).
+MODES: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "pass": (),
     "delay": ("ms",),
     "drip": ("bytes_per_sec",),
@@ -65,7 +65,7 @@ MODES: dict[str, tuple[str, ...]] = {
     "refuse": (),
     "deaf": (),
     "flap": ("period",),
-}
+})
 
 _BUFSIZE = 65536
 _RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
@@ -249,7 +249,7 @@ class FaultProxy:
         with self._lock:
             self._stop_flapper()
             self._mode = mode
-            self._params = {name: float(value) for name, value in params.items()}
+            self._params = dict(params)
             self._generation += 1
             changed, self._mode_changed = self._mode_changed, gevent.event.Event()
             changed.set()  # wakes relays holding data in "stall"
