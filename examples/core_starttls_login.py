@@ -20,6 +20,7 @@ Run: ``python examples/core_starttls_login.py``
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 
@@ -70,6 +71,8 @@ def send(pool, data):
 
 
 def main():
+    # the failed logins of part 3 are logged at WARNING by the pool
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     directory = tempfile.mkdtemp(prefix="geventpool-example-")
     try:
         run(directory)
