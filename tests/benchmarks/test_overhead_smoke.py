@@ -87,7 +87,7 @@ def test_script_prints_the_table_without_peers(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("| implementation | µs/cycle (median)")
+    assert lines[0].startswith("| implementation | µs/cycle (CPU, median)")
     rows = {line.split(" | ")[0].lstrip("| "): line for line in lines if line.startswith("| ")}
     assert rows["floor: gevent Queue + thinnest `with`"].endswith("| 1.00x |")
     assert rows["geventpool `with pool.get()`"].endswith("x |")
