@@ -30,13 +30,10 @@ as in ``pass``.
 
 from __future__ import annotations
 
-import errno
 import logging
-import math
 import socket
-import struct
-from types import MappingProxyType, TracebackType
-from typing import Any, Mapping
+from types import TracebackType
+from typing import Any
 
 import gevent
 import gevent.event
@@ -46,29 +43,15 @@ from gevent import getcurrent
 from gevent import socket as gsocket
 
 from ..errors import ConfigurationError
+from ._modes import MODES, check_mode, is_number, is_port
+from ._sockets import reset, resolve, shutdown_write
 
 __all__ = ["FaultProxy", "MODES"]
 
 logger = logging.getLogger("geventpool.testing")
 
-#: Every mode and the parameters it takes (read-only).
-MODES: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "pass": (),
-    "delay": ("ms",),
-    "drip": ("bytes_per_sec",),
-    "stall": (),
-    "blackhole": (),
-    "reset": (),
-    "half_close": (),
-    "truncate": ("n",),
-    "corrupt": ("n",),
-    "refuse": (),
-    "deaf": (),
-    "flap": ("period",),
-})
 
 _BUFSIZE = 65536
-_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
 class _Link:
@@ -136,16 +119,16 @@ class FaultProxy:
             not isinstance(upstream, tuple)
             or len(upstream) != 2
             or not isinstance(upstream[0], str)
-            or not _is_port(upstream[1], allow_zero=False)
+            or not is_port(upstream[1], allow_zero=False)
         ):
             raise ConfigurationError(
                 f"FaultProxy: upstream must be (host, port) with 1 <= port <= 65535, got {upstream!r}"
             )
         if not isinstance(host, str) or not host:
             raise ConfigurationError(f"FaultProxy: host must be a non-empty str, got {host!r}")
-        if not _is_port(port, allow_zero=True):
+        if not is_port(port, allow_zero=True):
             raise ConfigurationError(f"FaultProxy: port must be an int in 0..65535, got {port!r}")
-        if not _is_number(connect_timeout) or connect_timeout <= 0:
+        if not is_number(connect_timeout) or connect_timeout <= 0:
             raise ConfigurationError(
                 f"FaultProxy: connect_timeout must be a finite number > 0, got {connect_timeout!r}"
             )
@@ -245,7 +228,7 @@ class FaultProxy:
         :raises ConfigurationError: unknown mode, or a missing, unexpected or
             invalid parameter (the message names it).
         """
-        _check_mode(mode, params)
+        check_mode(mode, params)
         with self._lock:
             self._stop_flapper()
             self._mode = mode
@@ -408,7 +391,7 @@ class FaultProxy:
             return
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            family, address = _resolve(*self.upstream)
+            family, address = resolve(*self.upstream)
             upstream = gsocket.socket(family, socket.SOCK_STREAM)
             link.upstream = upstream
             upstream.settimeout(self.connect_timeout)
@@ -468,7 +451,7 @@ class FaultProxy:
     def _pass_eof(self, link: _Link, to_upstream: bool) -> None:
         if to_upstream and link.to_upstream_open:
             link.to_upstream_open = False
-            _shutdown_write(link.upstream)
+            shutdown_write(link.upstream)
         elif not to_upstream:
             self._close_to_client(link)
 
@@ -537,7 +520,7 @@ class FaultProxy:
     def _close_to_client(self, link: _Link) -> None:
         if link.to_client_open:
             link.to_client_open = False
-            _shutdown_write(link.client)
+            shutdown_write(link.client)
 
     def _truncate(self, link: _Link) -> None:
         """End the response: EOF to the client, drop the server; the client may still close."""
@@ -563,71 +546,8 @@ class FaultProxy:
         self._links.discard(link)
         for sock in (link.client, link.upstream):
             if sock is not None:
-                _reset(sock)
+                reset(sock)
         current = getcurrent()
         for greenlet in link.greenlets:
             if greenlet is not current:
                 greenlet.kill(block=False)
-
-
-def _resolve(host: str, port: int) -> tuple[int, Any]:
-    """Return (family, address) for a connect; IP literals skip the resolver."""
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        return family, (host, port)
-    info = gsocket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-    return info[0], info[4]
-
-
-def _reset(sock: gsocket.socket) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST)
-    except OSError:
-        pass  # already closed, or never connected
-    sock.close()
-
-
-def _shutdown_write(sock: gsocket.socket | None) -> None:
-    if sock is None:
-        return
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError as error:
-        if error.errno not in (errno.ENOTCONN, errno.EBADF):
-            raise
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_port(value: object, allow_zero: bool) -> bool:
-    lowest = 0 if allow_zero else 1
-    return isinstance(value, int) and not isinstance(value, bool) and lowest <= value <= 65535
-
-
-def _check_mode(mode: object, params: dict[str, Any]) -> None:
-    if not isinstance(mode, str) or mode not in MODES:
-        raise ConfigurationError(f"FaultProxy: unknown mode {mode!r}; modes: {', '.join(MODES)}")
-    wanted = MODES[mode]
-    for name in params:
-        if name not in wanted:
-            raise ConfigurationError(f"FaultProxy: mode {mode!r} takes no parameter {name!r}")
-    for name in wanted:
-        if name not in params:
-            raise ConfigurationError(f"FaultProxy: mode {mode!r} needs the parameter {name}=")
-        value = params[name]
-        if name == "n":
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            rule = "an int >= 0"
-        elif name == "ms":
-            ok = _is_number(value) and value >= 0
-            rule = "a finite number >= 0"
-        else:
-            ok = _is_number(value) and value > 0
-            rule = "a finite number > 0"
-        if not ok:
-            raise ConfigurationError(f"FaultProxy: {mode} parameter {name} must be {rule}, got {value!r}")
