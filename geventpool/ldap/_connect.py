@@ -122,6 +122,7 @@ def _open_ldaps(server: LDAPServer, settings: Settings) -> LDAPConnection:
         fd = conn._l.get_option(ldap.OPT_DESC)
         os.set_blocking(fd, False)
         conn._set_fd(fd)
+        conn._set_tls()
         conn._wait_result(msgid, 1, settings.op_timeout, 0, 0, 1)
     except BaseException:
         conn.close()

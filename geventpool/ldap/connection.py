@@ -69,6 +69,8 @@ DEFAULT_OPERATION_TIMEOUT = 30.0
 # finished writing, neither of which makes the socket readable.
 _RECHECK_FIRST = 0.05
 _RECHECK_MAX = 1.0
+# Polls after a wake-up that found nothing, before waiting on the socket again.
+_EXTRA_POLLS = 2
 
 _T = TypeVar("_T")
 _monotonic = time.monotonic
@@ -104,6 +106,7 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         d["_fd"] = sock.fileno() if sock is not None else -1
         d["_watcher"] = None
         d["_hub"] = None
+        d["_tls"] = False
         d["_broken"] = False
         d["_closed"] = False
         d["bound_dn"] = None  # DN of the last successful bind; "" = anonymous bind
@@ -131,6 +134,9 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
 
     def _set_fd(self, fd: int) -> None:
         self.__dict__["_fd"] = fd
+
+    def _set_tls(self) -> None:
+        self.__dict__["_tls"] = True
 
     def close(self) -> None:
         """Unbind (best effort, no waiting) and close the socket; idempotent."""
@@ -269,6 +275,8 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         gathered: list[Any] = []
         deadline = 0.0
         recheck = _RECHECK_FIRST
+        extra_polls = _EXTRA_POLLS if d["_tls"] else 0
+        retries = extra_polls
         try:
             while True:
                 if sent:
@@ -286,6 +294,12 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
                         continue
                     if timeout == 0:
                         return None
+                    if retries:
+                        # Over TLS a read can consume records that carry no LDAP message
+                        # (session tickets) and leave the answer buffered inside libldap,
+                        # where the socket's readiness cannot show it: poll again first.
+                        retries -= 1
+                        continue
                 now = _monotonic()
                 if not deadline:
                     deadline = now + timeout
@@ -297,6 +311,7 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
                     recheck = min(recheck * 2, _RECHECK_MAX)
                 else:
                     self._wait_readable(remaining)
+                retries = extra_polls
         except LDAPError as error:
             if isinstance(error, LOST_CONNECTION_ERRORS):
                 d["_broken"] = True
@@ -423,6 +438,7 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
     def start_tls_s(self) -> None:
         """Negotiate TLS; the handshake runs in gevent's threadpool (libldap does it in C)."""
         self._in_thread(self._l.start_tls_s)
+        self.__dict__["_tls"] = True
 
     def sasl_interactive_bind_s(
         self, who: str, auth: Any, serverctrls: Any = None, clientctrls: Any = None,

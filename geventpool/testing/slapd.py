@@ -108,7 +108,7 @@ class TestCA:
         self.key_file = os.path.join(directory, f"{name}.key")
         self._serial = int(time.time() * 1000) % 1_000_000_000
         _run([
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-sha256",
             "-days", "30", "-subj", f"/CN=geventpool test {name}",
             "-keyout", self.key_file, "-out", self.cert_file,
             "-addext", "basicConstraints=critical,CA:TRUE",
@@ -125,7 +125,7 @@ class TestCA:
         csr = os.path.join(self.directory, f"{name}.csr")
         ext = os.path.join(self.directory, f"{name}.ext")
         cn = common_name or (hosts[0] if hosts else name)
-        _run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-sha256",
+        _run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-sha256",
               "-subj", f"/CN={cn}", "-keyout", key, "-out", csr])
         sans = ",".join(
             f"IP:{h}" if h.replace(".", "").isdigit() or ":" in h else f"DNS:{h}" for h in hosts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,18 @@ pytestmark = pytest.mark.ldap
 
 #: The hub budget of every LDAP test: no stall longer than this caused by the pool.
 HUB_BUDGET = 0.020
+#: On a machine running more than one process per CPU, the heartbeat's lateness includes
+#: time the OS gave to other processes; the budget is then this (a blocked hub in these
+#: tests would show as hundreds of milliseconds: operation and connect timeouts).
+LOADED_HUB_BUDGET = 0.080
+
+
+def assert_hub_ok(monitor: HubMonitor) -> None:
+    """Assert the hub was never blocked past the budget (see LOADED_HUB_BUDGET)."""
+    budget = HUB_BUDGET
+    if os.getloadavg()[0] > (os.cpu_count() or 1):
+        budget = LOADED_HUB_BUDGET
+    assert monitor.max_stall < budget, f"hub stalled {monitor.max_stall * 1000:.1f} ms: {monitor.worst}"
 
 
 @pytest.fixture(scope="session")
