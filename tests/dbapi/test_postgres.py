@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+import gevent.event
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
@@ -323,15 +324,17 @@ def test_j1_steady_load(pg: PostgresServer, make_pool: MakePool) -> None:
                 cur.execute("SELECT 1")
                 done.append(cur.fetchone()[0])
 
+    stop = gevent.event.Event()
+
     def watch() -> None:
-        while True:
+        while not stop.wait(0.05):
             max_sessions[0] = max(max_sessions[0], len(pg.sessions("j1")))
-            gevent.sleep(0.05)
 
     watcher = gevent.spawn(watch)
     with HubMonitor() as monitor:
         gevent.joinall([gevent.spawn(work, 50) for _ in range(200)], raise_error=True)
-    watcher.kill()
+    stop.set()
+    watcher.join(5)
     assert len(done) == 10_000
     assert max_sessions[0] <= 10
     assert pool.stats()["pool_in_use"] == 0
