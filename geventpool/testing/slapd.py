@@ -54,6 +54,7 @@ USER_PW = "userpw"
 _SLAPD = "/usr/sbin/slapd"
 _SLAPADD = "/usr/sbin/slapadd"
 _SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
+_EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
 
 
 def user_dn(number: int) -> str:
@@ -108,7 +109,7 @@ class TestCA:
         self.key_file = os.path.join(directory, f"{name}.key")
         self._serial = int(time.time() * 1000) % 1_000_000_000
         _run([
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-sha256",
+            "openssl", "req", "-x509", *_EC_KEY, "-nodes", "-sha256",
             "-days", "30", "-subj", f"/CN=geventpool test {name}",
             "-keyout", self.key_file, "-out", self.cert_file,
             "-addext", "basicConstraints=critical,CA:TRUE",
@@ -125,7 +126,7 @@ class TestCA:
         csr = os.path.join(self.directory, f"{name}.csr")
         ext = os.path.join(self.directory, f"{name}.ext")
         cn = common_name or (hosts[0] if hosts else name)
-        _run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-sha256",
+        _run(["openssl", "req", *_EC_KEY, "-nodes", "-sha256",
               "-subj", f"/CN={cn}", "-keyout", key, "-out", csr])
         sans = ",".join(
             f"IP:{h}" if h.replace(".", "").isdigit() or ":" in h else f"DNS:{h}" for h in hosts

@@ -64,7 +64,9 @@ def make_pool() -> Iterator[Callable[..., LDAPPool]]:
     """Build LDAP pools that are invariant-checked and closed at the end of the test."""
     pools: list[LDAPPool] = []
 
-    def make(uri: str, bind: str | None = SERVICE_DN, passwd: str | None = SERVICE_PW, **kwargs: Any) -> LDAPPool:
+    def make(
+        uri: str, bind: str | None = SERVICE_DN, passwd: str | None = SERVICE_PW, **kwargs: Any
+    ) -> LDAPPool:
         kwargs.setdefault("checkout_timeout", 10)
         pool = LDAPPool(uri, bind, passwd, **kwargs)
         pools.append(pool)

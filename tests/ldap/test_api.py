@@ -110,7 +110,8 @@ def test_python_ldap_methods_work(private_slapd: Slapd, make_pool: MakePool) -> 
     cm = make_pool(private_slapd.uri, ADMIN_DN, ADMIN_PW)
     dn = f"uid=new,ou=people,{SUFFIX}"
     with cm.connection() as conn:
-        conn.add_s(dn, [("objectClass", [b"inetOrgPerson"]), ("uid", [b"new"]), ("cn", [b"N"]), ("sn", [b"N"])])
+        attrs = [("objectClass", [b"inetOrgPerson"]), ("uid", [b"new"]), ("cn", [b"N"]), ("sn", [b"N"])]
+        conn.add_s(dn, attrs)
         conn.modify_s(dn, [(ldap.MOD_REPLACE, "mail", [b"new@example.com"])])
         assert conn.compare_s(dn, "mail", b"new@example.com") is True
         assert conn.compare_s(dn, "mail", b"other@example.com") is False

@@ -1,4 +1,4 @@
-"""Rows I3, E3, E4, D12, C2, C3: the hub keeps running, every wait is bounded, interrupted work is discarded."""
+"""Rows I3, E3, E4, D12, C2, C3: the hub runs, every wait is bounded, interrupted work is discarded."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from .conftest import assert_hub_ok
 MakePool = Callable[..., LDAPPool]
 
 
-def test_hub_runs_during_connect_bind_search_tls(slapd: Slapd, make_pool: MakePool, hub: HubMonitor) -> None:
+def test_hub_runs_during_connect_bind_search_tls(
+    slapd: Slapd, make_pool: MakePool, hub: HubMonitor
+) -> None:
     """I3: the whole life of plain, StartTLS and ldaps pools costs no hub stall over the budget."""
     pools = [
         make_pool(slapd.uri, size=4),
@@ -29,7 +31,8 @@ def test_hub_runs_during_connect_bind_search_tls(slapd: Slapd, make_pool: MakePo
 
     def work(pool: LDAPPool, n: int) -> None:
         with pool.connection() as conn:
-            assert len(conn.search_s(f"ou=people,{SUFFIX}", ldap.SCOPE_ONELEVEL, f"(uid=user0{n % 10}*)")) == 100
+            found = conn.search_s(f"ou=people,{SUFFIX}", ldap.SCOPE_ONELEVEL, f"(uid=user0{n % 10}*)")
+            assert len(found) == 100
         assert pool.authenticate(user_dn(n), "userpw")
 
     gevent.joinall([gevent.spawn(work, p, n) for p in pools for n in range(12)], raise_error=True)
@@ -59,7 +62,8 @@ def test_paused_server_times_out_the_operation_not_the_hub(
     with cm.connection() as conn:
         assert conn is not stale
         assert conn.whoami_s() == f"dn:{SERVICE_DN}"
-        assert conn.search_s(user_dn(2), ldap.SCOPE_BASE, attrlist=["uid"]) == [(user_dn(2), {"uid": [b"user0002"]})]
+        found = conn.search_s(user_dn(2), ldap.SCOPE_BASE, attrlist=["uid"])
+        assert found == [(user_dn(2), {"uid": [b"user0002"]})]
 
 
 @pytest.mark.parametrize("uri_kind", ["plain", "starttls", "ldaps"])
@@ -123,7 +127,9 @@ def test_blackholed_connection_times_out(slapd: Slapd, make_pool: MakePool, hub:
         assert_hub_ok(hub)
 
 
-def test_gevent_timeout_mid_operation_discards(private_slapd: Slapd, make_pool: MakePool, hub: HubMonitor) -> None:
+def test_gevent_timeout_mid_operation_discards(
+    private_slapd: Slapd, make_pool: MakePool, hub: HubMonitor
+) -> None:
     """C3: a gevent.Timeout (or a kill) during an operation abandons it and discards the connection."""
     cm = make_pool(private_slapd.uri, size=2, min_size=2)
     cm.wait(5)
@@ -145,7 +151,7 @@ def test_gevent_timeout_mid_operation_discards(private_slapd: Slapd, make_pool: 
         job = gevent.spawn(search)
         wait_until(lambda: cm.stats()["pool_in_use"] == 1, timeout=5)
         job.kill(block=True, timeout=2)
-        assert job.dead and isinstance(job.value, gevent.GreenletExit) or job.exception is None
+        assert (job.dead and isinstance(job.value, gevent.GreenletExit)) or job.exception is None
         assert cm.stats()["connections_discarded"] == 2
         assert_hub_ok(hub)
     finally:

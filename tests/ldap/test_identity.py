@@ -11,7 +11,7 @@ import ldap
 import pytest
 
 from geventpool.ldap import AuthenticationFailed, LDAPPool
-from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, USER_PW, Slapd, free_port, service_dn, user_dn
+from geventpool.testing.slapd import SERVICE_DN, USER_PW, Slapd, service_dn, user_dn
 
 MakePool = Callable[..., LDAPPool]
 
@@ -124,7 +124,8 @@ def test_invalid_service_password_fails_fast_without_failover(private_slapd: Sla
     other = Slapd(users=1).start()
     try:
         before, other_before = private_slapd.operation_count("Bind"), other.operation_count("Bind")
-        cm = LDAPPool(f"{private_slapd.uri} {other.uri}", SERVICE_DN, "wrong", retry_max=3, checkout_timeout=5)
+        uris = f"{private_slapd.uri} {other.uri}"
+        cm = LDAPPool(uris, SERVICE_DN, "wrong", retry_max=3, checkout_timeout=5)
         with gevent.Timeout(2):
             with pytest.raises(ldap.INVALID_CREDENTIALS):
                 with cm.connection():
