@@ -9,7 +9,9 @@ for a connection while the server was down wait in the pool's queue; the
 pool reconnects in the background with backoff.  No call fails.
 
 A progress line is printed every second; at the end, a summary, the pool's
-status table and ``pool.stats()``.  The exit status is 1 if any call failed.
+status table and ``pool.stats()``.  Meanwhile ``geventpool.testing`` checks
+the pool's bookkeeping every 50 ms and measures how long the hub was blocked.
+The exit status is 1 if any call failed or any invariant broke.
 Needs only gevent and geventpool; no network.
 
 Run: ``python examples/demo.py`` (about 9 s), or ``--quick`` (about 3 s).
@@ -29,6 +31,7 @@ from _servers import LineServer
 from gevent import socket
 
 from geventpool import ConnectionPool, retry
+from geventpool.testing import HubMonitor, pool_problems
 
 log = logging.getLogger("demo")
 
@@ -74,6 +77,8 @@ class Tally:
         self.failed = 0  # calls that raised despite @retry
         self.failures = []
         self.after_restart = 0  # calls completed after the restart
+        self.checks = 0  # invariant checks of the pool's bookkeeping
+        self.problems = []  # broken invariants seen
 
 
 def run(plan, pool_timeout):
@@ -107,6 +112,15 @@ def run(plan, pool_timeout):
                 if restarted.is_set():
                     tally.after_restart += 1
 
+    def check():
+        tally.checks += 1
+        tally.problems.extend(pool_problems(pool))
+
+    def watch():
+        while True:
+            check()
+            gevent.sleep(0.05)
+
     started = time.monotonic()
 
     def elapsed():
@@ -132,6 +146,8 @@ def run(plan, pool_timeout):
     for _ in range(plan.greenlets):
         callers.spawn(caller, stop)
     ticker = gevent.spawn(progress)
+    watcher = gevent.spawn(watch)
+    monitor = HubMonitor().start()
 
     gevent.sleep(max(plan.kill_at - elapsed(), 0))
     reset = server.kill()
@@ -145,7 +161,10 @@ def run(plan, pool_timeout):
     stop.set()
     callers.join(timeout=20)
     ticker.kill()
+    watcher.kill()
+    monitor.stop()
     duration = elapsed()
+    check()
     stats = pool.stats()
     print()
     print(f"summary: {tally.calls} operations by {plan.greenlets} greenlets in {duration:.1f} s "
@@ -155,6 +174,9 @@ def run(plan, pool_timeout):
     print(f"  connections opened: {stats['connections_num']:.0f}, lost: {stats['connections_lost']:.0f}, "
           f"connect attempts refused while down: {stats['connections_errors']:.0f}")
     print(f"  operations after the restart: {tally.after_restart}")
+    print(f"  pool invariants checked {tally.checks} times: "
+          f"{'all held' if not tally.problems else f'{len(tally.problems)} broken'}")
+    print(f"  longest the gevent hub was blocked: {monitor.max_stall * 1000:.1f} ms")
     print()
     print(pool)
     print()
@@ -162,6 +184,7 @@ def run(plan, pool_timeout):
     for key, value in stats.items():
         print(f"  {key:22s} {value:g}")
     pool.close()
+    check()
     server.stop()
     ok = True
     if len(callers):
@@ -169,6 +192,9 @@ def run(plan, pool_timeout):
         ok = False
     if tally.failed:
         print(f"FAILED: {tally.failed} calls failed, first: {tally.failures[0]}")
+        ok = False
+    if tally.problems:
+        print(f"FAILED: pool invariants broken {len(tally.problems)} times, first: {tally.problems[:3]}")
         ok = False
     if not tally.after_restart:
         print("FAILED: no operation completed after the restart")

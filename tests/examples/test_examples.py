@@ -78,6 +78,7 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
             "server killed: 10 connections reset, listener closed",
             "server restarted on 127.0.0.1:",
             "failed calls: 0 (expected 0)",
+            "times: all held",
             "| Slot | State",  # the status table (its widths follow its content)
             "Holder |",
             "pool.stats():",
