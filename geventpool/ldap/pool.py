@@ -162,7 +162,7 @@ class LDAPPool(LDAPHooks):
         self.operation_timeout = op_timeout
         self.tls = tls
         self.connector_cls = connector_cls
-        self.servers: tuple[Any, ...] = servers
+        self.ldap_servers: tuple[Any, ...] = servers
         self._identities: OrderedDict[tuple[str, bytes], IdentityPool] = OrderedDict()
         self._auth: AuthPool | None = None
         self._unpooled = gevent.lock.BoundedSemaphore(size)

@@ -28,8 +28,10 @@ def _whoami_all(cm: LDAPPool, n: int) -> list[str]:
             lease.__exit__(None, None, None)
 
 
-def test_restart_costs_at_most_one_failed_call(private_slapd: Slapd, make_pool: MakePool, hub: HubMonitor) -> None:
-    """D10 (and D1/D2's pool-wide invalidation): bound identities survive; one failure at most; @retry hides it."""
+def test_restart_costs_at_most_one_failed_call(
+    private_slapd: Slapd, make_pool: MakePool, hub: HubMonitor
+) -> None:
+    """D10 and the pool-wide invalidation: identities survive; one failure at most; @retry hides it."""
     cm = make_pool(private_slapd.uri, size=4, min_size=4)
     cm.wait(5)
     with cm.connection(user_dn(1), USER_PW) as conn:
@@ -94,7 +96,9 @@ def test_killed_server_mid_query(private_slapd: Slapd, make_pool: MakePool) -> N
 
 
 @pytest.mark.parametrize("fault", ["refuse", "deaf", "paused"])
-def test_failover_to_the_second_server(slapd: Slapd, private_slapd: Slapd, fault: str, hub: HubMonitor) -> None:
+def test_failover_to_the_second_server(
+    slapd: Slapd, private_slapd: Slapd, fault: str, hub: HubMonitor
+) -> None:
     """D11: p1 refusing, deaf or frozen: the pool connects to p2 within connect_timeout per attempt."""
     with FaultProxy(upstream=("127.0.0.1", private_slapd.port)) as proxy:
         if fault == "paused":
@@ -130,7 +134,7 @@ def test_unreachable_servers_give_backend_error(make_pool: MakePool) -> None:
 def test_broken_bytes_discard_the_connection(
     slapd: Slapd, make_pool: MakePool, mode: str, params: dict[str, int]
 ) -> None:
-    """E1/E2: RST, truncation, corruption, half-close: an LDAP error within the timeout; discarded; refilled."""
+    """E1/E2: RST, truncation, corruption, half-close: an LDAP error in time; discarded; refilled."""
     with FaultProxy(upstream=("127.0.0.1", slapd.port)) as proxy:
         cm = make_pool(f"ldap://127.0.0.1:{proxy.port}", size=1, timeout=1)
         with cm.connection() as conn:
@@ -145,4 +149,5 @@ def test_broken_bytes_discard_the_connection(
         assert first.closed
         proxy.set_mode("pass")
         with cm.connection() as conn:
-            assert conn.search_s(user_dn(1), ldap.SCOPE_BASE, attrlist=["uid"])[0][1] == {"uid": [b"user0001"]}
+            found = conn.search_s(user_dn(1), ldap.SCOPE_BASE, attrlist=["uid"])
+            assert found[0][1] == {"uid": [b"user0001"]}

@@ -62,7 +62,9 @@ def test_verified_tls_works_and_sets_no_global_option(slapd: Slapd, make_pool: M
 
 
 @pytest.mark.parametrize("mode", ["starttls", "ldaps"])
-def test_unknown_ca_fails_before_any_bind(slapd: Slapd, make_pool: MakePool, tmp_path: object, mode: str) -> None:
+def test_unknown_ca_fails_before_any_bind(
+    slapd: Slapd, make_pool: MakePool, tmp_path: object, mode: str
+) -> None:
     """H2: a CA we do not trust; the server never sees a BIND."""
     other_ca = TestCA(str(tmp_path), "other")
     binds = slapd.operation_count("Bind")
