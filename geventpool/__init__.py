@@ -18,6 +18,22 @@ from .errors import (
 )
 from .pool import DEFAULT_EXC_CLASSES, ConnectionPool
 from .retry import backoff_delay, retry
+from .servers import (
+    GET_ALL_INFO,
+    GET_DSA_INFO,
+    GET_NO_INFO,
+    GET_SCHEMA_INFO,
+    POOLING_STRATEGY_FIRST_ACTIVE,
+    POOLING_STRATEGY_NONE,
+    POOLING_STRATEGY_RANDOM_ACTIVE,
+    POOLING_STRATEGY_RANDOM_PASSIVE,
+    POOLING_STRATEGY_ROUND_ROBIN_ACTIVE,
+    POOLING_STRATEGY_ROUND_ROBIN_PASSIVE,
+    CircuitState,
+    Server,
+    ServerHealth,
+    ServerPool,
+)
 
 __version__ = "0.1.0"
 
@@ -35,5 +51,19 @@ __all__ = [
     "PoolClosed",
     "TooManyWaiters",
     "ConfigurationError",
+    "Server",
+    "ServerPool",
+    "ServerHealth",
+    "CircuitState",
+    "GET_NO_INFO",
+    "GET_DSA_INFO",
+    "GET_SCHEMA_INFO",
+    "GET_ALL_INFO",
+    "POOLING_STRATEGY_NONE",
+    "POOLING_STRATEGY_FIRST_ACTIVE",
+    "POOLING_STRATEGY_ROUND_ROBIN_PASSIVE",
+    "POOLING_STRATEGY_ROUND_ROBIN_ACTIVE",
+    "POOLING_STRATEGY_RANDOM_PASSIVE",
+    "POOLING_STRATEGY_RANDOM_ACTIVE",
     "__version__",
 ]

@@ -10,7 +10,7 @@ from ._slot import Slot, SlotState
 if TYPE_CHECKING:
     from .pool import ConnectionPool
 
-__all__ = ["stats_of", "status_table", "leak_message"]
+__all__ = ["stats_of", "status_table", "leak_message", "server_stats"]
 
 
 def stats_of(pool: ConnectionPool[Any]) -> dict[str, float]:
@@ -79,7 +79,32 @@ def status_table(pool: ConnectionPool[Any]) -> str:
 
     rule = "+-" + "-+-".join("-" * w for w in widths) + "-+"
     title = repr(pool)
-    return "\n".join([title, rule, line(header), rule, *map(line, rows), rule])
+    lines = [title, rule, line(header), rule, *map(line, rows), rule]
+    if pool.server_pool is not None:
+        lines.append(f"servers ({pool.server_pool.strategy}):")
+        for server in pool.server_pool:
+            health = server.health.snapshot()
+            lines.append(
+                f"  {server.name} priority={server.priority} circuit={health['state']} "
+                f"failures={health['failures']} open_for={health['open_for']}s "
+                f"last_error={health['last_error'] or '-'}"
+            )
+    return "\n".join(lines)
+
+
+def server_stats(pool: ConnectionPool[Any]) -> dict[str, dict[str, Any]]:
+    """Per-server health of ``pool``'s servers, keyed by server name."""
+    if pool.server_pool is None:
+        return {}
+    result: dict[str, dict[str, Any]] = {}
+    for server in pool.server_pool:
+        entry = server.health.snapshot()
+        entry["priority"] = server.priority
+        entry["connections"] = sum(
+            1 for s in (*pool._idle, *pool._busy.values()) if s.server is server
+        )
+        result[server.name] = entry
+    return result
 
 
 def leak_message(pool_name: str, slot: Slot[Any], now: float) -> str:

@@ -21,9 +21,9 @@ import gevent.event
 import gevent.pool
 from gevent import getcurrent
 
-from . import _fork
+from . import _fork, _housekeeping, _opening
 from ._config import check_count, check_exc_classes, check_optional_seconds, check_seconds
-from ._report import leak_message, stats_of, status_table
+from ._report import leak_message, server_stats, stats_of, status_table
 from ._slot import Slot, SlotState
 from .errors import (
     BackendUnavailable,
@@ -34,6 +34,7 @@ from .errors import (
     PoolTimeout,
     TooManyWaiters,
 )
+from .servers import Server, ServerLike, ServerPool, as_server_pool
 
 __all__ = ["ConnectionPool", "DEFAULT_EXC_CLASSES"]
 
@@ -98,6 +99,7 @@ class ConnectionPool(Generic[C]):
         reconnect_timeout: float = 300.0,
         reconnect_failed: Callable[[ConnectionPool[Any]], None] | None = None,
         leak_threshold: float | None = None,
+        servers: ServerPool | Iterable[ServerLike] | ServerLike | None = None,
         lifo: bool = True,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
@@ -159,6 +161,14 @@ class ConnectionPool(Generic[C]):
                 f"timeout ({self.timeout!r})"
             )
         self._lifo = bool(lifo)
+        #: Where new connections go: a ServerPool (a plain list is given the default strategy), or None.
+        self.server_pool: ServerPool | None = None if servers is None else as_server_pool(servers)
+        self._takes_server = _opening.takes_server(self)
+        if self.server_pool is not None and not self._takes_server:
+            raise ConfigurationError(f"{owner}: servers= needs a _new_connection(self, server) method")
+        self._connect_errors: tuple[type[BaseException], ...] = (
+            *self.exc_classes, OSError, ConnectTimeout, BackendUnavailable,
+        )
         self._clock = clock
         self._rng = rng
         self._has_reset = type(self)._reset is not ConnectionPool._reset
@@ -357,6 +367,9 @@ class ConnectionPool(Generic[C]):
                 f"{self.name}: {len(self._waiters)} greenlets already waiting "
                 f"(max_waiting={self.max_waiting})"
             )
+        if self.server_pool is not None and self.server_pool.all_down():
+            self._counters["requests_errors"] += 1
+            raise self._all_down_error()
         waiter = gevent.event.AsyncResult()
         self._waiters.append(waiter)
         self._counters["requests_queued"] += 1
@@ -405,6 +418,13 @@ class ConnectionPool(Generic[C]):
                 f"({self._failures} failures, last: {self._last_error!r}) [{counts}]"
             )
         return PoolTimeout(f"{self.name}: no connection within {timeout:g} s [{counts}]")
+
+    def _all_down_error(self) -> BackendUnavailable:
+        error = BackendUnavailable(
+            f"{self.name}: every server is down ({self.server_pool!r}) [{self._counts_text()}]"
+        )
+        error.__cause__ = self._last_error
+        return error
 
     def _counts_text(self) -> str:
         return (
@@ -557,18 +577,12 @@ class ConnectionPool(Generic[C]):
                 self._connectors -= 1
 
     def _open_one(self) -> Slot[C]:
-        started = self._clock()
-        with gevent.Timeout(self.connect_timeout, ConnectTimeout(
-            f"{self.name}: connect took longer than {self.connect_timeout:g} s"
-        )):
-            conn = self._new_connection()
-        if conn is None:
-            raise TypeError(f"{type(self).__name__}._new_connection() returned None")
-        now = self._clock()
-        self._counters["connections_num"] += 1
-        self._counters["connections_ms"] += (now - started) * 1000.0
-        lifetime = self.max_lifetime * (1.0 - self.lifetime_jitter * self._rng())
-        return Slot(self, conn, next(self._slot_numbers), now, now + lifetime, None)
+        """Open one connection and wrap it in a new slot (see ``_opening.open_slot``)."""
+        return _opening.open_slot(self)
+
+    def _probe_server(self, server: Server) -> None:
+        """Probe ``server`` for its circuit breaker (runs in the server's probe greenlet)."""
+        _opening.probe_server(self, server)
 
     def _connect_failed(self, error: Exception) -> None:
         self._counters["connections_errors"] += 1
@@ -578,11 +592,16 @@ class ConnectionPool(Generic[C]):
         now = self._clock()
         if self._failing_since is None:
             self._failing_since = now
-        if not isinstance(error, (*self.exc_classes, OSError, ConnectTimeout)):
+        if not isinstance(error, self._connect_errors):
             # A programming error: hand it to the oldest waiter; retry only on demand.
             self._broken_hook = error
             if self._waiters:
                 self._waiters.popleft().set(error)
+        elif self.server_pool is not None and self.server_pool.all_down():
+            # Every circuit is open: waiters learn it now instead of at their timeout.
+            down = self._all_down_error()
+            while self._waiters:
+                self._waiters.popleft().set(down)
         elif now - self._failing_since >= self.reconnect_timeout:
             self._failing_since = now
             if self.reconnect_failed is not None:
@@ -645,30 +664,14 @@ class ConnectionPool(Generic[C]):
             self._start()
         now = self._clock()
         # check-then-update: decide and re-file without switching; I/O after
-        to_close: list[Slot[C]] = []
-        to_check: list[Slot[C]] = []
-        keep: list[Slot[C]] = []
-        removable = len(self._idle) + len(self._busy) - self.min_size
-        # least recently used first, so that shrinking closes those idle the longest
-        for slot in sorted(self._idle, key=lambda s: s.last_used):
-            if now >= slot.expires_at or (removable > 0 and now - slot.last_used >= self.max_idle):
-                removable -= 1
-                to_close.append(slot)
-            elif (
-                self.keepalive is not None
-                and not self._waiters
-                and now - max(slot.last_used, slot.checked_at) >= self.keepalive
-            ):
-                to_check.append(slot)
-            else:
-                keep.append(slot)
+        plan = _housekeeping.plan(self, self._idle, now)
         self._idle.clear()
-        self._idle.extend(keep)
-        for slot in to_check:
+        self._idle.extend(plan.keep)
+        for slot in plan.check:
             slot.state = _CHECKING
             self._busy[slot.key] = slot
             self._spawn(self._keepalive_one, slot)
-        for slot in to_close:
+        for slot in plan.close:
             self._drop(slot, None)
         if self.leak_threshold is not None:
             self._report_leaks(now)
@@ -799,6 +802,10 @@ class ConnectionPool(Generic[C]):
     def stats(self) -> dict[str, float]:
         """Return counters and gauges (psycopg_pool's names, plus a few)."""
         return stats_of(self)
+
+    def server_stats(self) -> dict[str, dict[str, Any]]:
+        """Per-server health (circuit state, failures, last error, open time, connections)."""
+        return server_stats(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -65,6 +65,11 @@ def _check_nonnegative(name: str, value: Any, allow_none: bool = False) -> None:
         )
 
 
+def _format(template: str, name: str, error: BaseException, attempt: int) -> str:
+    # {f}/{e} as geventconnpool's README; {func}/{err} as its later code
+    return template.format(f=name, e=error, func=name, err=error, attempt=attempt)
+
+
 def _function_name(f: Callable[..., Any]) -> str:
     name = getattr(f, "__qualname__", None)
     if name is None:
@@ -119,8 +124,8 @@ def retry(
     seconds since the first call, the last error is raised.  The delay
     before retry *n* is :func:`backoff_delay`.  Other exceptions, and
     ``BaseException`` such as ``gevent.Timeout``, are never retried.
-    Log messages are ``str.format`` templates with ``{f}`` (the function's
-    ``__qualname__``), ``{e}`` (the error) and ``{attempt}``.
+    Log messages are ``str.format`` templates with ``{f}`` or ``{func}`` (the
+    function's ``__qualname__``), ``{e}`` or ``{err}`` (the error) and ``{attempt}``.
 
     :raises ConfigurationError: at decoration time, for a bad argument.
     """
@@ -146,12 +151,21 @@ def retry(
     if not 0.0 <= jitter <= 1.0:
         raise ConfigurationError(f"retry: jitter must be within [0, 1], got {jitter!r}")
 
+    for label, template in (
+        ("retry_log_message", retry_log_message),
+        ("max_failure_log_message", max_failure_log_message),
+    ):
+        try:
+            _format(template, "f", OSError("e"), 1)
+        except (KeyError, IndexError, ValueError, AttributeError) as error:
+            raise ConfigurationError(f"retry: {label} is not a valid template: {error!r}") from None
+
     def decorate(func: F) -> F:
         name = _function_name(func)
 
         def log(level: int, template: str, error: BaseException, attempt: int) -> None:
             if logger is not None:
-                logger.log(level, template.format(f=name, e=error, attempt=attempt))
+                logger.log(level, _format(template, name, error, attempt))
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

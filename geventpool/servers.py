@@ -1,0 +1,465 @@
+"""Servers, server pools and their shared health (a circuit breaker per server).
+
+``Server`` names one server; ``ServerPool`` orders several by a strategy
+(ldap3's names); ``ServerHealth`` is the one health record per server per
+process, shared by every pool that uses the server.  All greenlet-safe; not
+thread-safe.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable, Union
+from urllib.parse import urlsplit
+
+import gevent
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "Server",
+    "ServerPool",
+    "ServerHealth",
+    "CircuitState",
+    "GET_NO_INFO",
+    "GET_DSA_INFO",
+    "GET_SCHEMA_INFO",
+    "GET_ALL_INFO",
+    "POOLING_STRATEGY_NONE",
+    "POOLING_STRATEGY_FIRST_ACTIVE",
+    "POOLING_STRATEGY_ROUND_ROBIN_PASSIVE",
+    "POOLING_STRATEGY_ROUND_ROBIN_ACTIVE",
+    "POOLING_STRATEGY_RANDOM_PASSIVE",
+    "POOLING_STRATEGY_RANDOM_ACTIVE",
+    "STRATEGIES",
+    "as_server_pool",
+]
+
+logger = logging.getLogger("geventpool.servers")
+
+GET_NO_INFO = "NO_INFO"
+GET_DSA_INFO = "DSA"
+GET_SCHEMA_INFO = "SCHEMA"
+GET_ALL_INFO = "ALL"
+_INFO_CHOICES = (GET_NO_INFO, GET_DSA_INFO, GET_SCHEMA_INFO, GET_ALL_INFO)
+
+#: Always the first server (by priority, then order); no health check.
+POOLING_STRATEGY_NONE = "NONE"
+#: The first server whose circuit is closed (by priority, then order).
+POOLING_STRATEGY_FIRST_ACTIVE = "FIRST_ACTIVE"
+#: The next server in turn, healthy or not.
+POOLING_STRATEGY_ROUND_ROBIN_PASSIVE = "ROUND_ROBIN_PASSIVE"
+#: The next server in turn whose circuit is closed.
+POOLING_STRATEGY_ROUND_ROBIN_ACTIVE = "ROUND_ROBIN_ACTIVE"
+#: A random server, healthy or not.
+POOLING_STRATEGY_RANDOM_PASSIVE = "RANDOM_PASSIVE"
+#: A random server whose circuit is closed.
+POOLING_STRATEGY_RANDOM_ACTIVE = "RANDOM_ACTIVE"
+STRATEGIES = (
+    POOLING_STRATEGY_NONE,
+    POOLING_STRATEGY_FIRST_ACTIVE,
+    POOLING_STRATEGY_ROUND_ROBIN_PASSIVE,
+    POOLING_STRATEGY_ROUND_ROBIN_ACTIVE,
+    POOLING_STRATEGY_RANDOM_PASSIVE,
+    POOLING_STRATEGY_RANDOM_ACTIVE,
+)
+_ACTIVE = (POOLING_STRATEGY_FIRST_ACTIVE, POOLING_STRATEGY_ROUND_ROBIN_ACTIVE, POOLING_STRATEGY_RANDOM_ACTIVE)
+_DEFAULT_PORTS = {"ldap": 389, "ldaps": 636, "ldapi": None}
+
+
+class CircuitState:
+    """The three states of a server's circuit breaker."""
+
+    CLOSED = "closed"  # healthy: connect freely
+    OPEN = "open"  # failing: no connects until the cool-down ends (a probe runs meanwhile)
+    HALF_OPEN = "half-open"  # one trial connect decides
+
+
+class ServerHealth:
+    """The health of one server in this process: a circuit breaker plus an active probe.
+
+    ``failure_threshold`` consecutive connect failures open the circuit for
+    ``cooldown`` seconds (doubling on each failed trial, up to
+    ``max_cooldown``); then one trial (a pool's connect or the probe)
+    decides.  Shared by every pool using the server.
+    """
+
+    #: Consecutive connect failures that open the circuit.
+    failure_threshold = 2
+    #: First cool-down of an open circuit, in seconds.
+    cooldown = 1.0
+    #: Longest cool-down, in seconds.
+    max_cooldown = 30.0
+    #: Bound on one probe, in seconds.
+    probe_timeout = 5.0
+
+    def __init__(self, key: tuple[Any, ...], clock: Callable[[], float] = time.monotonic) -> None:
+        self.key = key
+        self.state = CircuitState.CLOSED
+        self.failures = 0  # consecutive
+        self.total_failures = 0
+        self.last_error: BaseException | None = None
+        self.opened_at: float | None = None
+        self.open_until = 0.0
+        self._cooldown = self.cooldown
+        self._trial_in_flight = False
+        self._clock = clock
+        self._probe: weakref.WeakMethod[Callable[[Server], None]] | None = None
+        self._prober: gevent.Greenlet | None = None
+
+    @property
+    def is_available(self) -> bool:
+        """Whether a connect may be tried now (closed, or open past its cool-down)."""
+        if self.state == CircuitState.CLOSED:
+            return True
+        if self.state == CircuitState.OPEN and self._clock() >= self.open_until:
+            return True
+        return self.state == CircuitState.HALF_OPEN and not self._trial_in_flight
+
+    def begin_attempt(self) -> bool:
+        """Claim the right to connect now; False while the circuit forbids it."""
+        if self.state == CircuitState.CLOSED:
+            return True
+        if self.state == CircuitState.OPEN and self._clock() >= self.open_until:
+            self.state = CircuitState.HALF_OPEN
+        if self.state == CircuitState.HALF_OPEN and not self._trial_in_flight:
+            self._trial_in_flight = True
+            return True
+        return False
+
+    def record_success(self) -> None:
+        """A connect (or probe) succeeded: close the circuit."""
+        if self.state != CircuitState.CLOSED:
+            logger.info("server %s is back: circuit closed", self._name())
+        self.state = CircuitState.CLOSED
+        self.failures = 0
+        self.opened_at = None
+        self._cooldown = self.cooldown
+        self._trial_in_flight = False
+
+    def record_failure(self, error: BaseException) -> None:
+        """A connect (or probe) failed: count it; open the circuit past the threshold."""
+        self.failures += 1
+        self.total_failures += 1
+        self.last_error = error.with_traceback(None)
+        now = self._clock()
+        if self.state == CircuitState.HALF_OPEN:
+            self._trial_in_flight = False
+            self._cooldown = min(self._cooldown * 2, self.max_cooldown)
+            self._open(now)
+        elif self.state == CircuitState.CLOSED and self.failures >= self.failure_threshold:
+            self._open(now)
+
+    def end_attempt(self) -> None:
+        """An attempt ended with neither verdict (e.g. it was killed): free the trial."""
+        self._trial_in_flight = False
+
+    def _open(self, now: float) -> None:
+        if self.state == CircuitState.CLOSED:
+            self.opened_at = now
+            logger.warning(
+                "server %s is failing (%d failures, last: %r): circuit open for %.1f s",
+                self._name(), self.failures, self.last_error, self._cooldown,
+            )
+        self.state = CircuitState.OPEN
+        self.open_until = now + self._cooldown
+        self._start_prober()
+
+    def set_probe(self, probe: Callable[[Server], None]) -> None:
+        """Register a protocol-level probe (a bound method; held weakly)."""
+        if self._probe is None or self._probe() is None:
+            self._probe = weakref.WeakMethod(probe)
+
+    def _start_prober(self) -> None:
+        if self._probe is None or (self._prober is not None and not self._prober.dead):
+            return
+        self._prober = gevent.spawn(self._probe_loop)
+
+    def _probe_loop(self) -> None:
+        """While the circuit is open, probe the server once per cool-down."""
+        while self.state != CircuitState.CLOSED:
+            gevent.sleep(max(self.open_until - self._clock(), 0.0))
+            probe = self._probe() if self._probe is not None else None
+            if probe is None or self.state == CircuitState.CLOSED:
+                return
+            if not self.begin_attempt():
+                continue
+            server = _server_of(self.key)
+            try:
+                with gevent.Timeout(self.probe_timeout, OSError("probe timed out")):
+                    probe(server)
+            except Exception as error:
+                self.record_failure(error)
+            except BaseException:
+                self.end_attempt()
+                raise
+            else:
+                self.record_success()
+
+    def snapshot(self) -> dict[str, Any]:
+        """A plain dict of the health, for stats and status tables."""
+        now = self._clock()
+        return {
+            "state": self.state,
+            "failures": self.failures,
+            "total_failures": self.total_failures,
+            "last_error": repr(self.last_error) if self.last_error is not None else None,
+            "open_for": round(now - self.opened_at, 3) if self.opened_at is not None else 0.0,
+        }
+
+    def _name(self) -> str:
+        return f"{self.key[0]}:{self.key[1]}"
+
+
+_health: weakref.WeakValueDictionary[tuple[Any, ...], ServerHealth] = weakref.WeakValueDictionary()
+_servers_by_key: weakref.WeakValueDictionary[tuple[Any, ...], Server] = weakref.WeakValueDictionary()
+
+
+def _server_of(key: tuple[Any, ...]) -> Server:
+    server = _servers_by_key.get(key)
+    if server is None:
+        server = Server(key[0], key[1], use_ssl=key[2])
+    return server
+
+
+class Server:
+    """One server: ``Server("db1.example.com", 5432)`` or ``Server("ldaps://dc1:636")``.
+
+    ``priority``: lower is preferred (failover goes to higher numbers, and
+    back when the preferred server recovers).  ``get_info`` and
+    ``allowed_referral_hosts`` matter to LDAP pools only; ``info`` and
+    ``schema`` are filled in by them.  The host is resolved again on every
+    new connection.
+
+    :raises ConfigurationError: bad host, port, URI or option (credentials in a
+        URI are refused and never echoed).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        use_ssl: bool = False,
+        allowed_referral_hosts: Iterable[tuple[str, bool]] | None = None,
+        get_info: str = GET_NO_INFO,
+        tls: Any = None,
+        *,
+        priority: int = 0,
+        connect_timeout: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(host, str) or not host.strip() or host != host.strip():
+            raise ConfigurationError(f"Server: host must be a non-empty str without spaces, got {host!r}")
+        self.scheme: str | None = None
+        if "://" in host:
+            host, port, use_ssl = self._parse_uri(host, port, use_ssl)
+        elif host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        bad_port = isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
+        if port is not None and bad_port:
+            raise ConfigurationError(f"Server {host}: port must be an int in 1..65535, got {port!r}")
+        if get_info not in _INFO_CHOICES:
+            raise ConfigurationError(
+                f"Server {host}: get_info must be one of {_INFO_CHOICES}, got {get_info!r}"
+            )
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ConfigurationError(f"Server {host}: priority must be an int, got {priority!r}")
+        self.host = host
+        self.port = port
+        self.use_ssl = bool(use_ssl)
+        self.allowed_referral_hosts = list(allowed_referral_hosts or [])
+        self.get_info = get_info
+        self.tls = tls
+        self.priority = priority
+        self.connect_timeout = connect_timeout
+        self.name = name or (f"{host}:{port}" if port is not None else host)
+        self.info: Any = None
+        self.schema: Any = None
+        key = (self.host, self.port, self.use_ssl)
+        health = _health.get(key)
+        if health is None:
+            health = _health[key] = ServerHealth(key)
+        #: This server's health record, shared by every Server object for the same address.
+        self.health: ServerHealth = health
+        _servers_by_key.setdefault(key, self)
+
+    def _parse_uri(self, uri: str, port: int | None, use_ssl: bool) -> tuple[str, int | None, bool]:
+        try:
+            parts = urlsplit(uri)
+            parsed_port = parts.port
+        except ValueError:
+            raise ConfigurationError(f"Server: bad URI {_redact(uri)!r}") from None
+        if parts.username is not None or parts.password is not None:
+            raise ConfigurationError(
+                f"Server: credentials in URI {_redact(uri)!r} are refused; pass them as arguments"
+            )
+        if not parts.hostname:
+            raise ConfigurationError(f"Server: no host in URI {_redact(uri)!r}")
+        self.scheme = parts.scheme.lower()
+        if self.scheme == "ldaps":
+            use_ssl = True
+        if parsed_port is None:
+            parsed_port = port if port is not None else _DEFAULT_PORTS.get(self.scheme)
+        return parts.hostname, parsed_port, use_ssl
+
+    @property
+    def uri(self) -> str:
+        """``scheme://host:port`` (``ldap`` or ``ldaps`` unless given otherwise)."""
+        scheme = self.scheme or ("ldaps" if self.use_ssl else "ldap")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}" + (f":{self.port}" if self.port is not None else "")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` for a socket connect.
+
+        :raises ConfigurationError: the server has no port.
+        """
+        if self.port is None:
+            raise ConfigurationError(f"Server {self.name}: no port given")
+        return (self.host, self.port)
+
+    def __repr__(self) -> str:
+        return f"Server({self.uri!r}, priority={self.priority}, {self.health.state})"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __reduce__(self) -> Any:
+        return (Server, (self.host, self.port, self.use_ssl, self.allowed_referral_hosts, self.get_info))
+
+
+def _redact(uri: str) -> str:
+    if "@" not in uri:
+        return uri
+    scheme, _, rest = uri.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+ServerLike = Union[Server, str]
+
+
+class ServerPool:
+    """Several servers and the order in which to try them.
+
+    Strategies (ldap3's 0.9 names): ``POOLING_STRATEGY_NONE`` (always the
+    first), ``..._FIRST_ACTIVE`` (the first healthy one), ``..._ROUND_ROBIN_*``
+    and ``..._RANDOM_*``; the ``ACTIVE`` ones skip servers whose circuit is
+    open.  Servers with a lower ``priority`` come first.  ``add()`` and
+    ``remove()`` may be called while pools use it: they are told, and
+    connections to a removed server are retired as they come back idle.
+    """
+
+    def __init__(
+        self,
+        servers: Iterable[ServerLike] | ServerLike | None = None,
+        strategy: str = POOLING_STRATEGY_ROUND_ROBIN_ACTIVE,
+        *,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ConfigurationError(f"ServerPool: strategy must be one of {STRATEGIES}, got {strategy!r}")
+        self.strategy = strategy
+        self.active = strategy in _ACTIVE
+        self._servers: list[Server] = []
+        self._turn = itertools.count()
+        self._rng = rng
+        self.generation = 0  # bumped by add() and remove()
+        if servers is not None:
+            if isinstance(servers, (str, Server)):
+                servers = [servers]
+            for server in servers:
+                self.add(server)
+
+    def add(self, server: ServerLike) -> Server:
+        """Add a server (a ``Server`` or a host/URI string); returns it."""
+        if isinstance(server, str):
+            server = Server(server)
+        if not isinstance(server, Server):
+            raise ConfigurationError(f"ServerPool: expected a Server or a str, got {server!r}")
+        if any(s is server or s.health is server.health for s in self._servers):
+            raise ConfigurationError(f"ServerPool: {server.name} is already in the pool")
+        self._servers.append(server)
+        self.generation += 1
+        return server
+
+    def remove(self, server: Server | str) -> None:
+        """Remove a server (or the one with that name).
+
+        :raises ConfigurationError: no such server in the pool.
+        """
+        for candidate in self._servers:
+            if candidate is server or candidate.name == server:
+                self._servers.remove(candidate)
+                self.generation += 1
+                return
+        raise ConfigurationError(f"ServerPool: {server!s} is not in the pool")
+
+    def __iter__(self) -> Iterator[Server]:
+        return iter(list(self._servers))
+
+    def __len__(self) -> int:
+        return len(self._servers)
+
+    def __contains__(self, server: object) -> bool:
+        return any(s is server for s in self._servers)
+
+    def preferred(self) -> list[Server]:
+        """The servers in priority order (stable within one priority)."""
+        return sorted(self._servers, key=lambda s: s.priority)
+
+    def candidates(self) -> list[Server]:
+        """The servers to try, in order, for one new connection.
+
+        Active strategies leave out servers whose circuit forbids a connect
+        now; the list may then be empty.
+        """
+        servers = self.preferred()
+        if not servers:
+            return []
+        if self.strategy == POOLING_STRATEGY_NONE:
+            return servers[:1]
+        if self.strategy in (POOLING_STRATEGY_ROUND_ROBIN_ACTIVE, POOLING_STRATEGY_ROUND_ROBIN_PASSIVE):
+            top = [s for s in servers if s.priority == servers[0].priority]
+            start = next(self._turn) % len(top)
+            servers = top[start:] + top[:start] + servers[len(top):]
+        elif self.strategy in (POOLING_STRATEGY_RANDOM_ACTIVE, POOLING_STRATEGY_RANDOM_PASSIVE):
+            servers = sorted(servers, key=lambda s: (s.priority, self._rng()))
+        if self.active:
+            servers = [s for s in servers if s.health.is_available]
+        return servers
+
+    def rank(self, server: Server) -> tuple[int, ...]:
+        """How preferred ``server`` is (lower is better): its priority, and its
+        position too for the ordered strategies (NONE, FIRST_ACTIVE)."""
+        if self.strategy in (POOLING_STRATEGY_NONE, POOLING_STRATEGY_FIRST_ACTIVE):
+            position = next((i for i, s in enumerate(self._servers) if s is server), len(self._servers))
+            return (server.priority, position)
+        return (server.priority,)
+
+    def all_down(self) -> bool:
+        """Whether every server's circuit forbids a connect now."""
+        return bool(self._servers) and not any(s.health.is_available for s in self._servers)
+
+    def __repr__(self) -> str:
+        names = ", ".join(s.name for s in self._servers)
+        return f"ServerPool([{names}], {self.strategy})"
+
+
+def as_server_pool(
+    servers: ServerPool | Iterable[ServerLike] | ServerLike,
+    strategy: str = POOLING_STRATEGY_ROUND_ROBIN_ACTIVE,
+) -> ServerPool:
+    """Return ``servers`` as a ServerPool (a plain list gets ``strategy``).
+
+    :raises ConfigurationError: empty, or not servers.
+    """
+    pool = servers if isinstance(servers, ServerPool) else ServerPool(servers, strategy)
+    if not len(pool):
+        raise ConfigurationError("servers: at least one server is needed")
+    return pool
