@@ -67,9 +67,15 @@ def _configure(conn: LDAPConnection, settings: Settings, tls: bool) -> None:
         settings.tls.apply(conn)
 
 
-def _tls_error(server: LDAPServer, error: ldap.LDAPError) -> TLSVerificationError:
+def _tls_error(server: LDAPServer, error: ldap.LDAPError, conn: LDAPConnection) -> TLSVerificationError:
     info = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
     reason = info.get("info") or info.get("desc") or type(error).__name__
+    try:
+        detail = conn._l.get_option(ldap.OPT_DIAGNOSTIC_MESSAGE)
+    except Exception:
+        detail = None
+    if detail and detail not in reason:
+        reason = f"{detail} ({reason})"
     return TLSVerificationError(f"TLS with {server.uri} failed (no credentials were sent): {reason}")
 
 
@@ -99,7 +105,7 @@ def open_connection(server: LDAPServer, settings: Settings) -> LDAPConnection:
             try:
                 conn.start_tls_s()
             except _TLS_FAILURES as error:
-                raise _tls_error(server, error) from None
+                raise _tls_error(server, error, conn) from None
     except BaseException:
         conn.close()
         raise
@@ -115,10 +121,10 @@ def _open_ldaps(server: LDAPServer, settings: Settings) -> LDAPConnection:
             msgid = conn._in_thread(conn._l.extop, WHOAMI_OID, None, None, None)
         except ldap.SERVER_DOWN as error:
             if _reached(server, settings):
-                raise _tls_error(server, error) from None
+                raise _tls_error(server, error, conn) from None
             raise
         except _TLS_FAILURES as error:
-            raise _tls_error(server, error) from None
+            raise _tls_error(server, error, conn) from None
         fd = conn._l.get_option(ldap.OPT_DESC)
         os.set_blocking(fd, False)
         conn._set_fd(fd)

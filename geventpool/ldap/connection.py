@@ -200,9 +200,12 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         If the wait is interrupted, the connection is condemned and closed only
         once the thread is done with it.
         """
-        pending = gevent.get_hub().threadpool.spawn(func, *args)
+        pending = gevent.get_hub().threadpool.spawn(_catching, func, *args)
         try:
-            return pending.get()  # type: ignore[no-any-return]
+            failed, value = pending.get()
+            if failed:
+                raise value
+            return value  # type: ignore[no-any-return]
         except LDAPError as error:
             if isinstance(error, LOST_CONNECTION_ERRORS):
                 self.__dict__["_broken"] = True
@@ -478,6 +481,14 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         if sock is not None:
             sock.close()
         return result
+
+
+def _catching(func: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+    """Run ``func`` in a worker thread; hand any exception back instead of letting gevent print it."""
+    try:
+        return False, func(*args)
+    except Exception as error:
+        return True, error
 
 
 def set_nodelay(sock: gevent.socket.socket) -> None:
