@@ -23,7 +23,9 @@ SERVICE_DN = "uid=svc1,ou=services,dc=example,dc=com"
 
 
 def main(ldap_uri: str, ldaps_uri: str, ca_file: str) -> None:
-    starttls = LDAPPool(ldap_uri, SERVICE_DN, "svcpw", use_tls=True, tls_ca_file=ca_file, tls_min_version="1.2")
+    starttls = LDAPPool(
+        ldap_uri, SERVICE_DN, "svcpw", use_tls=True, tls_ca_file=ca_file, tls_min_version="1.2"
+    )
     with starttls.connection() as conn:
         print("StartTLS:", conn.whoami_s(), "verify =", conn.get_option(ldap.OPT_X_TLS_REQUIRE_CERT))
     starttls.close()
