@@ -1,0 +1,282 @@
+"""geventpool.dbapi against its peers on a private PostgreSQL: ops/s, ratios, the hub's longest stall.
+
+Run with the project's interpreter::
+
+    .venv/bin/python benchmarks/dbapi.py [--seconds 2] [--rounds 3]
+
+Peers run in ``benchmarks/.peers/venv`` (made by ``benchmarks/peers/setup_peers.py``;
+this script adds psycopg2-binary and psycogreen to it when missing).  Every
+contender runs in its own subprocess (eventlet, monkey-patching and psycopg2's
+process-wide wait callback must not meet), the contenders are interleaved
+round by round, and the median of the rounds is reported.  Every contender
+uses autocommit, so ``SELECT 1`` is one round trip for all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEERS_PY = HERE / ".peers" / "venv" / "bin" / "python"
+
+__all__ = ["main", "CONTENDERS", "SCENARIOS"]
+
+#: name -> (interpreter: "main" or "peers", description)
+CONTENDERS = {
+    "geventpool": ("main", "geventpool.dbapi.ConnectionPool, psycopg2 + its wait callback"),
+    "naive-queue": ("main", "a gevent Queue of psycopg2 connections, psycogreen-style callback"),
+    "raw": ("main", "psycopg2 + wait callback, one connection per greenlet (the limit)"),
+    "blocking": ("main", "a gevent Queue of psycopg2 connections, no wait callback"),
+    "eventlet-raw": ("peers", "eventlet db_pool.RawConnectionPool + psycogreen (under eventlet)"),
+    "eventlet-tpool": ("peers", "eventlet db_pool.TpooledConnectionPool (under eventlet)"),
+    "psycopg-pool-threads": ("peers", "psycopg_pool.ConnectionPool, psycopg 3, OS threads"),
+    "psycopg-pool-gevent": ("peers", "psycopg_pool.ConnectionPool, psycopg 3, gevent monkey-patched"),
+    "sqlalchemy": ("peers", "SQLAlchemy QueuePool + psycopg2 + psycogreen (gevent)"),
+}
+
+#: name -> (query, concurrent workers)
+SCENARIOS = {
+    "select1-10": ("SELECT 1", 10),
+    "select1-50": ("SELECT 1", 50),
+    "sleep5ms-50": ("SELECT pg_sleep(0.005)", 50),
+}
+POOL_SIZE = 10
+
+_WORKER = r'''
+import json, sys, time
+name, dsn, query, workers, seconds, pool_size = sys.argv[1:7]
+workers, seconds, pool_size = int(workers), float(seconds), int(pool_size)
+stall = [0.0]
+
+def heartbeat(sleep, now=time.perf_counter):
+    while True:
+        t = now(); sleep(0.005); late = now() - t - 0.005
+        if late > stall[0]: stall[0] = late
+
+def green_callback(conn):
+    from gevent.socket import wait_read, wait_write
+    import psycopg2.extensions as ext
+    while True:
+        state = conn.poll()
+        if state == ext.POLL_OK: break
+        elif state == ext.POLL_READ: wait_read(conn.fileno())
+        else: wait_write(conn.fileno())
+
+def run_gevent(op_factory, setup=None):
+    import gevent
+    ops = [0]; stop = [False]
+    op = op_factory()
+    def loop():
+        while not stop[0]:
+            op(); ops[0] += 1
+    hb = gevent.spawn(heartbeat, gevent.sleep)
+    gs = [gevent.spawn(loop) for _ in range(workers)]
+    gevent.sleep(0.3); stall[0] = 0.0; ops[0] = 0; t = time.perf_counter()
+    gevent.sleep(seconds); n = ops[0]; el = time.perf_counter() - t
+    stop[0] = True; gevent.joinall(gs, timeout=5); hb.kill()
+    return n / el
+
+if name == "geventpool":
+    import psycopg2
+    from geventpool.dbapi import ConnectionPool
+    pool = ConnectionPool(psycopg2, dsn, min_size=pool_size, max_size=pool_size, max_age=3600,
+                          configure=lambda c: setattr(c, "autocommit", True))
+    def factory():
+        get, put = pool.get, pool.put
+        def op():
+            conn = get()
+            cur = conn.cursor(); cur.execute(query); cur.fetchall(); cur.close()
+            put(conn)
+        return op
+    rate = run_gevent(factory)
+elif name in ("naive-queue", "blocking", "raw"):
+    import psycopg2, psycopg2.extensions, gevent.queue
+    if name != "blocking":
+        psycopg2.extensions.set_wait_callback(green_callback)
+    def connect():
+        c = psycopg2.connect(dsn); c.autocommit = True; return c
+    if name == "raw":
+        import gevent.local
+        local = gevent.local.local()
+        def factory():
+            def op():
+                c = getattr(local, "c", None)
+                if c is None: c = local.c = connect()
+                cur = c.cursor(); cur.execute(query); cur.fetchall(); cur.close()
+            return op
+    else:
+        import gevent
+        blocking = name == "blocking"
+        q = gevent.queue.Queue()
+        for _ in range(pool_size): q.put(connect())
+        def factory():
+            def op():
+                c = q.get()
+                try:
+                    cur = c.cursor(); cur.execute(query); cur.fetchall(); cur.close()
+                finally:
+                    q.put(c)
+                if blocking:
+                    gevent.sleep(0)  # nothing else yields: let the others (and the clock) run
+            return op
+    rate = run_gevent(factory)
+elif name.startswith("eventlet"):
+    import warnings; warnings.simplefilter("ignore")
+    import eventlet
+    eventlet.monkey_patch()
+    import psycopg2
+    from eventlet import db_pool
+    if name == "eventlet-raw":
+        from psycogreen.eventlet import patch_psycopg; patch_psycopg()
+        cls = db_pool.RawConnectionPool
+    else:
+        cls = db_pool.TpooledConnectionPool
+    pool = cls(psycopg2, min_size=pool_size, max_size=pool_size, max_age=3600, max_idle=3600, dsn=dsn)
+    conns = [pool.get() for _ in range(pool_size)]
+    for c in conns: c._base.autocommit = True  # eventlet's wrapper does not proxy autocommit
+    for c in conns: pool.put(c)
+    ops = [0]; stop = [False]
+    def loop():
+        while not stop[0]:
+            c = pool.get()
+            try:
+                cur = c.cursor(); cur.execute(query); cur.fetchall(); cur.close()
+            finally:
+                pool.put(c)
+            ops[0] += 1
+    hb = eventlet.spawn(heartbeat, eventlet.sleep)
+    gs = [eventlet.spawn(loop) for _ in range(workers)]
+    eventlet.sleep(0.3); stall[0] = 0.0; ops[0] = 0; t = time.perf_counter()
+    eventlet.sleep(seconds); n = ops[0]; el = time.perf_counter() - t
+    stop[0] = True
+    for g in gs: g.wait()
+    hb.kill()
+    rate = n / el
+elif name == "psycopg-pool-threads":
+    import threading
+    from psycopg_pool import ConnectionPool
+    pool = ConnectionPool(dsn, min_size=pool_size, max_size=pool_size, kwargs={"autocommit": True}, open=True)
+    pool.wait()
+    ops = [0] * workers; stop = [False]
+    def loop(i):
+        while not stop[0]:
+            with pool.connection() as c:
+                c.execute(query).fetchall()
+            ops[i] += 1
+    ts = [threading.Thread(target=loop, args=(i,)) for i in range(workers)]
+    for t_ in ts: t_.start()
+    time.sleep(0.3); base = sum(ops); t = time.perf_counter()
+    time.sleep(seconds); n = sum(ops) - base; el = time.perf_counter() - t
+    stop[0] = True
+    for t_ in ts: t_.join()
+    rate = n / el; stall[0] = float("nan")
+elif name == "psycopg-pool-gevent":
+    from gevent import monkey; monkey.patch_all()
+    from psycopg_pool import ConnectionPool
+    pool = ConnectionPool(dsn, min_size=pool_size, max_size=pool_size, kwargs={"autocommit": True}, open=True)
+    pool.wait()
+    def factory():
+        def op():
+            with pool.connection() as c:
+                c.execute(query).fetchall()
+        return op
+    rate = run_gevent(factory)
+elif name == "sqlalchemy":
+    from gevent import monkey; monkey.patch_all()
+    from psycogreen.gevent import patch_psycopg; patch_psycopg()
+    import psycopg2
+    from sqlalchemy.pool import QueuePool
+    pool = QueuePool(lambda: psycopg2.connect(dsn), pool_size=pool_size, max_overflow=0, timeout=30,
+                     reset_on_return="rollback")
+    def factory():
+        def op():
+            c = pool.connect()
+            try:
+                c.driver_connection.autocommit = True
+                cur = c.cursor(); cur.execute(query); cur.fetchall(); cur.close()
+            finally:
+                c.close()
+        return op
+    rate = run_gevent(factory)
+else:
+    raise SystemExit("unknown contender " + name)
+print(json.dumps({"rate": rate, "stall_ms": stall[0] * 1000}))
+'''
+
+
+def _ensure_peers() -> bool:
+    if not PEERS_PY.exists():
+        setup = HERE / "peers" / "setup_peers.py"
+        if setup.exists():
+            subprocess.run([sys.executable, str(setup)], check=False)
+    if not PEERS_PY.exists():
+        return False
+    probe = subprocess.run([str(PEERS_PY), "-c", "import psycopg2, psycogreen"], capture_output=True,
+                           check=False)
+    if probe.returncode != 0:
+        subprocess.run([str(PEERS_PY), "-m", "pip", "install", "-q", "psycopg2-binary==2.9.13",
+                        "psycogreen==1.0.2"], check=False)
+    return True
+
+
+def _run_one(name: str, dsn: str, query: str, workers: int, seconds: float) -> dict[str, float]:
+    interpreter = sys.executable if CONTENDERS[name][0] == "main" else str(PEERS_PY)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
+    result = subprocess.run(
+        [interpreter, "-c", _WORKER, name, dsn, query, str(workers), str(seconds), str(POOL_SIZE)],
+        capture_output=True, text=True, timeout=seconds * 10 + 60, env=env, check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{result.stderr[-1500:]}")
+    out: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every scenario, contenders interleaved, and print a table with ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", nargs="*", help="contenders to run (default: all)")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from geventpool.testing.postgres import PostgresServer
+
+    have_peers = _ensure_peers()
+    names = [n for n in (args.only or CONTENDERS) if have_peers or CONTENDERS[n][0] == "main"]
+    with PostgresServer(settings={"max_connections": "300"}) as pg:
+        for scenario, (query, workers) in SCENARIOS.items():
+            rates: dict[str, list[float]] = {n: [] for n in names}
+            stalls: dict[str, list[float]] = {n: [] for n in names}
+            for _ in range(args.rounds):
+                for name in names:
+                    # for pg_sleep the limit is 10 connections kept busy: raw with 10 greenlets
+                    n = POOL_SIZE if name == "raw" and "sleep" in query else workers
+                    out = _run_one(name, pg.dsn, query, n, args.seconds)
+                    rates[name].append(out["rate"])
+                    stalls[name].append(out["stall_ms"])
+            ours = statistics.median(rates["geventpool"]) if "geventpool" in rates else None
+            print(f"\n== {scenario}: {query!r}, {workers} workers, pool of {POOL_SIZE}, "
+                  f"median of {args.rounds} x {args.seconds:g} s ==")
+            print(f"{'contender':24} {'ops/s':>9} {'geventpool/x':>13} {'max hub stall':>14}")
+            for name in names:
+                rate = statistics.median(rates[name])
+                ratio = f"{ours / rate:.2f}x" if ours else "-"
+                stall = max(stalls[name])
+                stall_text = "n/a (threads)" if math.isnan(stall) else f"{stall:.1f} ms"
+                print(f"{name:24} {rate:9.0f} {ratio:>13} {stall_text:>14}")
+            if "sleep" in query and ours and "raw" in rates:
+                print(f"the 10-connection limit is raw's row here (10 greenlets, 10 connections); "
+                      f"geventpool reaches {ours / statistics.median(rates['raw']):.3f}x of it")
+
+
+if __name__ == "__main__":
+    main()
