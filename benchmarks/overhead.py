@@ -449,6 +449,7 @@ class WorkerProcess:
         self.impl = impl
         self.timeout = timeout
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - open for the worker's life
+        self.stderr_tail = ""
         self.proc = subprocess.Popen(
             [str(python), str(Path(__file__).resolve()), "--worker", impl.key],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env, text=True,
@@ -462,9 +463,7 @@ class WorkerProcess:
         line = self.proc.stdout.readline() if ready else ""
         if not line:
             self.stop()
-            self._stderr.seek(0)
-            tail = self._stderr.read().decode(errors="replace").strip().splitlines()[-3:]
-            raise RuntimeError("worker died or hung: " + (" | ".join(tail) or "no output"))
+            raise RuntimeError("worker died or hung: " + (self.stderr_tail or "no output"))
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
             self.stop()
@@ -474,12 +473,17 @@ class WorkerProcess:
     def run(self, n: int) -> tuple[float, float]:
         """Time n cycles in the worker: (CPU seconds, wall seconds)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(f"run {n}\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(f"run {n}\n")
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            self.stop()
+            raise RuntimeError("worker died: " + (self.stderr_tail or "no output")) from None
         answer = self._read()
         return float(answer["cpu"]), float(answer["wall"])
 
     def stop(self) -> None:
+        """Ask the worker to close its pool and exit; kill it (by PID) if it does not."""
         if self.proc.poll() is None:
             try:
                 assert self.proc.stdin is not None
@@ -489,7 +493,11 @@ class WorkerProcess:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
-        self._stderr.close()
+        if not self._stderr.closed:
+            self._stderr.seek(0)
+            lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+            self.stderr_tail = " | ".join(lines[-3:])
+            self._stderr.close()
 
 
 # -- the parent ------------------------------------------------------------------------------------
@@ -541,9 +549,10 @@ FOOTNOTES = [
     "(the rollback on put, too) to an OS thread and costs ~100 µs per cycle here.",
     "[3] psycopg 3 connections to a private PostgreSQL on 127.0.0.1 (idle, so no I/O in the cycle).",
     "Every gevent worker calls gevent.monkey.patch_all() first, the eventlet worker eventlet.monkey_patch(); "
-    "one worker process per row, rounds interleaved, gc disabled while timing. µs/cycle is the worker "
-    "thread's CPU time (preemption by other processes does not count), median of the rounds; the ratio is "
-    "the median over rounds of row / floor in the same round.",
+    "one worker process per row, rounds interleaved (the floor runs again right before every row), gc "
+    "disabled while timing. µs/cycle is the worker thread's CPU time (preemption by other processes does "
+    "not count), median of the rounds; the ratio is the median over rounds of row / the floor run just "
+    "before it.",
 ]
 
 
@@ -555,11 +564,11 @@ def _gevent_python(no_peers: bool) -> Path:
 
 @dataclass(frozen=True)
 class Round:
-    """One timed run of one implementation: µs per cycle."""
+    """One timed run of one implementation: µs per cycle, and the floor's run just before it."""
 
-    index: int
     cpu_us: float
     wall_us: float
+    floor_cpu_us: float
 
 
 Figures = dict[str, list[Round]]
@@ -606,18 +615,28 @@ def run_all(keys: list[str], iterations: int, rounds: int, no_peers: bool, timeo
             workers[key] = worker
             versions.update(worker.hello.get("versions", {}))
             results[key] = []
-        order = list(workers)
+        if "floor" not in workers:
+            return results, skipped, versions, python
+        order = [key for key in workers if key != "floor"] or ["floor"]
+        to_us = 1e6 / iterations
         for r in range(rounds):
             log(f"round {r + 1}/{rounds}")
-            for key in order[r % len(order):] + order[: r % len(order)] if order else []:
+            for key in order[r % len(order):] + order[: r % len(order)]:
+                # the floor runs right before each row: the pair sees the same machine
+                floor_cpu, floor_wall = workers["floor"].run(iterations)
+                results["floor"].append(Round(floor_cpu * to_us, floor_wall * to_us, floor_cpu * to_us))
+                if key == "floor":
+                    continue
                 try:
                     cpu, wall = workers[key].run(iterations)
                 except RuntimeError as error:
                     skipped[key] = f"failed: {error}"
                     order.remove(key)
                     results.pop(key, None)
+                    if not order:
+                        order = ["floor"]
                     continue
-                results[key].append(Round(r, cpu / iterations * 1e6, wall / iterations * 1e6))
+                results[key].append(Round(cpu * to_us, wall * to_us, floor_cpu * to_us))
     finally:
         for worker in workers.values():
             worker.stop()
@@ -627,9 +646,8 @@ def run_all(keys: list[str], iterations: int, rounds: int, no_peers: bool, timeo
 
 
 def ratio_to_floor(results: Figures, key: str) -> float | None:
-    """Median over rounds of (this row's CPU µs / the floor's CPU µs in the same round)."""
-    floor = {r.index: r.cpu_us for r in results.get("floor", [])}
-    ratios = [r.cpu_us / floor[r.index] for r in results.get(key, []) if r.index in floor]
+    """Median over rounds of (this row's CPU µs / the floor's CPU µs in the run just before it)."""
+    ratios = [r.cpu_us / r.floor_cpu_us for r in results.get(key, [])]
     return statistics.median(ratios) if ratios else None
 
 

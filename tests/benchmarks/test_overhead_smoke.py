@@ -81,7 +81,7 @@ def test_floor_pool_hands_out_the_same_connections(overhead: ModuleType) -> None
 def test_script_prints_the_table_without_peers(tmp_path: Path) -> None:
     output = tmp_path / "overhead.md"
     done = subprocess.run(
-        [sys.executable, str(BENCHMARK), "--no-peers", "--only", "floor,floor-bare,geventpool",
+        [sys.executable, str(BENCHMARK), "--no-peers", "--only", "floor,floor-bare,geventpool,gsocketpool",
          "--iterations", "200", "--rounds", "2", "--timeout", "60", "--output", str(output)],
         capture_output=True, text=True, timeout=120, check=False,
     )
@@ -91,5 +91,6 @@ def test_script_prints_the_table_without_peers(tmp_path: Path) -> None:
     rows = {line.split(" | ")[0].lstrip("| "): line for line in lines if line.startswith("| ")}
     assert rows["floor: gevent Queue + thinnest `with`"].endswith("| 1.00x |")
     assert rows["geventpool `with pool.get()`"].endswith("x |")
+    assert "not run (--no-peers)" in rows["gsocketpool `with pool.connection()`"]
     assert "CPU:" in done.stdout and "gevent" in done.stdout
     assert output.read_text().count("| geventpool `with pool.get()` |") == 1
