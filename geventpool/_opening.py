@@ -79,6 +79,9 @@ def _connect_any(pool: ConnectionPool[C]) -> tuple[C, Server]:
         health.set_probe(pool._probe_server)
         try:
             conn = connect(pool, server)
+            if health.failures and pool._can_check:
+                # A recovering server must answer, not merely accept: check it once.
+                _verify(pool, conn)
         except BaseException as error:
             if isinstance(error, pool._connect_errors):
                 health.record_failure(error)
@@ -91,6 +94,15 @@ def _connect_any(pool: ConnectionPool[C]) -> tuple[C, Server]:
     if last_error is not None:
         raise last_error
     raise BackendUnavailable(f"{pool.name}: every server is down ({pool.server_pool!r})")
+
+
+def _verify(pool: ConnectionPool[C], conn: C) -> None:
+    try:
+        with gevent.Timeout(pool.keepalive_timeout, ConnectTimeout(f"{pool.name}: check timed out")):
+            pool._keepalive(conn)
+    except BaseException:
+        pool._close_connection(conn)
+        raise
 
 
 def probe_server(pool: ConnectionPool[C], server: Server) -> None:

@@ -500,6 +500,9 @@ class ConnectionPool(Generic[C]):
             # A server restart breaks every older connection: check idle ones before reuse.
             for idle in self._idle:
                 idle.good_until = -1.0
+            if slot.server is not None and slot.uses <= 1:
+                # broken on its first use: the server accepts but does not serve
+                slot.server.health.record_failure(error)
         logger.debug("%s: discarding connection %d after %r", self.name, slot.number, error)
         self._drop(slot, error)
 

@@ -162,6 +162,7 @@ class ServerHealth:
     def _open(self, now: float) -> None:
         if self.state == CircuitState.CLOSED:
             self.opened_at = now
+            self._cooldown = self.cooldown
             logger.warning(
                 "server %s is failing (%d failures, last: %r): circuit open for %.1f s",
                 self._name(), self.failures, self.last_error, self._cooldown,
