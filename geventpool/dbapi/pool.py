@@ -406,8 +406,7 @@ class ConnectionPool(CorePool[Any]):
         slot = super()._open_one()
         # A new connection idles like a returned one: checked once idle past ping_after.
         good_until = slot.created + self._ping_window
-        if good_until < slot.good_until:
-            slot.good_until = good_until
+        slot.good_until = min(slot.good_until, good_until)
         return slot
 
     def _learn_driver(self, conn: Any) -> None:
