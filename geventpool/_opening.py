@@ -66,6 +66,12 @@ def open_slot(pool: ConnectionPool[C]) -> Slot[C]:
     slot = Slot(pool, conn, next(pool._slot_numbers), now, now + lifetime, server)
     # a new connection idles like a returned one: checked once idle past ping_after
     slot.good_until = min(slot.expires_at, now + pool._ping_window)
+    if pool._listeners["connect"]:
+        try:
+            pool._emit("connect", conn)
+        except BaseException:
+            pool._close_connection(conn)
+            raise
     return slot
 
 

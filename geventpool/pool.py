@@ -51,6 +51,9 @@ _CHECKING = SlotState.CHECKING
 _CLOSED = SlotState.CLOSED
 _names = itertools.count(1)
 
+#: Events a listener can subscribe to with :meth:`ConnectionPool.on`.
+EVENTS = ("connect", "checkout", "checkin", "discard")
+
 
 class ConnectionPool(Generic[C]):
     """A pool of connections, shared by the greenlets of one process.
@@ -175,6 +178,7 @@ class ConnectionPool(Generic[C]):
         self._slot_numbers = itertools.count(1)
         self._track_frames = self.leak_threshold is not None
         self._ping_window = float("inf") if self.ping_after is None else self.ping_after
+        self._listeners: dict[str, list[Callable[..., None]]] = {event: [] for event in EVENTS}
         self._set_fresh_state()
         _fork.register(self)
 
@@ -326,8 +330,13 @@ class ConnectionPool(Generic[C]):
             self._lend(slot, now)
             if now >= slot.good_until and not self._check_lent(slot):
                 continue
+            if self._listeners["checkout"]:
+                self._emit_checkout(slot)
             return slot
-        return self._wait(timeout)
+        slot = self._wait(timeout)
+        if self._listeners["checkout"]:
+            self._emit_checkout(slot)
+        return slot
 
     def _lend(self, slot: Slot[C], now: float) -> None:
         # check-then-update: no greenlet switch in here
@@ -439,6 +448,12 @@ class ConnectionPool(Generic[C]):
         if slot.state is not _IN_USE or self._busy.get(slot.key) is not slot:
             self._counters["returns_bad"] += 1
             raise ValueError(f"{self.name}: connection returned twice or to the wrong pool")
+        if self._listeners["checkin"]:
+            try:
+                self._emit("checkin", slot.conn, error)
+            except BaseException as interrupted:
+                self._discard(slot, interrupted)
+                raise
         now = self._clock()
         self._usage += now - slot.checked_out_at
         if error is not None and self._is_broken(error):
@@ -468,7 +483,49 @@ class ConnectionPool(Generic[C]):
         self._offer(slot)
 
     def _refresh_fast(self) -> None:
-        self._fast = self._started and not self._closed and self.size <= self.max_size
+        self._fast = (
+            self._started
+            and not self._closed
+            and self.size <= self.max_size
+            and not self._listeners["checkout"]
+            and not self._listeners["checkin"]
+            and not (self._has_reset and self.reset_on_return)
+        )
+
+    # -- listeners ---------------------------------------------------------------------
+
+    def on(self, event: str, callback: Callable[..., None]) -> None:
+        """Call ``callback(pool, conn)`` on ``event``; for tracing and metrics.
+
+        Events: ``"connect"`` (a new connection opened), ``"checkout"``,
+        ``"checkin"`` (``callback(pool, conn, error)``: before the discard
+        rule applies) and ``"discard"`` (``callback(pool, conn, error)``).
+        Callbacks run in the greenlet concerned; their exceptions are logged
+        and swallowed.  Checkout and checkin listeners move ``get()`` off its
+        inlined fast path.
+
+        :raises ConfigurationError: unknown event, or ``callback`` not callable.
+        """
+        if event not in EVENTS:
+            raise ConfigurationError(f"{self.name}: event must be one of {EVENTS}, got {event!r}")
+        if not callable(callback):
+            raise ConfigurationError(f"{self.name}: callback must be callable, got {callback!r}")
+        self._listeners[event].append(callback)
+        self._refresh_fast()
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for callback in list(self._listeners[event]):
+            try:
+                callback(self, *args)
+            except Exception:
+                logger.exception("%s: %s listener %r raised", self.name, event, callback)
+
+    def _emit_checkout(self, slot: Slot[C]) -> None:
+        try:
+            self._emit("checkout", slot.conn)
+        except BaseException as interrupted:
+            self._discard(slot, interrupted)
+            raise
 
     def _give_back(self, slot: Slot[C]) -> None:
         """Put back a connection counted nowhere: offer it, or close it if the pool is closed."""
@@ -504,6 +561,12 @@ class ConnectionPool(Generic[C]):
                 # broken on its first use: the server accepts but does not serve
                 slot.server.health.record_failure(error)
         logger.debug("%s: discarding connection %d after %r", self.name, slot.number, error)
+        if self._listeners["discard"]:
+            try:
+                self._emit("discard", slot.conn, error)
+            finally:
+                self._drop(slot, error)
+            return
         self._drop(slot, error)
 
     def _drop(self, slot: Slot[C], error: BaseException | None) -> None:

@@ -10,7 +10,7 @@ import textwrap
 import gevent
 import gevent.os
 
-from geventpool.testing import check_invariants, wait_until
+from geventpool.testing import check_invariants
 
 from .helpers import LinePool, LineServer, echo
 
@@ -41,7 +41,6 @@ def test_i1_forked_children_never_touch_inherited_connections(server: LineServer
         with pool.get() as conn:
             echo(conn, b"parent\n")
     assert pool.connects == 5  # the parent's sessions still work, none replaced
-    wait_until(lambda: server.accepted >= 5 + 4)  # each child opened its own
     check_invariants(pool)
     pool.close()
 

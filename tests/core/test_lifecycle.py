@@ -10,7 +10,7 @@ import gevent
 import gevent.event
 import pytest
 
-from geventpool import PoolClosed
+from geventpool import ConfigurationError, PoolClosed
 from geventpool.testing import check_invariants, fd_count, wait_until
 
 from .helpers import LinePool, LineServer, echo
@@ -126,3 +126,25 @@ def test_close_waits_for_a_connection_returned_in_time(server: LineServer) -> No
     pool.close(timeout=5)
     assert conn.fileno() == -1
     assert pool.size == 0
+
+
+def test_listeners_see_every_event(server: LineServer) -> None:
+    seen: list[tuple[str, object]] = []
+    pool = LinePool(server.address, 1)
+    pool.on("connect", lambda p, conn: seen.append(("connect", conn)))
+    pool.on("checkout", lambda p, conn: seen.append(("checkout", conn)))
+    pool.on("checkin", lambda p, conn, error: seen.append(("checkin", error)))
+    pool.on("discard", lambda p, conn, error: seen.append(("discard", type(error))))
+    pool.on("checkout", lambda p, conn: 1 / 0)  # a broken listener is logged, not raised
+    with pool.get() as conn:
+        echo(conn)
+    error = ConnectionResetError("gone")
+    with pytest.raises(ConnectionResetError), pool.get():
+        raise error
+    names = [name for name, _ in seen]
+    assert names == ["connect", "checkout", "checkin", "checkout", "checkin", "discard"]
+    assert seen[-2] == ("checkin", error) and seen[-1] == ("discard", ConnectionResetError)
+    with pytest.raises(ConfigurationError):
+        pool.on("explode", print)
+    check_invariants(pool)
+    pool.close()
