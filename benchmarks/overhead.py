@@ -526,6 +526,18 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _geventpool_revision() -> str:
+    """The commit geventpool was measured at, and whether geventpool/ had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "geventpool"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return f"{head} + uncommitted changes in geventpool/" if dirty else head
+
+
 def machine_notes(versions: dict[str, str], python: str) -> list[str]:
     """Describe the machine and the software the rows ran on."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
@@ -535,6 +547,7 @@ def machine_notes(versions: dict[str, str], python: str) -> list[str]:
         f"Python {platform.python_version()} ({platform.python_implementation()}) on {platform.platform()}; "
         f"gevent rows run {python}",
         "versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())),
+        f"geventpool measured at commit {_geventpool_revision()}",
     ]
 
 
@@ -706,14 +719,16 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("\n".join(table))
     print()
-    print("\n".join(notes + FOOTNOTES))
+    labels = " ".join(BY_KEY[k].label for k in keys)
+    notes += [n for n in FOOTNOTES if not n.startswith("[") or n[: n.index("]") + 1] in labels]
+    print("\n".join(notes))
     if args.output:
         command = "python benchmarks/overhead.py " + " ".join(argv if argv is not None else sys.argv[1:])
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(
             "# Checkout overhead: geventpool against its peers\n\n"
             f"Produced by `{command.strip()}` on {time.strftime('%Y-%m-%d %H:%M %Z')}.\n\n"
-            + "\n".join(table) + "\n\n" + "\n".join(f"- {n}" for n in notes + FOOTNOTES) + "\n"
+            + "\n".join(table) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
         )
     return 0 if "floor" in results else 1
 
