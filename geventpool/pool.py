@@ -20,6 +20,7 @@ import gevent
 import gevent.event
 import gevent.pool
 from gevent import getcurrent
+from gevent.hub import Waiter
 
 from . import _fork, _housekeeping, _opening
 from ._config import check_count, check_exc_classes, check_optional_seconds, check_seconds
@@ -198,7 +199,7 @@ class ConnectionPool(Generic[C]):
         self._busy: dict[int, Slot[C]] = {}  # id(conn) -> slot, in use or being checked
         self._opening = 0
         self._connectors = 0
-        self._waiters: deque[gevent.event.AsyncResult] = deque()
+        self._waiters: deque[_Waiter] = deque()
         self._group: gevent.pool.Group | None = None
         self._filled = gevent.event.Event()
         self._started = False
@@ -379,7 +380,7 @@ class ConnectionPool(Generic[C]):
         if self.server_pool is not None and self.server_pool.all_down():
             self._counters["requests_errors"] += 1
             raise self._all_down_error()
-        waiter = gevent.event.AsyncResult()
+        waiter = _Waiter()
         self._waiters.append(waiter)
         self._counters["requests_queued"] += 1
         self._ensure_connectors()
@@ -391,33 +392,40 @@ class ConnectionPool(Generic[C]):
             raise
         finally:
             self._counters["requests_wait_ms"] += (self._clock() - started) * 1000.0
-        if not waiter.ready():
+        slot = waiter.slot
+        if slot is None:
             self._abandon(waiter)
             self._counters["requests_errors"] += 1
+            if waiter.error is not None:
+                raise waiter.error
             raise self._timeout_error(timeout) from self._last_error
-        value = waiter.value
-        if isinstance(value, BaseException):
-            self._counters["requests_errors"] += 1
-            raise value
-        slot: Slot[C] = value
         slot.holder = getcurrent()
         if self._track_frames:
             slot.frame = sys._getframe(3)
             slot.frame_line = slot.frame.f_lineno
         return slot
 
-    def _abandon(self, waiter: gevent.event.AsyncResult) -> None:
+    def _abandon(self, waiter: _Waiter) -> None:
         """A waiter leaves: take it out of the queue, or pass on what it was given."""
-        if waiter.ready():
-            value = waiter.value
-            if isinstance(value, Slot):
-                self._busy.pop(value.key, None)
-                self._give_back(value)
-        else:
+        slot = waiter.slot
+        if slot is not None:
+            waiter.slot = None
+            self._busy.pop(slot.key, None)
+            self._give_back(slot)
+        elif waiter.error is None:
             try:
                 self._waiters.remove(waiter)
             except ValueError:
                 pass
+
+    def _fail_oldest_waiter(self, error: BaseException) -> None:
+        """Wake the greenlet that has waited longest with ``error`` (no switch here)."""
+        if self._waiters:
+            self._waiters.popleft().fail(error)
+
+    def _fail_all_waiters(self, error: BaseException) -> None:
+        while self._waiters:
+            self._waiters.popleft().fail(error)
 
     def _timeout_error(self, timeout: float) -> PoolTimeout:
         counts = self._counts_text()
@@ -543,7 +551,7 @@ class ConnectionPool(Generic[C]):
             slot.checked_out_at = self._clock()
             slot.uses += 1
             self._busy[slot.key] = slot
-            waiter.set(slot)
+            waiter.hand(slot)
             return
         slot.state = _IDLE
         self._idle.append(slot)
@@ -661,13 +669,10 @@ class ConnectionPool(Generic[C]):
         if not isinstance(error, self._connect_errors):
             # A programming error: hand it to the oldest waiter; retry only on demand.
             self._broken_hook = error
-            if self._waiters:
-                self._waiters.popleft().set(error)
+            self._fail_oldest_waiter(error)
         elif self.server_pool is not None and self.server_pool.all_down():
             # Every circuit is open: waiters learn it now instead of at their timeout.
-            down = self._all_down_error()
-            while self._waiters:
-                self._waiters.popleft().set(down)
+            self._fail_all_waiters(self._all_down_error())
         elif now - self._failing_since >= self.reconnect_timeout:
             self._failing_since = now
             if self.reconnect_failed is not None:
@@ -824,9 +829,7 @@ class ConnectionPool(Generic[C]):
             return
         self._closed = True
         self._fast = False
-        closed = PoolClosed(f"{self.name} is closed")
-        while self._waiters:
-            self._waiters.popleft().set(closed)
+        self._fail_all_waiters(PoolClosed(f"{self.name} is closed"))
         while self._idle:
             self._drop(self._idle.popleft(), None)
         deadline = self._clock() + timeout
@@ -885,6 +888,47 @@ class ConnectionPool(Generic[C]):
 
     def __bool__(self) -> bool:
         return True
+
+
+class _Waiter:
+    """One greenlet waiting for a connection: woken with a slot, an error, or by its timeout.
+
+    The outcome is recorded before the wake-up is scheduled, so a greenlet
+    woken by its timer (or killed) in the same loop iteration still sees
+    what it was handed and can pass it on.
+    """
+
+    __slots__ = ("_waiter", "_hub", "error", "slot")
+
+    def __init__(self) -> None:
+        self._hub = gevent.get_hub()
+        self._waiter = Waiter(self._hub)
+        self.slot: Slot[Any] | None = None
+        self.error: BaseException | None = None
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until handed a slot or an error, or ``timeout`` passes (no wait if 0)."""
+        if timeout <= 0:
+            return
+        timer = self._hub.loop.timer(timeout)
+        timer.start(self._waiter.switch, None)
+        try:
+            self._waiter.get()
+        finally:
+            timer.close()
+
+    def hand(self, slot: Slot[Any]) -> None:
+        self.slot = slot
+        self._hub.loop.run_callback(self._waiter.switch, None)
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self._hub.loop.run_callback(self._waiter.switch, None)
+
+    @property
+    def woken(self) -> bool:
+        """Whether a slot or an error was handed to this waiter."""
+        return self.slot is not None or self.error is not None
 
 
 class _CheckTimeout(PoolError):

@@ -455,7 +455,7 @@ class ConnectionPool(CorePool[Any]):
         if isinstance(error, ConnectTimeout) and self._waiters:
             timeout_error = ConnectTimeout(str(error))
             timeout_error.__cause__ = error
-            self._waiters.popleft().set(timeout_error)
+            self._fail_oldest_waiter(timeout_error)
 
 
 class _Checkout:

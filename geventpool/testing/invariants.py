@@ -129,7 +129,7 @@ def _check_slots(
 
 def _check_waiters(problems: list[str], pool: ConnectionPool[Any], idle: list[Slot[Any]]) -> None:
     waiters = list(pool._waiters)
-    asleep = sum(1 for waiter in waiters if not waiter.ready())
+    asleep = sum(1 for waiter in waiters if not waiter.woken)
     if asleep and idle:
         problems.append(f"{asleep} greenlet(s) wait while {len(idle)} connection(s) are idle")
     if asleep != len(waiters):

@@ -11,7 +11,8 @@ import gevent.event
 import pytest
 from gevent import socket as gsocket
 
-from geventpool import ConnectionPool
+from geventpool import ConnectionPool, PoolError
+from geventpool.pool import _Waiter
 from geventpool.testing import EchoServer, FaultProxy, check_invariants, pool_problems, wait_until
 
 
@@ -161,15 +162,15 @@ def corruptions() -> list[tuple[str, Callable[[EchoPool], Callable[[], None]], s
         return lambda: setattr(pool, "_opening", old)
 
     def sleeping_waiter(pool: EchoPool) -> Callable[[], None]:
-        waiter = gevent.event.AsyncResult()
+        waiter = _Waiter()
         pool._waiters.append(waiter)
         return lambda: pool._waiters.remove(waiter)
 
     def answered_waiter(pool: EchoPool) -> Callable[[], None]:
         idle = list(pool._idle)
         pool._idle.clear()
-        waiter = gevent.event.AsyncResult()
-        waiter.set(None)
+        waiter = _Waiter()
+        waiter.error = PoolError("answered")
         pool._waiters.append(waiter)
 
         def undo() -> None:
