@@ -16,6 +16,8 @@ from types import ModuleType
 import gevent
 import pytest
 
+from geventpool.testing import check_invariants
+
 __all__: list[str] = []
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "overhead.py"
@@ -55,6 +57,7 @@ def test_geventpool_rows_leave_the_pool_whole(overhead: ModuleType) -> None:
             try:
                 bench.loop(20)
                 pool = bench.pool
+                check_invariants(pool)
                 stats = pool.stats()
                 assert pool.size == overhead.POOL_SIZE
                 assert stats["requests_num"] == 20
