@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from ._slot import Slot, SlotState
@@ -107,13 +108,23 @@ def server_stats(pool: ConnectionPool[Any]) -> dict[str, dict[str, Any]]:
     return result
 
 
+def _line_of(code: CodeType, lasti: int) -> int | None:
+    """The source line of bytecode offset ``lasti`` in ``code``."""
+    for start, end, line in code.co_lines():
+        if start <= lasti < end:
+            return line
+    return None
+
+
 def leak_message(pool_name: str, slot: Slot[Any], now: float) -> str:
     """The one warning logged for a connection held past ``leak_threshold``."""
     where = ""
     if slot.frame is not None:
         stack = traceback.extract_stack(slot.frame)
         if stack:
-            stack[-1].lineno = slot.frame_line
+            last = stack[-1]
+            line = _line_of(slot.frame.f_code, slot.frame_line) or last.lineno
+            stack[-1] = traceback.FrameSummary(last.filename, line, last.name)
         where = "\nacquired at (most recent call last):\n" + "".join(stack.format())
     return (
         f"{pool_name}: connection {slot.number} held for {now - slot.checked_out_at:.1f} s "

@@ -100,10 +100,11 @@ class Slot(Generic[C]):
         tb: TracebackType | None,
     ) -> None:
         pool = self.pool
-        # The common case, inlined: a clean return with nobody waiting.
+        # The common case, inlined: a clean return with nobody waiting (and no
+        # leak reported: reporting one turns pool._fast off).
         if exc_type is None and pool._fast and self.state is _IN_USE and not pool._waiters:
             now = pool._clock()
-            if now < self.expires_at and not self.leak_reported:
+            if now < self.expires_at:
                 # check-then-update: no greenlet switch in here
                 pool._usage += now - self.checked_out_at
                 del pool._busy[self.key]
@@ -111,8 +112,9 @@ class Slot(Generic[C]):
                 self.holder = None
                 self.frame = None
                 self.last_used = now
-                good_until = now + pool._ping_window
-                self.good_until = good_until if good_until < self.expires_at else self.expires_at
+                if pool._pinging:
+                    good_until = now + pool._ping_window
+                    self.good_until = good_until if good_until < self.expires_at else self.expires_at
                 pool._idle.append(self)
                 return
         pool._finish(self, exc)

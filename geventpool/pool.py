@@ -179,6 +179,7 @@ class ConnectionPool(Generic[C]):
         self._slot_numbers = itertools.count(1)
         self._track_frames = self.leak_threshold is not None
         self._ping_window = float("inf") if self.ping_after is None else self.ping_after
+        self._pinging = self.ping_after is not None
         self._listeners: dict[str, list[Callable[..., None]]] = {event: [] for event in EVENTS}
         self._set_fresh_state()
         _fork.register(self)
@@ -206,6 +207,7 @@ class ConnectionPool(Generic[C]):
         self._closed = False
         self._fast = False  # started, open, not above max_size: the inlined paths apply
         self._closed_uses = 0  # checkouts served by connections since closed
+        self._leaks_out = 0  # connections reported as leaked and not yet returned
         self._usage = 0.0
         self._epoch = object()  # background greenlets of an older epoch stop
         self._failures = 0
@@ -295,15 +297,15 @@ class ConnectionPool(Generic[C]):
                 slot.uses += 1
                 self._busy[slot.key] = slot
                 if self._track_frames:
-                    slot.frame = sys._getframe(1)
-                    slot.frame_line = slot.frame.f_lineno
+                    slot.frame = frame = sys._getframe(1)
+                    slot.frame_line = frame.f_lasti  # the line is worked out only for a report
                 return slot
             self._idle.append(slot)
         return self._checkout(timeout)
 
     def acquire(self, timeout: float | None = None) -> C:
         """Check out a connection; give it back with :meth:`release`.  Raises as :meth:`get`."""
-        return self._checkout(timeout).conn
+        return self.get(timeout).conn
 
     def release(self, conn: C, error: BaseException | None = None) -> None:
         """Return a connection got from :meth:`acquire`, applying the discard rule to ``error``.
@@ -314,7 +316,7 @@ class ConnectionPool(Generic[C]):
         if slot is None or slot.conn is not conn or slot.state is not _IN_USE:
             self._counters["returns_bad"] += 1
             raise ValueError(f"{self.name}: {conn!r} is not checked out from this pool")
-        self._finish(slot, error)
+        slot.__exit__(None if error is None else type(error), error, None)
 
     def _checkout(self, timeout: float | None) -> Slot[C]:
         if not self._started:
@@ -346,8 +348,8 @@ class ConnectionPool(Generic[C]):
         slot.uses += 1
         slot.holder = getcurrent()
         if self._track_frames:
-            slot.frame = sys._getframe(3)
-            slot.frame_line = slot.frame.f_lineno
+            slot.frame = frame = sys._getframe(3)
+            slot.frame_line = frame.f_lasti
         self._busy[slot.key] = slot
 
     def _check_lent(self, slot: Slot[C]) -> bool:
@@ -366,8 +368,13 @@ class ConnectionPool(Generic[C]):
                 raise
             return False
         slot.state = _IN_USE
-        slot.checked_at = self._clock()
+        self._mark_checked(slot)
         return True
+
+    def _mark_checked(self, slot: Slot[C]) -> None:
+        """A check passed: the connection is good until its next ping is due."""
+        now = slot.checked_at = self._clock()
+        slot.good_until = min(slot.expires_at, now + self._ping_window)
 
     def _wait(self, timeout: float | None) -> Slot[C]:
         timeout = self.timeout if timeout is None else check_seconds(self.name, "timeout", timeout)
@@ -401,8 +408,8 @@ class ConnectionPool(Generic[C]):
             raise self._timeout_error(timeout) from self._last_error
         slot.holder = getcurrent()
         if self._track_frames:
-            slot.frame = sys._getframe(3)
-            slot.frame_line = slot.frame.f_lineno
+            slot.frame = frame = sys._getframe(3)
+            slot.frame_line = frame.f_lasti
         return slot
 
     def _abandon(self, waiter: _Waiter) -> None:
@@ -478,6 +485,8 @@ class ConnectionPool(Generic[C]):
             now = self._clock()
         if slot.leak_reported:
             slot.leak_reported = False
+            self._leaks_out -= 1
+            self._refresh_fast()
             logger.info("%s: connection %d returned (unleaked)", self.name, slot.number)
         del self._busy[slot.key]
         slot.holder = None
@@ -498,6 +507,7 @@ class ConnectionPool(Generic[C]):
             and not self._listeners["checkout"]
             and not self._listeners["checkin"]
             and not (self._has_reset and self.reset_on_return)
+            and not self._leaks_out
         )
 
     # -- listeners ---------------------------------------------------------------------
@@ -579,6 +589,10 @@ class ConnectionPool(Generic[C]):
 
     def _drop(self, slot: Slot[C], error: BaseException | None) -> None:
         """Close a connection that is no longer counted anywhere, then top the pool up."""
+        if slot.leak_reported:
+            slot.leak_reported = False
+            self._leaks_out -= 1
+            self._refresh_fast()
         slot.state = _CLOSED
         slot.holder = None
         slot.frame = None
@@ -763,7 +777,7 @@ class ConnectionPool(Generic[C]):
         if slot.state is not _CHECKING:
             return
         del self._busy[slot.key]
-        slot.checked_at = self._clock()
+        self._mark_checked(slot)
         self._give_back(slot)
 
     def _report_leaks(self, now: float) -> None:
@@ -775,6 +789,8 @@ class ConnectionPool(Generic[C]):
                 and now - slot.checked_out_at >= self.leak_threshold
             ):
                 slot.leak_reported = True
+                self._leaks_out += 1
+                self._fast = False
                 self._counters["leaks"] += 1
                 logger.warning("%s", leak_message(self.name, slot, now))
 
