@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench soak system-deps clean
+.PHONY: test lint typecheck pytest demo examples docs bench bench-peers soak package system-deps clean
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ system-deps:
 	./scripts/system-deps.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check geventpool tests examples benchmarks
+	$(BIN)/ruff check geventpool tests examples benchmarks scripts docs
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict geventpool
@@ -24,6 +24,8 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
+# What CI runs: system packages (as root), lint, types, and the whole suite
+# (the suite builds the docs with -W and runs every example).
 test: system-deps $(STAMP) lint typecheck pytest
 
 demo:
@@ -31,11 +33,25 @@ demo:
 	$(BIN)/python -m pip install -q -e .
 	$(BIN)/python examples/demo.py
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/overhead.py
+examples: $(STAMP)
+	$(BIN)/pytest -q tests/examples
+
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W -b html docs docs/_build/html
+
+bench-peers: $(STAMP)
+	$(BIN)/python benchmarks/peers/setup_peers.py
+
+bench: system-deps $(STAMP) bench-peers
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python scripts/bench.py
 
 soak: system-deps $(STAMP)
 	$(BIN)/pytest -m slow --run-slow
+	$(BIN)/python scripts/soak.py
+
+package: $(STAMP)
+	./scripts/check-package.sh
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache docs/_build
