@@ -39,7 +39,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qs
 
 import ldap
@@ -88,20 +88,25 @@ def _make_pg_pool() -> ConnectionPool:
 ldap_pool = pools.register("ldap", _make_ldap_pool)
 pg_pool = pools.register("postgres", _make_pg_pool, wait=5)
 
-_retrying = {
-    "max_failures": None, "interval": 0.05, "backoff": 2.0, "max_interval": 0.5, "jitter": 0.5,
-    "deadline": RETRY_DEADLINE, "logger": logger, "retry_log_level": logging.DEBUG,
-}
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-@retry(exc_classes=LDAP_RETRY, **_retrying)
+def _retrying(exc_classes: tuple[type[BaseException], ...]) -> Callable[[F], F]:
+    """Retry with a fresh connection, backing off, for up to RETRY_DEADLINE seconds."""
+    return retry(
+        exc_classes=exc_classes, max_failures=None, interval=0.05, backoff=2.0, max_interval=0.5,
+        jitter=0.5, deadline=RETRY_DEADLINE, logger=logger, retry_log_level=logging.DEBUG,
+    )
+
+
+@_retrying(LDAP_RETRY)
 def authenticate(uid: str, password: str) -> bool:
     """Check ``uid``'s password with a bind on this worker's LDAP pool."""
     dn = f"uid={ldap.dn.escape_dn_chars(uid)},{USER_BASE}"
     return ldap_pool.get().authenticate(dn, password)
 
 
-@retry(exc_classes=PG_RETRY, **_retrying)
+@_retrying(PG_RETRY)
 def double(n: int) -> tuple[int, int]:
     """Return ``(n * 2, the PostgreSQL session's pid)``."""
     with pg_pool.get().item() as conn:
