@@ -85,7 +85,9 @@ class Gunicorn:
         self.workers = workers
         args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-k", "gevent",
                 "-w", str(workers), "--bind", f"127.0.0.1:{port}", "--log-level", "info",
-                "--graceful-timeout", "10", "--no-control-socket"]
+                "--graceful-timeout", "10"]
+        if _knows_setting("control_socket_disable"):  # newer gunicorn: no shared ~/.gunicorn socket
+            args.append("--no-control-socket")
         if preload:
             args.append("--preload")
         args.append("app:application")
@@ -148,3 +150,9 @@ def _parent_of(pid: int) -> int:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return 0
+
+
+def _knows_setting(name: str) -> bool:
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return any(setting.name == name for setting in KNOWN_SETTINGS)
