@@ -53,6 +53,9 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
 
     def _new_connection(self) -> LDAPConnection:
         conn, server = open_bound(self._settings, self._credentials)
+        policy = self._settings.referrals
+        if policy is not None:
+            conn.__dict__["_referrals"] = (policy, self._settings, self._credentials)
         logger.debug("%s: connected to %s as %r", self.name, server.uri, self._credentials.dn)
         return conn
 

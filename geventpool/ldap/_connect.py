@@ -23,6 +23,7 @@ from ..errors import ConnectTimeout
 from .connection import WHOAMI_OID, LDAPConnection, set_nodelay
 from .credentials import Credentials
 from .errors import AuthenticationFailed, TLSVerificationError
+from .referrals import ReferralPolicy
 from .tls import TLSPolicy
 from .uris import LDAPServer
 
@@ -46,7 +47,7 @@ class Settings:
     retry_delay: float
     connect_timeout: float
     op_timeout: float
-    chase_referrals: bool
+    referrals: ReferralPolicy | None
     connector_cls: type[LDAPConnection]
 
     @property

@@ -113,6 +113,7 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         d["identity_ok"] = True
         d["_pool_binding"] = False
         d["_thread_pending"] = None
+        d["_referrals"] = None  # (ReferralPolicy, Settings, Credentials) when chasing is allowed
         d["_close_requested"] = False
         d["created"] = time.monotonic()
 
@@ -375,14 +376,48 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         timeout: float = -1, sizelimit: int = 0,
     ) -> Any:
         """Search and return all entries, like python-ldap's, waiting cooperatively."""
+        if filterstr is None:
+            filterstr = "(objectClass=*)"
         msgid = self._ldap_call(
-            self._l.search_ext, base, scope, "(objectClass=*)" if filterstr is None else filterstr,
-            attrlist, attrsonly,
+            self._l.search_ext, base, scope, filterstr, attrlist, attrsonly,
             RequestControlTuples(serverctrls) if serverctrls else None,
             RequestControlTuples(clientctrls) if clientctrls else None,
             timeout, sizelimit,
         )
-        return self._wait_result(msgid, 1, timeout, 0, 0, 0, True)[1]
+        referrals = self.__dict__["_referrals"]
+        if referrals is None:
+            return self._wait_result(msgid, 1, timeout, 0, 0, 0, True)[1]
+        try:
+            entries = self._wait_result(msgid, 1, timeout, 0, 0, 0, True)[1]
+        except ldap.REFERRAL as error:
+            from .referrals import referral_urls
+
+            urls = referral_urls(error)
+            chased = self._chase(referrals, urls, scope, filterstr, attrlist, attrsonly, timeout)
+            if chased is None:
+                raise
+            return chased
+        if not any(dn is None for dn, _ in entries):
+            return entries
+        result: list[Any] = []
+        for dn, value in entries:
+            if dn is not None:
+                result.append((dn, value))
+                continue
+            urls = [u.decode() if isinstance(u, bytes) else u for u in value]
+            chased = self._chase(referrals, urls, ldap.SCOPE_SUBTREE if scope != ldap.SCOPE_BASE else scope,
+                                 filterstr, attrlist, attrsonly, timeout)
+            result.extend(chased if chased is not None else [(dn, value)])
+        return result
+
+    def _chase(
+        self, referrals: Any, urls: list[str], scope: int, filterstr: str, attrlist: Any, attrsonly: int,
+        timeout: float,
+    ) -> Any:
+        policy, settings, credentials = referrals
+        if timeout is None or timeout < 0:
+            timeout = self.__dict__["timeout"]
+        return policy.chase(urls, settings, credentials, scope, filterstr, attrlist, attrsonly, timeout)
 
     def whoami_s(self, serverctrls: Any = None, clientctrls: Any = None) -> str:
         """Return the server's "Who am I?" answer (``dn:...``, ``u:...`` or ``""``)."""

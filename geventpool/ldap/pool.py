@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import gevent
 import gevent.lock
@@ -27,6 +27,7 @@ from ._table import status_table
 from .connection import DEFAULT_OPERATION_TIMEOUT, LDAPConnection
 from .credentials import Credentials
 from .errors import BackendError, MaxConnectionReachedError
+from .referrals import ReferralPolicy
 from .tls import TLSPolicy
 from .uris import parse_uris
 
@@ -49,7 +50,9 @@ class LDAPPool(LDAPHooks):
     ``max_lifetime``: seconds before a connection is replaced.
 
     Beyond ldappool: ``connect_timeout`` (per attempt), ``checkout_timeout``
-    (waiting for a free connection), the TLS options, ``identity_size`` and
+    (waiting for a free connection), the TLS options, ``allowed_referral_hosts``
+    (``[(host, allow_auth), ...]``: referrals are not chased unless listed here;
+    see :mod:`geventpool.ldap.referrals`), ``identity_size`` and
     ``max_identities`` (sub-pools for other DNs), ``auth_size`` (connections
     for :meth:`authenticate`), and the core pool's keyword arguments
     (``min_size``, ``keepalive``, ``ping_after``, ``max_idle``...).
@@ -88,6 +91,7 @@ class LDAPPool(LDAPHooks):
         identity_size: int = 2,
         max_identities: int = 64,
         auth_size: int | None = None,
+        allowed_referral_hosts: Sequence[tuple[str, bool]] | None = None,
         name: str | None = None,
         **core_options: Any,
     ) -> None:
@@ -149,7 +153,8 @@ class LDAPPool(LDAPHooks):
         settings = Settings(
             owner=self.name, servers=servers, tls=tls, use_tls=use_tls, retry_max=retry_max,
             retry_delay=retry_delay, connect_timeout=connect_timeout, op_timeout=op_timeout,
-            chase_referrals=False, connector_cls=connector_cls,
+            referrals=None if not allowed_referral_hosts else ReferralPolicy(owner, allowed_referral_hosts),
+            connector_cls=connector_cls,
         )
         self._setup(settings, credentials)
         # ldappool's attributes

@@ -1,0 +1,97 @@
+"""Referral chasing, off by default, allowed only towards listed hosts.
+
+libldap's own chasing (``OPT_REFERRALS``) is always off: it would open
+blocking connections and could send the bind credentials to any host a
+server names.  With ``allowed_referral_hosts`` (as in ldap3's ``Server``:
+``[(host, allow_auth), ...]``, host ``"*"`` for any), a search that meets a
+referral follows it with a cooperative connection of the same TLS policy,
+bound with the pool's credentials only where ``allow_auth`` is True
+(anonymously otherwise); other referrals are left to the caller as
+python-ldap reports them.  One hop only: a referral found while chasing is
+not chased again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Sequence
+
+import ldap
+from ldapurl import LDAPUrl  # type: ignore[import-untyped]
+
+from ..errors import ConfigurationError
+from .uris import LDAPServer
+
+if TYPE_CHECKING:
+    from ._connect import Settings
+    from .credentials import Credentials
+
+__all__ = ["ReferralPolicy", "referral_urls"]
+
+logger = logging.getLogger("geventpool.ldap")
+
+
+def referral_urls(error: ldap.REFERRAL) -> list[str]:
+    """Return the URLs of a REFERRAL error (python-ldap puts them in ``info``)."""
+    info = error.args[0].get("info", "") if error.args and isinstance(error.args[0], dict) else ""
+    return [line.strip() for line in str(info).splitlines() if "://" in line]
+
+
+class ReferralPolicy:
+    """Which referral hosts may be followed, and with which credentials (greenlet-safe)."""
+
+    def __init__(self, owner: str, allowed: Sequence[tuple[str, bool]]) -> None:
+        checked: list[tuple[str, bool]] = []
+        for item in allowed:
+            if (
+                not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], str)
+                or not isinstance(item[1], bool)
+            ):
+                raise ConfigurationError(
+                    f"{owner}: allowed_referral_hosts entries must be (host, allow_auth) tuples, got {item!r}"
+                )
+            checked.append((item[0].lower(), item[1]))
+        self.allowed = tuple(checked)
+
+    def lookup(self, host: str) -> bool | None:
+        """Return allow_auth for ``host``, or None when it may not be followed."""
+        host = host.lower()
+        for allowed, allow_auth in self.allowed:
+            if allowed in ("*", host):
+                return allow_auth
+        return None
+
+    def chase(
+        self, urls: Sequence[str], settings: Settings, credentials: Credentials, scope: int,
+        filterstr: str, attrlist: Any, attrsonly: int, timeout: float,
+    ) -> list[Any] | None:
+        """Follow the first allowed URL; return its entries, or None when none is allowed."""
+        from ._connect import open_connection
+
+        for url in urls:
+            try:
+                parsed = LDAPUrl(url)
+            except ValueError:
+                continue
+            scheme = parsed.urlscheme.lower()
+            host, _, port_text = parsed.hostport.rpartition(":") if ":" in parsed.hostport else (
+                parsed.hostport, "", "")
+            if scheme not in ("ldap", "ldaps") or not host:
+                continue
+            allow_auth = self.lookup(host)
+            if allow_auth is None:
+                logger.info("%s: referral to %s not followed (host not allowed)", settings.owner, url)
+                continue
+            port = int(port_text) if port_text else (636 if scheme == "ldaps" else 389)
+            conn = open_connection(LDAPServer(scheme, host, port), settings)
+            try:
+                if allow_auth and not credentials.anonymous:
+                    conn.bind_as(credentials.dn, credentials.reveal())
+                logger.debug("%s: following referral to %s", settings.owner, url)
+                entries: list[Any] = conn.search_ext_s(
+                    parsed.dn, scope, filterstr, attrlist, attrsonly, timeout=timeout
+                )
+                return entries
+            finally:
+                conn.close()
+        return None
