@@ -9,11 +9,15 @@ claim fails.  Here: exit status 0, the expected lines, and no traceback
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from geventpool.testing.postgres import find_bin_dir
 
 __all__: list[str] = []
 
@@ -72,12 +76,16 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "demo.py": (
-        ["--quick"],
+        ["--quick", "--no-live"],
         [
-            "pool filled; starting 100 greenlets",
-            "server killed: 10 connections reset, listener closed",
-            "server restarted on 127.0.0.1:",
+            "pool filled; starting 100 greenlets on tcp",
+            "tcp: primary server killed: 10 connections reset, listener closed",
+            "tcp: primary server restarted on 127.0.0.1:",
+            "tcp: every connection reset (RST) by the proxies",
+            "tcp: network stall: both proxies hold all traffic",
+            "sqlite: an outside writer holds the write lock",
             "failed calls: 0 (expected 0)",
+            "failover: up to ",
             "times: all held",
             "| Slot | State",  # the status table (its widths follow its content)
             "Holder |",
@@ -121,10 +129,32 @@ def test_example(name: str) -> None:
     assert "Traceback" not in result.stdout + result.stderr, describe(result)
 
 
+def test_demo_uses_slapd_and_postgres_when_installed() -> None:
+    # the same run as test_example["demo.py"] would be slower twice: check its extra lines here
+    result = run_script("demo.py", "--quick", "--no-live")
+    assert result.returncode == 0, describe(result)
+    if shutil.which("slapd") or os.path.exists("/usr/sbin/slapd"):
+        assert "ldap: slapd restarted on ldap://127.0.0.1:" in result.stdout, describe(result)
+    else:
+        assert "ldap: slapd not installed" in result.stdout, describe(result)
+    try:
+        find_bin_dir()
+    except FileNotFoundError:
+        assert "postgres: not installed" in result.stdout, describe(result)
+    else:
+        assert "postgres: every session terminated" in result.stdout, describe(result)
+
+
 def test_demo_exits_nonzero_when_calls_fail() -> None:
-    # callers wait at most 0.2 s for a connection, less than the 0.6 s outage:
-    # the calls waiting then fail with BackendUnavailable (not retried)
-    result = run_script("demo.py", "--quick", "--pool-timeout", "0.2")
+    # tcp callers wait at most 0.2 s for a connection, less than the 0.5 s network
+    # stall: the calls waiting then fail with PoolTimeout (not retried).  --live:
+    # the table is redrawn in place with ANSI escapes, and the cursor restored.
+    result = run_script("demo.py", "--quick", "--embedded", "--live", "--pool-timeout", "0.2")
     assert result.returncode == 1, describe(result)
-    assert "calls failed, first: BackendUnavailable" in result.stdout, describe(result)
+    assert "calls failed, first: PoolTimeout" in result.stdout, describe(result)
     assert "demo: OK" not in result.stdout, describe(result)
+    assert "\x1b[?25l\x1b[H\x1b[2J" in result.stdout, describe(result)  # first frame: clear screen
+    assert re.search(r"\x1b\[\d+F", result.stdout), describe(result)  # later frames: back up, redraw
+    assert "TCP SERVER" in result.stdout and "CIRCUIT" in result.stdout, describe(result)
+    assert "not used: slapd, PostgreSQL: --embedded" in result.stdout, describe(result)
+    assert "\x1b[?25h" in result.stdout, describe(result)  # the cursor is shown again
