@@ -354,6 +354,7 @@ class ConnectionPool(Generic[C]):
 
     def _check_lent(self, slot: Slot[C]) -> bool:
         """Check a just-lent connection with ``_keepalive``; discard it if broken."""
+        slot.uses -= 1  # counted again only if the check passes
         if not self._can_check:
             self._busy.pop(slot.key, None)
             self._drop(slot, None)
@@ -368,6 +369,7 @@ class ConnectionPool(Generic[C]):
                 raise
             return False
         slot.state = _IN_USE
+        slot.uses += 1
         self._mark_checked(slot)
         return True
 
