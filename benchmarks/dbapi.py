@@ -21,7 +21,9 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -246,36 +248,89 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="contenders to run (default: all)")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="only the contenders run by this interpreter (no peers venv needed)")
+    parser.add_argument("--output", type=Path, help="also write the tables as Markdown to this file")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file (for plots)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from geventpool.testing.postgres import PostgresServer
 
-    have_peers = _ensure_peers()
+    have_peers = not args.no_peers and _ensure_peers()
     names = [n for n in (args.only or CONTENDERS) if have_peers or CONTENDERS[n][0] == "main"]
+    results = []
+    runs, total = 0, len(SCENARIOS) * args.rounds * len(names)
     with PostgresServer(settings={"max_connections": "300"}) as pg:
         for scenario, (query, workers) in SCENARIOS.items():
             rates: dict[str, list[float]] = {n: [] for n in names}
             stalls: dict[str, list[float]] = {n: [] for n in names}
-            for _ in range(args.rounds):
+            for r in range(args.rounds):
                 for name in names:
+                    runs += 1
+                    print(f"# run {runs}/{total}: {scenario} round {r + 1} {name}", file=sys.stderr,
+                          flush=True)
                     # for pg_sleep the limit is 10 connections kept busy: raw with 10 greenlets
                     n = POOL_SIZE if name == "raw" and "sleep" in query else workers
                     out = _run_one(name, pg.dsn, query, n, args.seconds)
                     rates[name].append(out["rate"])
                     stalls[name].append(out["stall_ms"])
-            ours = statistics.median(rates["geventpool"]) if "geventpool" in rates else None
-            print(f"\n== {scenario}: {query!r}, {workers} workers, pool of {POOL_SIZE}, "
-                  f"median of {args.rounds} x {args.seconds:g} s ==")
-            print(f"{'contender':24} {'ops/s':>9} {'geventpool/x':>13} {'max hub stall':>14}")
-            for name in names:
-                rate = statistics.median(rates[name])
-                ratio = f"{ours / rate:.2f}x" if ours else "-"
-                stall = max(stalls[name])
-                stall_text = "n/a (threads)" if math.isnan(stall) else f"{stall:.1f} ms"
-                print(f"{name:24} {rate:9.0f} {ratio:>13} {stall_text:>14}")
-            if "sleep" in query and ours and "raw" in rates:
-                print(f"the 10-connection limit is raw's row here (10 greenlets, 10 connections); "
-                      f"geventpool reaches {ours / statistics.median(rates['raw']):.3f}x of it")
+            results.append(_scenario_result(scenario, query, workers, names, rates, stalls))
+            print("\n" + "\n".join(_text_table(results[-1], args.rounds, args.seconds)), flush=True)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(_markdown(results, args, argv))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        data = {"benchmark": "dbapi", "seconds": args.seconds, "rounds": args.rounds, "pool_size": POOL_SIZE,
+                "contenders": {n: CONTENDERS[n][1] for n in names}, "scenarios": results}
+        args.json.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _scenario_result(scenario: str, query: str, workers: int, names: list[str],
+                     rates: dict[str, list[float]], stalls: dict[str, list[float]]) -> dict[str, Any]:
+    ours = statistics.median(rates["geventpool"]) if "geventpool" in rates else None
+    rows = []
+    for name in names:
+        rate = statistics.median(rates[name])
+        stall = max(stalls[name])
+        rows.append({"name": name, "ops_per_s": rate, "geventpool_over": ours / rate if ours else None,
+                     "max_stall_ms": None if math.isnan(stall) else stall})
+    return {"scenario": scenario, "query": query, "workers": workers, "rows": rows}
+
+
+def _text_table(result: dict[str, Any], rounds: int, seconds: float) -> list[str]:
+    lines = [f"== {result['scenario']}: {result['query']!r}, {result['workers']} workers, "
+             f"pool of {POOL_SIZE}, median of {rounds} x {seconds:g} s ==",
+             f"{'contender':24} {'ops/s':>9} {'geventpool/x':>13} {'max hub stall':>14}"]
+    by_name = {row["name"]: row for row in result["rows"]}
+    for row in result["rows"]:
+        ratio = f"{row['geventpool_over']:.2f}x" if row["geventpool_over"] else "-"
+        stall = "n/a (threads)" if row["max_stall_ms"] is None else f"{row['max_stall_ms']:.1f} ms"
+        lines.append(f"{row['name']:24} {row['ops_per_s']:9.0f} {ratio:>13} {stall:>14}")
+    if "sleep" in result["query"] and "geventpool" in by_name and "raw" in by_name:
+        lines.append(f"the 10-connection limit is raw's row here (10 greenlets, 10 connections); "
+                     f"geventpool reaches {by_name['raw']['geventpool_over']:.3f}x of it")
+    return lines
+
+
+def _markdown(results: list[dict[str, Any]], args: argparse.Namespace, argv: list[str] | None) -> str:
+    command = "python benchmarks/dbapi.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = ["# DB-API pools on PostgreSQL: geventpool.dbapi against its peers", "",
+           f"Produced by `{command.strip()}` on {time.strftime('%Y-%m-%d %H:%M %Z')}: a private "
+           f"PostgreSQL on 127.0.0.1, pool of {POOL_SIZE}, autocommit, every contender in its own "
+           f"process, rounds interleaved, median of {args.rounds} x {args.seconds:g} s.", ""]
+    for result in results:
+        out += [f"## {result['scenario']}: `{result['query']}`, {result['workers']} greenlets", "",
+                "| contender | ops/s | geventpool / this | max hub stall |", "|---|---:|---:|---:|"]
+        for row in result["rows"]:
+            ratio = f"{row['geventpool_over']:.2f}x" if row["geventpool_over"] else "-"
+            stall = "n/a (threads)" if row["max_stall_ms"] is None else f"{row['max_stall_ms']:.1f} ms"
+            out.append(f"| {row['name']} | {row['ops_per_s']:.0f} | {ratio} | {stall} |")
+        out.append("")
+    out += ["Contenders:", ""]
+    names = [row["name"] for row in results[0]["rows"]] if results else []
+    out += [f"- `{name}`: {CONTENDERS[name][1]}" for name in names]
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":

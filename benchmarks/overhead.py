@@ -692,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated keys: " + ",".join(BY_KEY))
     parser.add_argument("--no-peers", action="store_true", help="floor and geventpool rows only")
     parser.add_argument("--output", type=Path, help="also write the table as Markdown to this file")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file (for plots)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a worker may take per answer")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -730,7 +731,32 @@ def main(argv: list[str] | None = None) -> int:
             f"Produced by `{command.strip()}` on {time.strftime('%Y-%m-%d %H:%M %Z')}.\n\n"
             + "\n".join(table) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
         )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures_as_json(keys, results, skipped, iterations, rounds, notes),
+                                        indent=1, ensure_ascii=False) + "\n")
     return 0 if "floor" in results else 1
+
+
+def figures_as_json(keys: list[str], results: Figures, skipped: dict[str, str], iterations: int,
+                    rounds: int, notes: list[str]) -> dict[str, Any]:
+    """The table as plain data: one entry per row (µs are CPU µs per cycle; None when not run)."""
+    rows = []
+    for key in keys:
+        measured = results.get(key) or []
+        cpu = [r.cpu_us for r in measured]
+        rows.append({
+            "key": key,
+            "label": BY_KEY[key].label,
+            "peer": BY_KEY[key].peer,
+            "cpu_us_median": statistics.median(cpu) if cpu else None,
+            "cpu_us_min": min(cpu) if cpu else None,
+            "wall_us_median": statistics.median(r.wall_us for r in measured) if measured else None,
+            "ratio_to_floor": ratio_to_floor(results, key),
+            "not_run": None if measured else skipped.get(key, "not run"),
+        })
+    return {"benchmark": "overhead", "iterations": iterations, "rounds": rounds, "rows": rows,
+            "notes": notes}
 
 
 if __name__ == "__main__":
