@@ -195,15 +195,47 @@ def api_sections() -> list[tuple[str, list[str]]]:
     return sections
 
 
+def data_doc(package: str, name: str) -> list[str]:
+    """The ``#:`` doc comment of constant ``name`` of ``package``, from the module defining it."""
+    from sphinx.pycode import ModuleAnalyzer
+
+    value = getattr(importlib.import_module(package), name)
+    package_path = importlib.import_module(package).__path__
+    for info in pkgutil.walk_packages(package_path, f"{package}."):
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue
+        if getattr(module, name, None) is not value:
+            continue
+        docs = ModuleAnalyzer.for_module(info.name).find_attr_docs()
+        if ("", name) in docs:
+            return [line for line in docs[("", name)] if line.strip()]
+    return []
+
+
 class ApiModules(Directive):
-    """``.. api-modules::``: an ``automodule`` section per public module of the package."""
+    """``.. api-modules::``: an ``automodule`` section per public module of the package.
+
+    Constants re-exported by a package are written as ``py:data`` with their
+    value and the doc comment of the module that defines them (autodoc skips
+    imported data, and would show ``str``'s docstring for a string).
+    """
 
     def run(self) -> list[nodes.Node]:
         lines: list[str] = []
         for name, members in api_sections():
+            module = importlib.import_module(name)
+            is_package = hasattr(module, "__path__")
+            data = [m for m in members if is_package and not callable(getattr(module, m))
+                    and not inspect.ismodule(getattr(module, m))]
+            objects = [m for m in members if m not in data]
             title = f"``{name}``"
             lines += [title, "-" * len(title), "", f".. automodule:: {name}"]
-            lines += [f"   :members: {', '.join(members)}" if members else "   :no-members:", ""]
+            lines += [f"   :members: {', '.join(objects)}" if objects else "   :no-members:", ""]
+            for constant in data:
+                lines += [f".. py:data:: {constant}", f"   :value: {getattr(module, constant)!r}", ""]
+                lines += [f"   {line}" for line in data_doc(name, constant)] + [""]
         _insert(self, lines)
         return []
 

@@ -6,7 +6,7 @@ instances (geventpool.testing.slapd) and two TCP echo servers
 stops and restarts servers under it, and checks what the guide claims: one
 ``ok:`` line per claim, exit status 1 if one fails.
 """
-# ruff: noqa: I001 (the imports the guide shows come after a marker)
+# ruff: noqa: I001, E402 (the imports the guide shows come after markers)
 
 from __future__ import annotations
 
