@@ -51,6 +51,11 @@ EXPECTED: dict[str, list[str]] = {
         "ok: primary back: connections failed back to it, one at a time",
     ],
     "testing_faults.py": ["1 passed"],
+    "prometheus_scrape.py": [
+        "ok: idle connections by pool",
+        "ok: the listener timed 10 checkouts",
+        "prometheus_scrape: all checks passed",
+    ],
 }
 
 
