@@ -8,7 +8,6 @@ is configured with, and takes 20-60 s.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -24,10 +23,8 @@ TIMEOUT = 600
 @pytest.mark.guard(TIMEOUT + 30)
 def test_check_package() -> None:
     for module in ("build", "twine"):
-        if shutil.which(sys.executable) is None or subprocess.run(
-            [sys.executable, "-c", f"import {module}"], capture_output=True, check=False
-        ).returncode != 0:
-            pytest.fail(f"{module} is not installed: pip install -e '.[dev]'")
+        found = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, check=False)
+        assert found.returncode == 0, f"{module} is not installed: pip install -e '.[dev]'"
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "check-package.sh"), sys.executable],
         cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, check=False,
