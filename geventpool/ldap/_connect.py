@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket as _stdsocket
 from dataclasses import dataclass
 
 import gevent
@@ -20,7 +21,7 @@ import gevent.socket
 import ldap
 
 from ..errors import ConnectTimeout
-from .connection import WHOAMI_OID, LDAPConnection, set_nodelay
+from .connection import WHOAMI_OID, LDAPConnection
 from .credentials import Credentials
 from .errors import AuthenticationFailed, TLSVerificationError
 from .referrals import ReferralPolicy
@@ -50,11 +51,13 @@ class Settings:
     referrals: ReferralPolicy | None
     connector_cls: type[LDAPConnection]
 
-    @property
-    def total_connect_time(self) -> float:
-        """An upper bound for one failover round over every server."""
-        per_server = self.retry_max * self.connect_timeout + (self.retry_max - 1) * self.retry_delay
-        return len(self.servers) * per_server + 1.0
+
+def set_nodelay(sock: gevent.socket.socket) -> None:
+    """Send each request at once (an LDAP request is one write)."""
+    try:
+        sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+    except OSError:
+        pass
 
 
 def _configure(conn: LDAPConnection, settings: Settings, tls: bool) -> None:

@@ -11,7 +11,8 @@ signatures and results, but every wait goes through the gevent hub:
   readable in between (``gevent``'s io watcher);
 - ``whoami_s`` is sent as an asynchronous extended operation;
 - the C calls that must stay blocking (the StartTLS/``ldaps`` handshake and
-  SASL binds) run in gevent's threadpool, bounded by libldap's timeouts.
+  SASL binds) run in worker threads (gevent's ThreadPool, at a lower
+  priority than the hub), bounded by libldap's timeouts.
 
 Every wait has a finite deadline (the connection's ``timeout`` attribute
 when a call does not give one).  An operation that times out or is
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket as _stdsocket
 import time
 from typing import Any, Callable, NoReturn, TypeVar
 
@@ -39,6 +39,7 @@ from ldap import LDAPError
 from ldap.controls import DecodeControlTuples, RequestControlTuples
 from ldap.ldapobject import SimpleLDAPObject
 
+from ._threads import spawn_blocking
 from .errors import AuthenticationFailed
 
 __all__ = ["LDAPConnection", "LOST_CONNECTION_ERRORS", "WHOAMI_OID"]
@@ -71,6 +72,9 @@ _RECHECK_FIRST = 0.05
 _RECHECK_MAX = 1.0
 # Polls after a wake-up that found nothing, before waiting on the socket again.
 _EXTRA_POLLS = 2
+# Messages of one result set processed before yielding to the other greenlets.
+_YIELD_EVERY = 32
+_sleep = gevent.sleep
 
 _T = TypeVar("_T")
 _monotonic = time.monotonic
@@ -196,12 +200,12 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
             lock.release()
 
     def _in_thread(self, func: Callable[..., _T], *args: Any) -> _T:
-        """Run a blocking libldap call in gevent's threadpool; wait for it cooperatively.
+        """Run a blocking libldap call in a worker thread (``_threads``); wait for it cooperatively.
 
         If the wait is interrupted, the connection is condemned and closed only
         once the thread is done with it.
         """
-        pending = gevent.get_hub().threadpool.spawn(_catching, func, *args)
+        pending = spawn_blocking(func, *args)
         try:
             failed, value = pending.get()
             if failed:
@@ -281,6 +285,7 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         recheck = _RECHECK_FIRST
         extra_polls = _EXTRA_POLLS if d["_tls"] else 0
         retries = extra_polls
+        burst = 0
         try:
             while True:
                 if sent:
@@ -295,6 +300,11 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
                             return result
                         if rtype != _RES_INTERMEDIATE or add_intermediates:
                             gathered.extend(result[1])
+                        burst += 1
+                        if burst >= _YIELD_EVERY:
+                            # a long result set must not monopolize the hub: let others run
+                            burst = 0
+                            _sleep(0)
                         continue
                     if timeout == 0:
                         return None
@@ -387,37 +397,9 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         referrals = self.__dict__["_referrals"]
         if referrals is None:
             return self._wait_result(msgid, 1, timeout, 0, 0, 0, True)[1]
-        try:
-            entries = self._wait_result(msgid, 1, timeout, 0, 0, 0, True)[1]
-        except ldap.REFERRAL as error:
-            from .referrals import referral_urls
+        from .referrals import collect_with_referrals
 
-            urls = referral_urls(error)
-            chased = self._chase(referrals, urls, scope, filterstr, attrlist, attrsonly, timeout)
-            if chased is None:
-                raise
-            return chased
-        if not any(dn is None for dn, _ in entries):
-            return entries
-        result: list[Any] = []
-        for dn, value in entries:
-            if dn is not None:
-                result.append((dn, value))
-                continue
-            urls = [u.decode() if isinstance(u, bytes) else u for u in value]
-            chased = self._chase(referrals, urls, ldap.SCOPE_SUBTREE if scope != ldap.SCOPE_BASE else scope,
-                                 filterstr, attrlist, attrsonly, timeout)
-            result.extend(chased if chased is not None else [(dn, value)])
-        return result
-
-    def _chase(
-        self, referrals: Any, urls: list[str], scope: int, filterstr: str, attrlist: Any, attrsonly: int,
-        timeout: float,
-    ) -> Any:
-        policy, settings, credentials = referrals
-        if timeout is None or timeout < 0:
-            timeout = self.__dict__["timeout"]
-        return policy.chase(urls, settings, credentials, scope, filterstr, attrlist, attrsonly, timeout)
+        return collect_with_referrals(self, msgid, referrals, scope, filterstr, attrlist, attrsonly, timeout)
 
     def whoami_s(self, serverctrls: Any = None, clientctrls: Any = None) -> str:
         """Return the server's "Who am I?" answer (``dn:...``, ``u:...`` or ``""``)."""
@@ -516,19 +498,3 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         if sock is not None:
             sock.close()
         return result
-
-
-def _catching(func: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
-    """Run ``func`` in a worker thread; hand any exception back instead of letting gevent print it."""
-    try:
-        return False, func(*args)
-    except Exception as error:
-        return True, error
-
-
-def set_nodelay(sock: gevent.socket.socket) -> None:
-    """Send each request at once (an LDAP request is one write)."""
-    try:
-        sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
-    except OSError:
-        pass

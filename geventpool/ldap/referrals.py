@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._connect import Settings
     from .credentials import Credentials
 
-__all__ = ["ReferralPolicy", "referral_urls"]
+__all__ = ["ReferralPolicy", "referral_urls", "collect_with_referrals"]
 
 logger = logging.getLogger("geventpool.ldap")
 
@@ -95,3 +95,40 @@ class ReferralPolicy:
             finally:
                 conn.close()
         return None
+
+
+def collect_with_referrals(
+    conn: Any, msgid: int, referrals: tuple[ReferralPolicy, Settings, Credentials], scope: int,
+    filterstr: str, attrlist: Any, attrsonly: int, timeout: float,
+) -> list[Any]:
+    """Wait for a search's entries on ``conn``; follow the referrals ``referrals`` allows.
+
+    A REFERRAL result (the base is a referral) is replaced by the referred
+    search's entries; continuation references ``(None, [urls])`` in the
+    entries are replaced by theirs.  Referrals that may not be followed are
+    left as python-ldap reports them.
+    """
+    policy, settings, credentials = referrals
+    if timeout is None or timeout < 0:
+        timeout = conn.timeout
+    try:
+        entries: list[Any] = conn._wait_result(msgid, 1, timeout, 0, 0, 0, True)[1]
+    except ldap.REFERRAL as error:
+        chased = policy.chase(
+            referral_urls(error), settings, credentials, scope, filterstr, attrlist, attrsonly, timeout
+        )
+        if chased is None:
+            raise
+        return chased
+    if not any(dn is None for dn, _ in entries):
+        return entries
+    result: list[Any] = []
+    for dn, value in entries:
+        if dn is not None:
+            result.append((dn, value))
+            continue
+        urls = [u.decode() if isinstance(u, bytes) else u for u in value]
+        sub_scope = ldap.SCOPE_SUBTREE if scope != ldap.SCOPE_BASE else scope
+        chased = policy.chase(urls, settings, credentials, sub_scope, filterstr, attrlist, attrsonly, timeout)
+        result.extend(chased if chased is not None else [(dn, value)])
+    return result
