@@ -14,7 +14,13 @@ from geventpool.testing import HubMonitor
 from geventpool.testing.invariants import check_invariants
 from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, Slapd
 
-pytestmark = pytest.mark.ldap
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test of this directory ``ldap`` (``-m "not ldap"`` skips the slapd tests)."""
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.fspath).startswith(here):
+            item.add_marker(pytest.mark.ldap)
 
 #: The hub budget of every LDAP test: no stall longer than this caused by the pool.
 HUB_BUDGET = 0.020
