@@ -52,11 +52,13 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
         self._credentials = credentials
 
     def _new_connection(self) -> LDAPConnection:
-        conn, server = open_bound(self._settings, self._credentials)
+        credentials = self._credentials
+        conn, server = open_bound(self._settings, credentials)
+        conn.__dict__["_identity_key"] = credentials.key
         policy = self._settings.referrals
         if policy is not None:
             conn.__dict__["_referrals"] = (policy, self._settings, self._credentials)
-        logger.debug("%s: connected to %s as %r", self.name, server.uri, self._credentials.dn)
+        logger.debug("%s: connected to %s as %r", self.name, server.uri, credentials.dn)
         return conn
 
     def _keepalive(self, conn: LDAPConnection) -> None:
@@ -67,8 +69,10 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
     def _reset(self, conn: LDAPConnection) -> None:
         if conn.broken:
             raise _Condemned(f"{self.name}: connection broken during use")
-        if self.check_identity and not conn.identity_ok:
-            raise _Condemned(f"{self.name}: connection re-bound during use")
+        if self.check_identity and (
+            not conn.identity_ok or conn.__dict__.get("_identity_key") != self._credentials.key
+        ):
+            raise _Condemned(f"{self.name}: connection re-bound during use, or credentials changed")
 
     def _close_connection(self, conn: LDAPConnection) -> None:
         conn.close()

@@ -214,6 +214,22 @@ class LDAPPool(LDAPHooks):
         if self._credentials.dn == bind and (keep is None or not self._credentials.matches(keep)):
             self._drop_idle()
 
+    def set_credentials(self, bind: str | None, passwd: str | None) -> None:
+        """Replace the pool's default identity (a rotated service password, say).
+
+        Idle connections bound with the old credentials are closed now, those
+        in use when they come back; the next checkouts bind with the new ones.
+
+        :raises ConfigurationError: a DN with an empty password, or a password without a DN.
+        """
+        credentials = Credentials(bind, passwd)
+        if credentials.unauthenticated or (not credentials.dn and passwd):
+            raise ConfigurationError(f"{self.name}: set_credentials needs a DN and its password, or neither")
+        self._credentials = credentials
+        self.bind = bind
+        self._drop_idle()
+        logger.info("%s: credentials replaced; now binding as %r", self.name, credentials.dn)
+
     def _drop_idle(self) -> None:
         # check-then-update: take every idle slot out before any close (which may switch)
         idle = list(self._idle)

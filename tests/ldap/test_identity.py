@@ -11,7 +11,7 @@ import ldap
 import pytest
 
 from geventpool.ldap import AuthenticationFailed, LDAPPool
-from geventpool.testing.slapd import SERVICE_DN, USER_PW, Slapd, service_dn, user_dn
+from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, USER_PW, Slapd, service_dn, user_dn
 
 MakePool = Callable[..., LDAPPool]
 
@@ -159,5 +159,17 @@ def test_rotated_password_backs_off_and_never_logs_it(
             failures += 1
     assert failures == 5
     assert private_slapd.operation_count("Bind") - binds <= 5 + 1
+    cm.set_credentials(service_dn(2), "rotated-elsewhere")  # recovers
+    with cm.connection() as conn:
+        assert conn.whoami_s() == f"dn:{service_dn(2)}"
     assert secret not in caplog.text
     assert secret not in str(cm) and secret not in repr(cm.stats())
+
+
+def test_set_credentials_never_lends_old_identity(slapd: Slapd, make_pool: MakePool) -> None:
+    cm = make_pool(slapd.uri, size=2)
+    with cm.connection() as held:
+        cm.set_credentials(service_dn(3), SERVICE_PW)
+    assert held.closed  # came back bound as the old DN: closed, not lent
+    with cm.connection() as conn:
+        assert conn.whoami_s() == f"dn:{service_dn(3)}"
