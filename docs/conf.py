@@ -30,7 +30,8 @@ html_theme = "alabaster"
 html_theme_options = {
     "description": "Greenlet-safe connection pools for gevent",
     "fixed_sidebar": True,
-    "page_width": "1240px",
+    "page_width": "1400px",
+    "body_max_width": "1120px",
 }
 html_static_path = ["_static"]
 html_css_files = ["geventpool.css"]

@@ -19,13 +19,15 @@ from geventpool.testing.postgres import PostgresServer
 # [new-code]
 import psycopg2
 
-from geventpool.dbapi import ConnectionPool  # was: from eventlet.db_pool import ConnectionPool
+# was: from eventlet.db_pool import ConnectionPool
+from geventpool.dbapi import ConnectionPool
 
 
 def make_pool(dsn):
-    # eventlet's arguments and defaults; no tpool threads: psycopg2 waits through gevent
-    return ConnectionPool(psycopg2, dsn, min_size=0, max_size=4, max_idle=10, max_age=30,
-                          connect_timeout=5)
+    # eventlet's arguments and defaults; no tpool threads:
+    # psycopg2 waits through gevent
+    return ConnectionPool(psycopg2, dsn, min_size=0, max_size=4,
+                          max_idle=10, max_age=30, connect_timeout=5)
 
 
 def add_greeting(pool, who):
@@ -46,7 +48,8 @@ def count_greetings(pool):
 
 
 def add_pair(pool, first, second):
-    with pool.connection() as conn:  # new: commits at the end, rolls back on error
+    # new: commits at the end of the block, rolls back on error
+    with pool.connection() as conn:
         cur = conn.cursor()
         cur.execute("INSERT INTO greetings (who) VALUES (%s)", (first,))
         cur.execute("INSERT INTO greetings (who) VALUES (%s)", (second,))
@@ -97,9 +100,11 @@ def with_postgres(pg: PostgresServer) -> None:
     check(pool.stats()["connections_discarded"] >= 1, "the dead connection was replaced unseen")
 
     # [new-connector]
-    from geventpool.dbapi import DatabaseConnector  # eventlet's, with its 'default' entry working
+    from geventpool.dbapi import DatabaseConnector
 
-    connector = DatabaseConnector(psycopg2, {"default": {"user": pg.user}}, port=pg.port, max_size=2)
+    # eventlet's signature; the 'default' credentials entry works
+    connector = DatabaseConnector(psycopg2, {"default": {"user": pg.user}},
+                                  port=pg.port, max_size=2)
     with connector.get(pg.host, pg.dbname).item() as conn:
         cur = conn.cursor()
         cur.execute("SELECT current_database()")
@@ -114,7 +119,8 @@ def with_sqlite(path: str) -> None:
     import sqlite3
 
     # [new-sqlite]
-    pool = ConnectionPool(sqlite3, path, max_size=4, timeout=10)  # any DB-API 2.0 module
+    # any DB-API 2.0 module
+    pool = ConnectionPool(sqlite3, path, max_size=4, timeout=10)
     # [/new-sqlite]
     with pool.connection() as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS greetings (who TEXT)")

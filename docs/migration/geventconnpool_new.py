@@ -20,17 +20,20 @@ import logging
 
 from gevent import socket
 
-from geventpool import ConnectionPool, retry  # was: from geventconnpool import ...
+# was: from geventconnpool import ConnectionPool, retry
+from geventpool import ConnectionPool, retry
 
-ADDRESS = ("127.0.0.1", 0)  # the server's address (here: set by main() to the echo server's)
+ADDRESS = ("127.0.0.1", 0)  # (set by main() to the echo server's)
 log = logging.getLogger("myapp")
 
 
 class EchoPool(ConnectionPool):
-    def _new_connection(self):  # unchanged: may raise; the pool retries with backoff
+    # unchanged; if it raises, the pool retries with backoff
+    def _new_connection(self):
         return socket.create_connection(ADDRESS)
 
-    def _keepalive(self, conn):  # unchanged: raise if the connection is broken
+    # unchanged: raise if the connection is broken
+    def _keepalive(self, conn):
         conn.sendall(b"ping\n")
         if read_exactly(conn, 5) != b"ping\n":
             raise socket.error("bad keepalive reply")
@@ -50,9 +53,11 @@ def read_exactly(conn, size):
 pool = EchoPool(5, (socket.error,), 30)
 
 
-@retry(max_failures=5, interval=0.05, logger=log)  # with arguments: works on Python 3
+# with arguments: works (on Python 3 too)
+@retry(max_failures=5, interval=0.05, logger=log)
 def echo(data):
-    with pool.get(timeout=10) as conn:  # new: a timeout (PoolTimeout when it passes)
+    # new: a timeout (PoolTimeout when it passes)
+    with pool.get(timeout=10) as conn:
         conn.sendall(data)
         return read_exactly(conn, len(data))
 # [/new-code]
@@ -71,7 +76,8 @@ def main() -> None:
     ADDRESS = server.address
 
     # [new-startup]
-    pool.wait(timeout=10)  # new: fail fast at start-up if the server is unreachable
+    # new: fail fast at start-up if the server is unreachable
+    pool.wait(timeout=10)
     # [/new-startup]
     check(pool.size == 5 and server.connections == 5, "pool.wait() returned with 5 connections open")
 

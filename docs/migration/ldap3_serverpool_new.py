@@ -25,29 +25,35 @@ PEOPLE = "ou=people,dc=example,dc=com"
 
 
 def make_directory_pool(primary_uri, replica_uri):
-    # ldap3: ServerPool([primary, replica], FIRST, active=True) + Connection(pool, REUSABLE)
-    return LDAPPool(f"{primary_uri} {replica_uri}",  # tried in this order for every new connection
+    # tried in this order for every new connection (ldap3's FIRST)
+    return LDAPPool(f"{primary_uri} {replica_uri}",
                     bind=SERVICE_DN, passwd=SERVICE_PW, size=10,
                     connect_timeout=2, retry_max=1, timeout=10)
 
 
-@retry(exc_classes=DEFAULT_LDAP_EXC_CLASSES, max_failures=3, interval=0.05)
-def count_people(pool):  # idempotent: safe to run again on another connection
+# idempotent: safe to run again on another connection
+@retry(exc_classes=DEFAULT_LDAP_EXC_CLASSES, max_failures=3,
+       interval=0.05)
+def count_people(pool):
     with pool.connection() as conn:
-        return len(conn.search_s(PEOPLE, ldap.SCOPE_ONELEVEL, "(objectClass=*)", ["1.1"]))
+        found = conn.search_s(PEOPLE, ldap.SCOPE_ONELEVEL,
+                              "(objectClass=*)", ["1.1"])
+        return len(found)
 # [/new-ldap]
 
 # [new-strategies]
 from gevent import socket
 
-from geventpool import POOLING_STRATEGY_FIRST_ACTIVE, ConnectionPool, Server, ServerPool
+from geventpool import (POOLING_STRATEGY_FIRST_ACTIVE, ConnectionPool,
+                        Server, ServerPool)
 
 
 class EchoPool(ConnectionPool):
     def _new_connection(self, server):  # the pool chooses the server
         return socket.create_connection(server.address, timeout=2)
 
-    def _keepalive(self, conn):  # also probes a server whose circuit is open
+    # also the probe of a server whose circuit is open
+    def _keepalive(self, conn):
         conn.sendall(b"ping\n")
         if conn.recv(5) != b"ping\n":
             raise socket.error("bad reply")

@@ -16,14 +16,14 @@ from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, USER_PW, Slapd, use
 # [new-code]
 import ldap
 
-from geventpool.ldap import ConnectionManager  # was: from ldappool import ConnectionManager
-from geventpool.ldap import MaxConnectionReachedError  # the same names as ldappool's errors
+# was: from ldappool import ConnectionManager, MaxConnectionReachedError
+from geventpool.ldap import ConnectionManager, MaxConnectionReachedError
 
 PEOPLE = "ou=people,dc=example,dc=com"
 
 
 def make_manager(uri):
-    # ldappool's arguments, in ldappool's order; timeouts are always finite here
+    # ldappool's arguments, in its order; every timeout is finite here
     return ConnectionManager(uri, bind=SERVICE_DN, passwd=SERVICE_PW, size=10,
                              retry_max=3, retry_delay=0.1, use_tls=False,
                              timeout=10, use_pool=True, max_lifetime=600)
@@ -31,12 +31,14 @@ def make_manager(uri):
 
 def find_mail(cm, uid):
     with cm.connection() as conn:  # bound as the service account
-        result = conn.search_s(PEOPLE, ldap.SCOPE_ONELEVEL, f"(uid={uid})", ["mail"])
+        result = conn.search_s(PEOPLE, ldap.SCOPE_ONELEVEL,
+                               f"(uid={uid})", ["mail"])
     return result[0][1]["mail"][0].decode() if result else None
 
 
 def whoami_as(cm, dn, password):
-    with cm.connection(dn, password) as conn:  # bound as that user, on its own connections
+    # bound as that user, on connections kept for that identity
+    with cm.connection(dn, password) as conn:
         return conn.whoami_s()
 
 
