@@ -23,8 +23,8 @@ TIMEOUT = 600
 @pytest.mark.guard(TIMEOUT + 30)
 def test_check_package() -> None:
     for module in ("build", "twine"):
-        found = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, check=False)
-        assert found.returncode == 0, f"{module} is not installed: pip install -e '.[dev]'"
+        # in the dev extra (make test installs it); a bare `test` env (tox) skips
+        pytest.importorskip(module, reason=f"{module} is not installed (pip install -e '.[dev]')")
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "check-package.sh"), sys.executable],
         cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, check=False,
