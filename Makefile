@@ -37,6 +37,7 @@ examples: $(STAMP)
 	$(BIN)/pytest -q tests/examples
 
 docs: $(STAMP)
+	$(BIN)/python scripts/bad_input_table.py
 	$(BIN)/sphinx-build -W -b html docs docs/_build/html
 
 bench-peers: $(STAMP)
@@ -51,7 +52,7 @@ soak: system-deps $(STAMP)
 	$(BIN)/python scripts/soak.py
 
 package: $(STAMP)
-	./scripts/check-package.sh
+	./scripts/check-package.sh $(BIN)/python
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache docs/_build
