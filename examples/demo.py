@@ -126,7 +126,7 @@ class Section:
         self.retried = 0  # attempts that hit a broken connection (then retried)
         self.failed = 0  # calls that raised despite @retry
         self.failures = []
-        self.after_fault = 0  # calls completed after this section's last fault
+        self.after_fault = 0  # calls completed once `faulted` is set (tcp: after the restart)
         self.faulted = False
         self.samples = collections.deque(maxlen=64)  # (time, calls) for ops/s
         self.checks = 0
@@ -141,7 +141,6 @@ class Section:
                 self.retried += 1
                 raise
 
-        call.__qualname__ = f"{key}_call"
         self.call = call
 
     def caller(self, stop):

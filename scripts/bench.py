@@ -349,7 +349,7 @@ def grouped_chart(groups: list[tuple[str, list[tuple[str, float]], list[tuple[st
     plt = _pyplot()
     if plt is None or not groups:
         return False
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 4.6), squeeze=False)
     for ax, (panel, bars, lines) in zip(axes[0], groups):
         names = [n for n, _ in bars]
         values = [v for _, v in bars]
@@ -358,10 +358,13 @@ def grouped_chart(groups: list[tuple[str, list[tuple[str, float]], list[tuple[st
             ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{value:.0f}", ha="center",
                     va="bottom", fontsize=7)
         top = max([*values, *(v for _, v in lines)], default=1.0)
-        for label, value in lines:
-            ax.axhline(value, color=TARGET, linestyle="--", linewidth=1)
-            ax.text(-0.45, value, label, color=TARGET, fontsize=7, ha="left", va="bottom",
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+        placed = -top  # labels at least 9 % of the height apart, so that close targets stay legible
+        for label, value in sorted(lines, key=lambda line: line[1]):
+            ax.axhline(value, color=TARGET, linestyle="--", linewidth=1)  # dashed across the bars
+            placed = max(value, placed + 0.09 * top)
+            ax.text(len(bars) - 0.4, placed, label.replace(" ", "\n", 1), color=TARGET, fontsize=7,
+                    ha="left", va="center")  # labelled in a margin on the right
+        ax.set_xlim(-0.6, len(bars) + (1.3 if lines else -0.4))
         ax.set_ylim(0, top * 1.15)
         ax.set_xticks(range(len(bars)), names, rotation=40, ha="right", fontsize=8)
         ax.set_title(panel, fontsize=9)
@@ -431,12 +434,14 @@ def write_page(bench: Benchmark, out: Path, status: int, stdout: str, stderr: st
     body: list[str] = []
     targets: list[Target] = []
     chart = False
+    # the benchmark's own page names its command: paths relative to the repository
+    written = page.read_text().replace(str(ROOT) + "/", "").rstrip("\n") if page.exists() else ""
     if bench.name == "overhead" and data is not None:
-        body = [page.read_text().rstrip("\n")] if page.exists() else []
+        body = [written] if written else []
         targets = overhead_targets(data)
         chart = overhead_chart(data, out / "overhead.png")
     elif bench.name == "dbapi" and data is not None:
-        body = [page.read_text().rstrip("\n")] if page.exists() else []
+        body = [written] if written else []
         targets = dbapi_targets(data)
         chart = dbapi_chart(data, out / "dbapi.png")
     else:
@@ -460,6 +465,8 @@ def write_page(bench: Benchmark, out: Path, status: int, stdout: str, stderr: st
         body += targets_markdown(targets)
     if chart:
         body += [f"![{bench.title}]({bench.name}.png)", ""]
+    elif status == 0 and data is None:
+        body += [f"(No chart: benchmarks/{bench.script} wrote no figures for one.)", ""]
     elif status == 0:
         body += ["(No chart: matplotlib is not installed; `pip install -e '.[bench]'`.)", ""]
     page.write_text("\n".join(body))
