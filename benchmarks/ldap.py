@@ -241,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--only", nargs="*", choices=IMPLEMENTATIONS)
+    parser.add_argument("--json", help="also write the medians here: {rows: [{scenario, greenlets, name, "
+                                       "ops_per_s, max_stall_ms, rounds}]}")
     parser.add_argument("--worker")
     parser.add_argument("--port", type=int)
     parser.add_argument("--greenlets", type=int)
@@ -279,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             assert proxy.stdin is not None
             proxy.stdin.close()
             proxy.wait(10)
+    rows: list[dict[str, Any]] = []
     print()
     print(f"{'scenario':<8} {'greenlets':>9} {'implementation':<15} {'ops/s':>9} {'x ldappool':>10} "
           f"{'x raw':>6} {'max hub stall':>14}")
@@ -290,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
             vs_raw = medians[name] / medians["raw"] if "raw" in medians else float("nan")
             print(f"{scenario:<8} {greenlets:>9} {name:<15} {medians[name]:>9.0f} {vs_lp:>10.2f} "
                   f"{vs_raw:>6.2f} {stall:>11.1f} ms")
+            rows.append({
+                "scenario": scenario, "greenlets": greenlets, "name": name, "ops_per_s": medians[name],
+                "max_stall_ms": stall, "rounds": [r["ops"] for r in results[(scenario, greenlets, name)]],
+            })
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "rounds": rounds, "seconds": seconds}, indent=1))
     return 0
 
 

@@ -266,11 +266,13 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
     ) -> Any:
         """Return libldap's raw result tuple for ``msgid`` (None only when polling).
 
-        With ``all`` and a given ``msgid``, messages are taken one at a time
-        (each poll returns at once if one is ready) and a search's entries
-        are gathered here, so the socket is only waited on when libldap has
-        nothing left.  ``sent``: the request was just written, so the first
-        poll is skipped (nothing can have arrived yet).
+        With ``all`` and a given ``msgid``, each wake-up first asks for the
+        whole result (one call when it has all arrived); if it is not complete,
+        the messages libldap already holds are taken one at a time (each poll
+        returns at once) and a search's entries gathered here, so the socket
+        is only waited on when libldap has nothing left.  ``sent``: the request
+        was just written, so the first poll is skipped (nothing can have
+        arrived yet).
         """
         d = self.__dict__
         if timeout is None or timeout < 0:
@@ -279,7 +281,7 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
                 timeout = d["_default_timeout"]
         l_result4 = self._l.result4
         gather = all and msgid != ldap.RES_ANY
-        one_by_one = 0 if gather else all
+        mode = all  # after a wake-up: the whole result; while draining (gather): one message
         gathered: list[Any] = []
         deadline = 0.0
         recheck = _RECHECK_FIRST
@@ -291,8 +293,11 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
                 if sent:
                     sent = False
                 else:
-                    result = l_result4(msgid, one_by_one, 0, add_ctrls, add_intermediates, add_extop)
+                    result = l_result4(msgid, mode, 0, add_ctrls, add_intermediates, add_extop)
                     rtype = result[0]
+                    if rtype is None and mode and gather:
+                        mode = 0  # incomplete: take what libldap holds, one message at a time
+                        continue
                     if rtype is not None:
                         if not gather or rtype not in _PARTIAL_TYPES:
                             if gathered:
@@ -326,6 +331,7 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
                 else:
                     self._wait_readable(remaining)
                 retries = extra_polls
+                mode = all
         except LDAPError as error:
             if isinstance(error, LOST_CONNECTION_ERRORS):
                 d["_broken"] = True

@@ -186,6 +186,13 @@ class LDAPPool(LDAPHooks):
         :raises AuthenticationFailed: the bind was refused (also ``ldap.INVALID_CREDENTIALS``).
         :raises PoolClosed: the pool is closed.
         """
+        if bind is None and passwd is None and self.use_pool:
+            try:  # the common case first: the pool's own identity
+                return self.get()
+            except BackendUnavailable as error:
+                raise BackendError(str(error)) from error.__cause__
+            except PoolTimeout as error:
+                raise MaxConnectionReachedError(str(error)) from error.__cause__
         if bind is None:
             bind = self.bind
             credentials = self._credentials if passwd is None else Credentials(bind, passwd)
