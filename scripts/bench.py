@@ -474,26 +474,52 @@ def write_page(bench: Benchmark, out: Path, status: int, stdout: str, stderr: st
             "seconds": bench.status.get("seconds", 0.0)}
 
 
+TARGETS: dict[str, Callable[[dict[str, Any]], list[Target]]] = {
+    "overhead": overhead_targets, "dbapi": dbapi_targets, "ldap": ldap_targets,
+}
+
+
+def _earlier_entry(name: str, out: Path) -> dict[str, Any] | None:
+    """The index entry of a benchmark not run this time, from the files an earlier run left."""
+    page = out / f"{name}.md"
+    if not page.exists():
+        return None
+    data = _load(out / f"{name}.json")
+    try:
+        targets = TARGETS[name](data) if data is not None else []
+    except (KeyError, TypeError, ValueError):
+        targets = []
+    failed = "**The benchmark failed" in page.read_text()
+    return {"name": name, "title": BENCHMARKS[name].title, "status": 1 if failed else 0,
+            "chart": (out / f"{name}.png").exists(), "targets": targets, "seconds": None}
+
+
 def write_index(out: Path, entries: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Write README.md: this run's benchmarks, and those an earlier run left in ``out``."""
+    ran = {e["name"]: e for e in entries}
+    shown = [ran.get(name) or _earlier_entry(name, out) for name in BENCHMARKS]
     lines = ["# Benchmark results", "",
-             f"Written by `python scripts/bench.py{' --quick' if args.quick else ''}` "
+             f"Last written by `python scripts/bench.py{' --quick' if args.quick else ''}` "
              "(what `make bench` runs) "
              f"on {time.strftime('%Y-%m-%d %H:%M %Z')}, {platform.python_implementation()} "
              f"{platform.python_version()}, {os.cpu_count()} CPUs.  Every benchmark interleaves its "
-             "contenders round by round; see benchmarks/README.rst for what each measures.", "",
+             "contenders round by round; see benchmarks/README.rst for what each measures, and each "
+             "page for when and how it was run.", "",
              "| benchmark | page | chart | targets | run time |", "|---|---|---|---|---:|"]
-    for e in entries:
+    for e in shown:
+        if e is None:
+            continue
         met = sum(1 for t in e["targets"] if t.verdict == "met")
         measured = sum(1 for t in e["targets"] if t.verdict != "not measured")
         verdict = f"{met} of {measured} met" if measured else "-"
         if e["status"] != 0:
-            verdict = f"FAILED (exit {e['status']})"
+            verdict = "FAILED" + (f" (exit {e['status']})" if e["seconds"] is not None else "")
         chart = f"[{e['name']}.png]({e['name']}.png)" if e["chart"] else "-"
-        lines.append(f"| {e['title']} | [{e['name']}.md]({e['name']}.md) | {chart} | {verdict} | "
-                     f"{e['seconds']:.0f} s |")
+        took = "an earlier run" if e["seconds"] is None else f"{e['seconds']:.0f} s"
+        lines.append(f"| {e['title']} | [{e['name']}.md]({e['name']}.md) | {chart} | {verdict} | {took} |")
     lines.append("")
-    for e in entries:
-        if e["chart"]:
+    for e in shown:
+        if e is not None and e["chart"]:
             lines += [f"## {e['title']}", "", f"![{e['title']}]({e['name']}.png)", ""]
     (out / "README.md").write_text("\n".join(lines))
 
