@@ -39,6 +39,7 @@ import argparse
 import collections
 import logging
 import os
+import random
 import re
 import shutil
 import sqlite3
@@ -120,7 +121,7 @@ class Section:
         self.backend = backend  # what it talks to, for the table
         self.pool = pool
         self.greenlets = greenlets
-        self.think = think  # seconds each caller pauses between calls
+        self.think = think  # mean seconds each caller pauses between calls (uniformly random)
         self.errors = errors  # what a broken connection raises: retried
         self.calls = 0
         self.retried = 0  # attempts that hit a broken connection (then retried)
@@ -155,7 +156,7 @@ class Section:
                 if self.faulted:
                     self.after_fault += 1
             if self.think:
-                gevent.sleep(self.think)
+                gevent.sleep(random.uniform(0.0, 2.0 * self.think))
 
     def check(self):
         self.checks += 1
@@ -187,7 +188,10 @@ def tcp_section(plan, pool_timeout):
             if c.recv(5) != b"PONG\n":
                 raise socket.error("bad reply")
 
-    section = Section("tcp", "2 TCP servers, FIRST_ACTIVE", pool, op, plan.greenlets, (socket.error,))
+    # callers pause between calls: the pool is busy, not saturated, so that idle
+    # connections exist for the failback (it retires idle ones, one per pass)
+    section = Section("tcp", "2 TCP servers, FIRST_ACTIVE", pool, op, plan.greenlets, (socket.error,),
+                      think=plan.think)
     section.backends = [primary, backup]
     return section
 
@@ -294,6 +298,7 @@ class Plan:
     def __init__(self, quick):
         self.quick = quick
         self.greenlets = 100 if quick else 300
+        self.think = 0.06 if quick else 0.2  # a tcp caller's mean pause between calls
         self.stall = 0.5 if quick else 1.5  # seconds the network stalls
         self.lock = 0.3 if quick else 1.0  # seconds the outside writer holds the sqlite lock
         if quick:
@@ -441,14 +446,14 @@ def frame(now, plan, sections, missing, monitor, screen):
             f"{st['pool_in_use']:6.0f}{st['pool_opening']:6.0f}{st['requests_waiting']:6.0f}"
             f"{s.rate(now):8.0f}{s.calls:9d}{s.retried:9d}{s.failed:8d}"
         )
-    lines += ["", f"{'TCP SERVER':12}{'ADDRESS':18}{'PRIORITY':>9}  {'PROCESS':9}{'LINK':7}{'CIRCUIT':11}"
-                  f"{'FAILURES':>9}{'CONNS':>7}"]
+    lines += ["", f"{'TCP SERVER':12}{'PROXY -> SERVER':18}{'PRIORITY':>9}  {'PROCESS':9}{'LINK':7}"
+                  f"{'CIRCUIT':11}{'FAILURES':>9}{'CONNS':>7}"]
     health = tcp.pool.server_stats()
     for b in tcp.backends:
         h = health.get(b.name, {})
         conns = h.get("connections", 0)
         lines.append(
-            f"{b.name:12}{'127.0.0.1:' + str(b.proxy.port):18}{b.target.priority:9d}  {b.process:9}"
+            f"{b.name:12}{f':{b.proxy.port} -> :{b.server.port}':18}{b.target.priority:9d}  {b.process:9}"
             f"{b.link:7}{h.get('state', '?'):11}{h.get('total_failures', 0):9d}{conns:7d}"
         )
     problems = sum(len(s.problems) for s in sections.values())
