@@ -388,8 +388,8 @@ def faults(plan, sections, say):
 # -- the screen --------------------------------------------------------------------------------
 
 _COLORS = {"closed": "32", "up": "32", "pass": "32", "open": "31;1", "DOWN": "31;1", "STALL": "33;1",
-           "half-open": "33;1", "OK": "32;1", "FAILED": "31;1"}
-_WORDS = re.compile(r"(?<![\w-])(half-open|closed|open|DOWN|STALL|FAILED)(?![\w-])")
+           "half-open": "33;1", "BROKEN": "31;1"}
+_WORDS = re.compile(r"(?<![\w-])(half-open|closed|open|DOWN|STALL|BROKEN)(?![\w-])")
 
 
 def colorize(line):
@@ -461,7 +461,7 @@ def frame(now, plan, sections, missing, monitor, screen):
     lines += [
         "",
         f"hub: longest stall {monitor.max_stall * 1000:.1f} ms    invariants: {checks} checks, "
-        + ("all held" if not problems else f"{problems} FAILED"),
+        + ("all held" if not problems else f"{problems} BROKEN"),
         "",
         "events:",
         *(f"  {e}" for e in screen.events),
@@ -701,7 +701,11 @@ def main(argv=None):
         # a refused reconnect is logged at WARNING: expected here, and counted in the summary
         logging.getLogger("geventpool").setLevel(logging.ERROR)
         log.setLevel(logging.ERROR)
-    return 0 if run(Plan(args.quick), args.pool_timeout, args.live, args.embedded) else 1
+    try:
+        return 0 if run(Plan(args.quick), args.pool_timeout, args.live, args.embedded) else 1
+    except KeyboardInterrupt:  # the servers were stopped and the cursor restored on the way out
+        print("\ndemo: interrupted", flush=True)
+        return 130
 
 
 if __name__ == "__main__":
