@@ -647,9 +647,14 @@ class ConnectionPool(Generic[C]):
                         raise
                     self._connect_failed(error)
                     delay = self._backoff_delay()
-                    logger.warning(
-                        "%s: connect failed (%r); next attempt in %.3f s", self.name, error, delay
-                    )
+                    if self._broken_hook is not None:
+                        logger.warning(
+                            "%s: connect failed (%r); not retried until a caller asks", self.name, error
+                        )
+                    else:
+                        logger.warning(
+                            "%s: connect failed (%r); next attempt in %.3f s", self.name, error, delay
+                        )
                     gevent.sleep(delay)
                 else:
                     if epoch is not self._epoch:
@@ -820,6 +825,18 @@ class ConnectionPool(Generic[C]):
             self._filled.clear()
             self._ensure_connectors()
             self._filled.wait(min(remaining, 0.05))
+
+    def drop_idle(self) -> int:
+        """Close every idle connection now (the pool refills to ``min_size``); return how many.
+
+        Connections in use are not touched.
+        """
+        # check-then-update: take them all out before the first close (which may switch)
+        idle = list(self._idle)
+        self._idle.clear()
+        for slot in idle:
+            self._drop(slot, None)
+        return len(idle)
 
     def resize(self, min_size: int | None = None, max_size: int | None = None) -> None:
         """Change the pool's bounds; extra idle connections are closed at once.

@@ -42,11 +42,6 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
     _settings: Settings
     _credentials: Credentials
 
-    def _refresh_fast(self) -> None:
-        # The core's inlined return path skips _reset (even with reset_on_return);
-        # every LDAP return must run _reset, so keep the general path.  (Reported to the core.)
-        self._fast = False
-
     def _setup(self, settings: Settings, credentials: Credentials) -> None:
         self._settings = settings
         self._credentials = credentials

@@ -219,7 +219,7 @@ class LDAPPool(LDAPHooks):
                 del self._identities[key]
                 pool.close(timeout=0)
         if self._credentials.dn == bind and (keep is None or not self._credentials.matches(keep)):
-            self._drop_idle()
+            self.drop_idle()
 
     def set_credentials(self, bind: str | None, passwd: str | None) -> None:
         """Replace the pool's default identity (a rotated service password, say).
@@ -234,15 +234,8 @@ class LDAPPool(LDAPHooks):
             raise ConfigurationError(f"{self.name}: set_credentials needs a DN and its password, or neither")
         self._credentials = credentials
         self.bind = bind
-        self._drop_idle()
+        self.drop_idle()
         logger.info("%s: credentials replaced; now binding as %r", self.name, credentials.dn)
-
-    def _drop_idle(self) -> None:
-        # check-then-update: take every idle slot out before any close (which may switch)
-        idle = list(self._idle)
-        self._idle.clear()
-        for slot in idle:
-            self._drop(slot, None)
 
     def authenticate(self, dn: str, password: str | bytes) -> bool:
         """Check a user's password with a bind, on connections set apart for it.

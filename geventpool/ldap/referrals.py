@@ -17,7 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Sequence
 
 import ldap
-from ldapurl import LDAPUrl  # type: ignore[import-untyped]
+from ldapurl import LDAPUrl
 
 from ..errors import ConfigurationError
 from .uris import LDAPServer
