@@ -11,11 +11,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..errors import PoolError
+import gevent
+import ldap
+
+from ..errors import ConnectTimeout, PoolError
 from ..pool import ConnectionPool
-from ._connect import Settings, open_bound
+from ..servers import Server
+from ._connect import Settings, open_bound, open_connection
 from .connection import LOST_CONNECTION_ERRORS, LDAPConnection
 from .credentials import Credentials
+from .servers import OptionsCache, fetch_info, wants_info
 
 __all__ = ["LDAPHooks", "IdentityPool", "AuthPool", "DEFAULT_LDAP_EXC_CLASSES"]
 
@@ -41,20 +46,58 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
 
     _settings: Settings
     _credentials: Credentials
+    _options: OptionsCache
 
-    def _setup(self, settings: Settings, credentials: Credentials) -> None:
+    def _setup(
+        self, settings: Settings, credentials: Credentials, options: OptionsCache | None = None
+    ) -> None:
         self._settings = settings
         self._credentials = credentials
+        self._options = options if options is not None else OptionsCache(settings.owner, settings)
 
-    def _new_connection(self) -> LDAPConnection:
+    # the core calls _new_connection(server) when it has servers= (its base signature has none)
+    def _new_connection(self, server: Server) -> LDAPConnection:  # type: ignore[override]
+        """Connect to ``server`` (``retry_max`` attempts) and bind; read its info on the first success.
+
+        Runs in a connector greenlet; the core tries the next server on a
+        connection error and stops on any other (a refused bind above all).
+        """
         credentials = self._credentials
-        conn, server = open_bound(self._settings, credentials)
-        conn.__dict__["_identity_key"] = credentials.key
-        policy = self._settings.referrals
-        if policy is not None:
-            conn.__dict__["_referrals"] = (policy, self._settings, self._credentials)
-        logger.debug("%s: connected to %s as %r", self.name, server.uri, credentials.dn)
+        settings = self._options.get(server).settings
+        conn, address = open_bound(settings, credentials)
+        try:
+            conn.__dict__["_identity_key"] = credentials.key
+            policy = settings.referrals
+            if policy is not None:
+                conn.__dict__["_referrals"] = (policy, settings, credentials)
+            if wants_info(server):
+                fetch_info(server, conn, self.name)
+            # the server answered (a bind, or the rootDSE read): it serves
+            conn.__dict__["_served"] = not credentials.anonymous or server.info is not None
+        except BaseException:
+            conn.close()
+            raise
+        logger.debug("%s: connected to %s as %r", self.name, address.uri, credentials.dn)
         return conn
+
+    def _probe_server(self, server: Server) -> None:
+        """Check ``server`` for its circuit breaker: an anonymous connection reads the rootDSE.
+
+        Never a bind (a probe must not count against an account's lockout),
+        never a connection of the pool (those are lent or idle): a fresh one,
+        closed at once, each step bounded by ``connect_timeout``.
+
+        :raises OSError, ldap.LDAPError, ConnectTimeout: the server did not answer.
+        """
+        settings = self._options.get(server).settings
+        limit = settings.connect_timeout
+        expired = ConnectTimeout(f"{self.name}: probe of {server.name} took longer than {limit:g} s")
+        with gevent.Timeout(limit, expired):
+            conn = open_connection(settings.servers[0], settings)
+        try:
+            conn.search_ext_s("", ldap.SCOPE_BASE, "(objectClass=*)", ["supportedLDAPVersion"], timeout=limit)
+        finally:
+            conn.close()
 
     def _keepalive(self, conn: LDAPConnection) -> None:
         if conn.broken:
@@ -71,6 +114,14 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
 
     def _close_connection(self, conn: LDAPConnection) -> None:
         conn.close()
+
+    def _discard(self, slot: Any, error: BaseException | None) -> None:
+        # The core counts a connection lost on its first use against its server's health ("it
+        # accepts but does not serve").  A connection that answered its bind did serve: its loss
+        # is a restart or a network fault, which the next connect attempts will judge.
+        if slot.server is not None and slot.uses <= 1 and slot.conn.__dict__.get("_served"):
+            slot.server = None
+        super()._discard(slot, error)
 
     @property
     def credentials_dn(self) -> str:

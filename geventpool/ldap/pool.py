@@ -20,7 +20,8 @@ import gevent.lock
 import ldap
 
 from .._config import check_count, check_seconds
-from ..errors import BackendUnavailable, ConfigurationError, PoolClosed, PoolTimeout
+from ..errors import BackendUnavailable, ConfigurationError, ConnectTimeout, PoolClosed, PoolTimeout
+from ..servers import Server, ServerPool
 from ._base import DEFAULT_LDAP_EXC_CLASSES, AuthPool, IdentityPool, LDAPHooks
 from ._connect import Settings, open_bound
 from ._table import status_table
@@ -28,8 +29,9 @@ from .connection import DEFAULT_OPERATION_TIMEOUT, LDAPConnection
 from .credentials import Credentials
 from .errors import BackendError, MaxConnectionReachedError
 from .referrals import ReferralPolicy
+from .servers import address_of, server_pool_of
 from .tls import TLSPolicy
-from .uris import parse_uris
+from .uris import LDAPServer
 
 __all__ = ["LDAPPool", "ConnectionManager"]
 
@@ -66,7 +68,7 @@ class LDAPPool(LDAPHooks):
 
     def __init__(
         self,
-        uri: str,
+        uri: str | Server | ServerPool | Sequence[str | Server],
         bind: str | None = None,
         passwd: str | None = None,
         size: int = 10,
@@ -96,7 +98,7 @@ class LDAPPool(LDAPHooks):
         **core_options: Any,
     ) -> None:
         owner = name or type(self).__name__
-        servers = parse_uris(owner, uri)
+        server_pool, from_uri = server_pool_of(owner, uri)
         if bind is not None and not isinstance(bind, str):
             raise ConfigurationError(f"{owner}: bind must be a DN (str) or None, got {type(bind).__name__}")
         if passwd is not None and not isinstance(passwd, (str, bytes)):
@@ -132,33 +134,41 @@ class LDAPPool(LDAPHooks):
             )
         elif not isinstance(tls, TLSPolicy):
             raise ConfigurationError(f"{owner}: tls must be a TLSPolicy, got {type(tls).__name__}")
-        if use_tls or any(s.scheme == "ldaps" for s in servers):
+        if use_tls or any(address_of(s).scheme == "ldaps" and s.tls is None for s in server_pool):
             tls.check(owner)
         min_size = check_count(owner, "min_size", min_size)
         self.identity_size = check_count(owner, "identity_size", identity_size, 1)
         self.max_identities = check_count(owner, "max_identities", max_identities, 1)
         self.auth_size = size if auth_size is None else check_count(owner, "auth_size", auth_size, 1)
         assert retry_delay is not None and op_timeout is not None and connect_timeout is not None
+        if "servers" in core_options:
+            raise ConfigurationError(f"{owner}: give the servers as uri (a Server, a ServerPool or a list)")
         self._core_options = dict(core_options)
         self._core_options.setdefault("exc_classes", DEFAULT_LDAP_EXC_CLASSES)
+        # the core bounds one server's connect: retry_max attempts and the delays between them
+        self._connect_bound = retry_max * (connect_timeout + retry_delay) + 1.0
         super().__init__(
             min_size=min(min_size, size),
             max_size=size,
             name=name,
             timeout=checkout_timeout,
-            connect_timeout=len(servers) * (retry_max * (connect_timeout + retry_delay)) + 1.0,
+            connect_timeout=self._connect_bound,
             max_lifetime=max_lifetime,
+            servers=server_pool,
             **self._core_options,
         )
         settings = Settings(
-            owner=self.name, servers=servers, tls=tls, use_tls=use_tls, retry_max=retry_max,
-            retry_delay=retry_delay, connect_timeout=connect_timeout, op_timeout=op_timeout,
+            owner=self.name, servers=tuple(address_of(s) for s in server_pool), tls=tls, use_tls=use_tls,
+            retry_max=retry_max, retry_delay=retry_delay, connect_timeout=connect_timeout,
+            op_timeout=op_timeout,
             referrals=None if not allowed_referral_hosts else ReferralPolicy(owner, allowed_referral_hosts),
             connector_cls=connector_cls,
         )
         self._setup(settings, credentials)
+        for server in server_pool:
+            self._options.get(server)  # check each server's TLS and referral options now
         # ldappool's attributes
-        self.uri = uri
+        self.uri = uri if from_uri else ", ".join(s.uri for s in server_pool)
         self.bind = bind
         self.retry_max = retry_max
         self.retry_delay = retry_delay
@@ -167,10 +177,15 @@ class LDAPPool(LDAPHooks):
         self.operation_timeout = op_timeout
         self.tls = tls
         self.connector_cls = connector_cls
-        self.ldap_servers: tuple[Any, ...] = servers
         self._identities: OrderedDict[tuple[str, bytes], IdentityPool] = OrderedDict()
         self._auth: AuthPool | None = None
         self._unpooled = gevent.lock.BoundedSemaphore(size)
+
+    @property
+    def ldap_servers(self) -> tuple[LDAPServer, ...]:
+        """The servers' addresses, in the pool's order of preference (as now: add()/remove() show)."""
+        assert self.server_pool is not None
+        return tuple(address_of(s) for s in self.server_pool.preferred())
 
     # -- ldappool's API ------------------------------------------------------------------------
 
@@ -267,9 +282,10 @@ class LDAPPool(LDAPHooks):
     def _subpool(self, cls: type[LDAPHooks], credentials: Credentials, size: int, label: str) -> Any:
         pool = cls(
             min_size=0, max_size=size, name=f"{self.name}[{label}]", timeout=self.timeout,
-            connect_timeout=self.connect_timeout, max_lifetime=self.max_lifetime, **self._core_options,
+            connect_timeout=self.connect_timeout, max_lifetime=self.max_lifetime, servers=self.server_pool,
+            **self._core_options,
         )
-        pool._setup(self._settings, credentials)
+        pool._setup(self._settings, credentials, self._options)
         return pool
 
     def _identity(self, credentials: Credentials) -> IdentityPool:
@@ -313,14 +329,40 @@ class LDAPPool(LDAPHooks):
     @contextmanager
     def _unpooled_connection(self, credentials: Credentials) -> Iterator[LDAPConnection]:
         with self._unpooled:
-            with gevent.Timeout(self.connect_timeout, BackendError(
-                f"{self.name}: no LDAP server reachable within {self.connect_timeout:g} s"
-            )):
-                conn, _server = open_bound(self._settings, credentials)
+            conn = self._open_unpooled(credentials)
             try:
                 yield conn
             finally:
                 conn.close()
+
+    def _open_unpooled(self, credentials: Credentials) -> LDAPConnection:
+        """Open one connection for ``use_pool=False``: the servers' candidates in order, health fed.
+
+        :raises BackendError: no server could be reached (``__cause__``: the last error).
+        :raises AuthenticationFailed: the bind was refused (no failover).
+        """
+        assert self.server_pool is not None
+        last: BaseException | None = None
+        limit = self._connect_bound
+        for server in self.server_pool.candidates():
+            health = server.health
+            if not health.begin_attempt():
+                continue
+            settings = self._options.get(server).settings
+            try:
+                with gevent.Timeout(limit, ConnectTimeout(f"{self.name}: {server.name}: no connection "
+                                                          f"within {limit:g} s")):
+                    conn, _address = open_bound(settings, credentials)
+            except BaseException as error:
+                if isinstance(error, self._connect_errors):
+                    health.record_failure(error)
+                    last = error
+                    continue
+                health.end_attempt()
+                raise
+            health.record_success()
+            return conn
+        raise BackendError(f"{self.name}: no LDAP server reachable ({self.server_pool!r})") from last
 
     # -- lifecycle and reporting --------------------------------------------------------------------
 

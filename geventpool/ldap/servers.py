@@ -1,0 +1,314 @@
+"""The LDAP side of :mod:`geventpool.servers`: URIs and ``Server`` objects, rootDSE and schema.
+
+:func:`server_pool_of` turns what :class:`~geventpool.ldap.LDAPPool` was given
+(ldappool's URI string, a ``Server``, a ``ServerPool`` or a list of them) into
+the core's :class:`~geventpool.servers.ServerPool`; a URI string keeps
+ldappool's meaning: every URI in order (``POOLING_STRATEGY_FIRST_ACTIVE``).
+:class:`ServerOptions` is what one server's connections need beyond the pool's
+settings (its TLS policy, its referral policy).  :func:`fetch_info` fills
+``server.info`` (the rootDSE) and ``server.schema`` (the subschema entry)
+as ``get_info`` asks, once per server, on a connection the pool just opened.
+
+Everything here is greenlet-safe (no shared state is changed across a
+greenlet switch without a flag); none of it is thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass, replace
+from typing import Any, Iterable
+
+import ldap
+import ldap.schema
+
+from ..errors import ConfigurationError
+from ..servers import (
+    GET_ALL_INFO,
+    GET_DSA_INFO,
+    GET_SCHEMA_INFO,
+    POOLING_STRATEGY_FIRST_ACTIVE,
+    Server,
+    ServerPool,
+)
+from ._connect import Settings
+from .connection import LDAPConnection
+from .referrals import ReferralPolicy
+from .tls import TLSPolicy
+from .uris import LDAPServer, parse_uris
+
+__all__ = ["DSAInfo", "SchemaInfo", "ServerOptions", "server_pool_of", "check_server", "fetch_info"]
+
+logger = logging.getLogger("geventpool.ldap")
+
+_SCHEMES = ("ldap", "ldaps")
+_DEFAULT_PORTS = {"ldap": 389, "ldaps": 636}
+#: The subschema attributes read for GET_SCHEMA_INFO (operational: they must be named).
+_SCHEMA_ATTRIBUTES = [
+    "objectClasses", "attributeTypes", "ldapSyntaxes", "matchingRules", "matchingRuleUse",
+    "dITContentRules", "dITStructureRules", "nameForms", "createTimestamp", "modifyTimestamp",
+]
+
+
+def _text(values: Iterable[bytes]) -> list[str]:
+    return [v.decode("utf-8", "replace") for v in values]
+
+
+class _Entry:
+    """An LDAP entry read once: ``raw`` maps each attribute to its values as str."""
+
+    def __init__(self, dn: str, attributes: dict[str, list[bytes]]) -> None:
+        self.dn = dn
+        #: Every attribute read, by its name as the server spelled it; values decoded as UTF-8.
+        self.raw: dict[str, list[str]] = {name: _text(values) for name, values in attributes.items()}
+        self._lower = {name.lower(): values for name, values in self.raw.items()}
+
+    def get(self, name: str) -> list[str]:
+        """The values of attribute ``name`` (case-insensitive); [] when absent."""
+        return list(self._lower.get(name.lower(), []))
+
+    def __getitem__(self, name: str) -> list[str]:
+        return self.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._lower
+
+
+class DSAInfo(_Entry):
+    """A server's rootDSE (``server.info`` with ``GET_DSA_INFO`` or ``GET_ALL_INFO``)."""
+
+    @property
+    def naming_contexts(self) -> list[str]:
+        return self.get("namingContexts")
+
+    @property
+    def supported_controls(self) -> list[str]:
+        return self.get("supportedControl")
+
+    @property
+    def supported_extensions(self) -> list[str]:
+        return self.get("supportedExtension")
+
+    @property
+    def supported_features(self) -> list[str]:
+        return self.get("supportedFeatures")
+
+    @property
+    def supported_ldap_versions(self) -> list[str]:
+        return self.get("supportedLDAPVersion")
+
+    @property
+    def supported_sasl_mechanisms(self) -> list[str]:
+        return self.get("supportedSASLMechanisms")
+
+    @property
+    def vendor_name(self) -> list[str]:
+        return self.get("vendorName")
+
+    @property
+    def vendor_version(self) -> list[str]:
+        return self.get("vendorVersion")
+
+    @property
+    def alt_servers(self) -> list[str]:
+        return self.get("altServer")
+
+    @property
+    def schema_entry(self) -> str | None:
+        values = self.get("subschemaSubentry")
+        return values[0] if values else None
+
+    def __repr__(self) -> str:
+        return f"<DSAInfo naming_contexts={self.naming_contexts!r} vendor={self.vendor_name!r}>"
+
+
+class SchemaInfo(_Entry):
+    """A server's subschema entry (``server.schema`` with ``GET_SCHEMA_INFO`` or ``GET_ALL_INFO``).
+
+    ``subschema`` is python-ldap's parsed :class:`ldap.schema.SubSchema`.
+    """
+
+    def __init__(self, dn: str, attributes: dict[str, list[bytes]]) -> None:
+        super().__init__(dn, attributes)
+        self.subschema = ldap.schema.SubSchema(attributes, check_uniqueness=0)
+
+    @property
+    def object_classes(self) -> list[str]:
+        return self.get("objectClasses")
+
+    @property
+    def attribute_types(self) -> list[str]:
+        return self.get("attributeTypes")
+
+    def __repr__(self) -> str:
+        return (
+            f"<SchemaInfo {self.dn!r}: {len(self.object_classes)} object classes, "
+            f"{len(self.attribute_types)} attribute types>"
+        )
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """One server's address and the settings its connections use (its TLS and referral policies)."""
+
+    address: LDAPServer
+    settings: Settings
+
+
+def check_server(owner: str, server: Any) -> None:
+    """Check that ``server`` can be an LDAP server.
+
+    :raises ConfigurationError: not a Server, a scheme other than ldap/ldaps,
+        a ``tls`` that is not a TLSPolicy, bad ``allowed_referral_hosts``.
+    """
+    if not isinstance(server, Server):
+        raise ConfigurationError(f"{owner}: expected a geventpool.servers.Server, got {server!r}")
+    if server.scheme is not None and server.scheme not in _SCHEMES:
+        raise ConfigurationError(
+            f"{owner}: server {server.name}: scheme {server.scheme!r} is not ldap or ldaps"
+        )
+    if server.tls is not None and not isinstance(server.tls, TLSPolicy):
+        raise ConfigurationError(
+            f"{owner}: server {server.name}: tls must be a geventpool.ldap.TLSPolicy, "
+            f"got {type(server.tls).__name__}"
+        )
+    if server.allowed_referral_hosts:
+        ReferralPolicy(f"{owner}: server {server.name}", server.allowed_referral_hosts)
+
+
+def server_pool_of(owner: str, given: Any) -> tuple[ServerPool, bool]:
+    """Return the ServerPool for ``given``, and whether it came from ldappool's URI string.
+
+    A str is ldappool's URI list (``POOLING_STRATEGY_FIRST_ACTIVE``, in
+    order); a list of ``Server`` objects or URIs gets the same strategy; a
+    ``ServerPool`` is used as it is (shared, so its ``add()``/``remove()``
+    reach the pool).
+
+    :raises ConfigurationError: a bad URI or server (named in the message).
+    """
+    if isinstance(given, str):
+        servers = [_from_address(a) for a in parse_uris(owner, given)]
+        return ServerPool(servers, POOLING_STRATEGY_FIRST_ACTIVE), True
+    if isinstance(given, ServerPool):
+        pool = given
+    elif isinstance(given, Server):
+        pool = ServerPool([given], POOLING_STRATEGY_FIRST_ACTIVE)
+    elif isinstance(given, (list, tuple)):
+        items: list[Server] = []
+        for item in given:
+            if isinstance(item, str):
+                items.extend(_from_address(a) for a in parse_uris(owner, item))
+            else:
+                items.append(item)
+        for item in items:
+            check_server(owner, item)
+        try:
+            pool = ServerPool(items, POOLING_STRATEGY_FIRST_ACTIVE)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{owner}: {error}") from None
+    else:
+        raise ConfigurationError(
+            f"{owner}: uri must be a str of LDAP URIs, a Server, a ServerPool or a list of them, "
+            f"got {type(given).__name__}"
+        )
+    if not len(pool):
+        raise ConfigurationError(f"{owner}: no LDAP server given")
+    for server in pool:
+        check_server(owner, server)
+    return pool, False
+
+
+def _from_address(address: LDAPServer) -> Server:
+    return Server(address.uri)
+
+
+def address_of(server: Server) -> LDAPServer:
+    """The ``scheme://host:port`` a connection to ``server`` goes to."""
+    scheme = server.scheme or ("ldaps" if server.use_ssl else "ldap")
+    if scheme == "ldap" and server.use_ssl:
+        scheme = "ldaps"
+    port = server.port if server.port is not None else _DEFAULT_PORTS[scheme]
+    return LDAPServer(scheme, server.host, port)
+
+
+class OptionsCache:
+    """The :class:`ServerOptions` of each server of one pool, made on first use (greenlet-safe)."""
+
+    def __init__(self, owner: str, settings: Settings) -> None:
+        self._owner = owner
+        self._settings = settings
+        self._cache: weakref.WeakKeyDictionary[Server, ServerOptions] = weakref.WeakKeyDictionary()
+
+    def get(self, server: Server) -> ServerOptions:
+        """The options for ``server``.
+
+        :raises ConfigurationError: ``server`` cannot be an LDAP server (added later, say).
+        """
+        options = self._cache.get(server)
+        if options is not None:
+            return options
+        check_server(self._owner, server)
+        address = address_of(server)
+        settings = replace(self._settings, servers=(address,))
+        if isinstance(server.tls, TLSPolicy):
+            if settings.use_tls or address.scheme == "ldaps":
+                server.tls.check(f"{self._owner}: server {server.name}")
+            settings = replace(settings, tls=server.tls)
+        if server.allowed_referral_hosts:
+            settings = replace(
+                settings, referrals=ReferralPolicy(self._owner, server.allowed_referral_hosts)
+            )
+        if server.connect_timeout is not None:
+            timeout = min(settings.connect_timeout, server.connect_timeout)
+            settings = replace(settings, connect_timeout=timeout)
+        options = self._cache[server] = ServerOptions(address, settings)
+        return options
+
+
+def wants_info(server: Server) -> bool:
+    """Whether ``server``'s ``get_info`` asks for something not read yet."""
+    get_info = server.get_info
+    if get_info in (GET_DSA_INFO, GET_ALL_INFO) and server.info is None:
+        return True
+    return get_info in (GET_SCHEMA_INFO, GET_ALL_INFO) and server.schema is None
+
+
+def fetch_info(server: Server, conn: LDAPConnection, owner: str) -> None:
+    """Read the rootDSE (and the subschema entry) on ``conn`` into ``server.info``/``server.schema``.
+
+    Cooperative (the connection's searches wait through the hub).  A server
+    that refuses the read is logged and asked again on its next new
+    connection; a connection error propagates (the connection is lost).
+
+    :raises ldap.LDAPError: the connection broke during the read.
+    """
+    holder = server.__dict__
+    if holder.get("_info_loading"):
+        return  # another greenlet reads it now
+    holder["_info_loading"] = True
+    try:
+        entries = conn.search_ext_s("", ldap.SCOPE_BASE, "(objectClass=*)", ["*", "+"])
+        root = next(((dn, attrs) for dn, attrs in entries if dn is not None), None)
+        if root is None:
+            logger.info("%s: %s returned no rootDSE", owner, server.name)
+            return
+        info = DSAInfo(root[0], root[1])
+        if server.get_info in (GET_DSA_INFO, GET_ALL_INFO):
+            server.info = info
+        if server.get_info in (GET_SCHEMA_INFO, GET_ALL_INFO) and server.schema is None:
+            dn = info.schema_entry
+            if dn is None:
+                logger.info("%s: %s names no subschemaSubentry", owner, server.name)
+                return
+            found = conn.search_ext_s(dn, ldap.SCOPE_BASE, "(objectClass=subschema)", _SCHEMA_ATTRIBUTES)
+            entry = next(((d, a) for d, a in found if d is not None), None)
+            if entry is not None:
+                server.schema = SchemaInfo(entry[0], entry[1])
+        logger.debug("%s: read %s of %s", owner, server.get_info, server.name)
+    except ldap.LDAPError as error:
+        if conn.broken:
+            raise
+        logger.info("%s: reading %s of %s failed: %r", owner, server.get_info, server.name, error)
+    finally:
+        holder["_info_loading"] = False
