@@ -12,6 +12,7 @@ from .connection import LOST_CONNECTION_ERRORS, LDAPConnection
 from .credentials import Credentials
 from .errors import AuthenticationFailed, BackendError, MaxConnectionReachedError, TLSVerificationError
 from .pool import ConnectionManager, LDAPPool
+from .servers import DSAInfo, SchemaInfo
 from .tls import TLSPolicy
 from .uris import LDAPServer, parse_uris
 
@@ -29,4 +30,6 @@ __all__ = [
     "BackendError",
     "DEFAULT_LDAP_EXC_CLASSES",
     "LOST_CONNECTION_ERRORS",
+    "DSAInfo",
+    "SchemaInfo",
 ]
