@@ -515,8 +515,7 @@ class LDAPConnectionManager:
         self.last_health = result
         self.last_alerts = self._evaluate(self._monitor_window)
         for alert in self.last_alerts:
-            logger.warning("%s: %s: %s (threshold %s)", self.name, alert["message"], alert["current_value"],
-                           alert["threshold"])
+            logger.warning("%s: %s", self.name, alert["message"])
         if self.auto_failback and len(self.connection_infos) > 1:
             self._failback()
         self.monitor_rounds += 1
