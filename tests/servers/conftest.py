@@ -75,7 +75,9 @@ def make_pool() -> Iterator[Callable[..., LDAPPool]]:
     """Build LDAP pools (short timeouts, one attempt per server) checked and closed after the test."""
     pools: list[LDAPPool] = []
 
-    def make(uri: Any, bind: str | None = SERVICE_DN, passwd: str | None = SERVICE_PW, **kwargs: Any) -> LDAPPool:
+    def make(
+        uri: Any, bind: str | None = SERVICE_DN, passwd: str | None = SERVICE_PW, **kwargs: Any
+    ) -> LDAPPool:
         kwargs.setdefault("checkout_timeout", 10)
         kwargs.setdefault("connect_timeout", 1.0)
         kwargs.setdefault("timeout", 1.0)

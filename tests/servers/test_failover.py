@@ -17,7 +17,7 @@ import pytest
 
 from geventpool.ldap import BackendError, LDAPPool
 from geventpool.testing import FaultProxy, wait_until
-from geventpool.testing.slapd import SERVICE_DN, Slapd, user_dn
+from geventpool.testing.slapd import SERVICE_DN, Slapd
 
 from .conftest import Load, fast_health, uri_of
 
@@ -112,7 +112,9 @@ def test_all_down_is_fast_and_reconnect_failed_fires(replicas: list[Slapd], make
 
 @pytest.mark.xfail(strict=True, reason="core: _connect_failed never reaches reconnect_failed while all "
                    "circuits are open (the all-down branch comes first); reported to the lead")
-def test_reconnect_failed_fires_while_all_circuits_are_open(replicas: list[Slapd], make_pool: MakePool) -> None:
+def test_reconnect_failed_fires_while_all_circuits_are_open(
+    replicas: list[Slapd], make_pool: MakePool
+) -> None:
     """D4: down longer than reconnect_timeout: the hook fires (once per window) while callers fail fast."""
     calls: list[float] = []
     pool = make_pool(" ".join(s.uri for s in replicas), size=2, min_size=2, reconnect_timeout=0.5,
