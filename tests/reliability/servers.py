@@ -88,6 +88,12 @@ class LineServer:
         self.stop()
         self.start()
 
+    def __enter__(self) -> LineServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def pause(self) -> None:
         self._awake.clear()
         if self._server is not None:
