@@ -142,6 +142,7 @@ class Report:
     max_sessions: dict[str, int]
     stuck: int
     stuck_stacks: Counter[str] = field(default_factory=Counter)
+    final_sessions: dict[str, int] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -319,6 +320,13 @@ def run(
                 greenlet.kill(block=False)
         group.join(timeout=5)
         max_stall = hub.max_stall
+    final_sessions: dict[str, int] = {}
+    for target in targets:
+        if target.sessions is not None:
+            # server-side sessions follow the pool's closes a little later
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda t=target: t.sessions() <= t.pool.max_size, timeout=10)  # type: ignore[misc]
+            final_sessions[target.name] = target.sessions()
     elapsed = time.monotonic() - start
     fd_end, rss_end = fd_count(), rss_bytes()
     opened = {}
@@ -341,7 +349,7 @@ def run(
         fault_times=fault_times, invariant_failures=invariant_failures, max_stall=max_stall,
         fd_warm=warm.get("fd", fd_end), fd_end=fd_end, fd_baseline=fd_baseline, fd_closed=fd_count(),
         rss_warm=warm.get("rss", rss_end), rss_end=rss_end, connections_opened=opened,
-        max_sessions=max_sessions, stuck=stuck, stuck_stacks=stuck_stacks,
+        max_sessions=max_sessions, stuck=stuck, stuck_stacks=stuck_stacks, final_sessions=final_sessions,
     )
 
 
@@ -355,12 +363,12 @@ def check_target(target: Target, failures: list[str], now: float) -> None:
 def summary_table(report: Report) -> str:
     """The report as a plain-text table (what ``make soak`` prints)."""
     rows = [("pool", "ops", "ok", "typed errors", "killed", "lost", "late", "slowest s", "opened",
-             "max sessions")]
+             "max sessions", "end sessions")]
     for name, t in report.tallies.items():
         rows.append((
             name, str(t.started), str(t.ok), str(t.typed_errors), str(t.killed), str(t.lost), str(t.late),
             f"{t.slowest:.2f}", f"{report.connections_opened.get(name, 0):.0f}",
-            str(report.max_sessions.get(name, "")),
+            str(report.max_sessions.get(name, "")), str(report.final_sessions.get(name, "")),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
@@ -384,7 +392,8 @@ def summary_table(report: Report) -> str:
     lines.append(f"longest hub stall {report.max_stall * 1000:.1f} ms")
     lines.append(f"fd: baseline {report.fd_baseline}, after warm-up {report.fd_warm}, end {report.fd_end}, "
                  f"after close {report.fd_closed}")
-    lines.append(f"RSS: after warm-up {report.rss_warm / 2**20:.1f} MiB, end {report.rss_end / 2**20:.1f} MiB "
+    mib = 2.0**20
+    lines.append(f"RSS: after warm-up {report.rss_warm / mib:.1f} MiB, end {report.rss_end / mib:.1f} MiB "
                  f"({report.rss_drift * 100:+.1f}%)")
     return "\n".join(lines)
 
@@ -464,9 +473,8 @@ def postgres_target(
     import psycopg2
 
     from geventpool.dbapi import ConnectionPool as DBPool
-    from geventpool.testing.postgres import PostgresServer
-
     from geventpool.dbapi import psycopg2 as green
+    from geventpool.testing.postgres import PostgresServer
 
     pg = PostgresServer().start()
     proxy = FaultProxy(upstream=(pg.host, pg.port)).start()
