@@ -349,8 +349,12 @@ def grouped_chart(groups: list[tuple[str, list[tuple[str, float]], list[tuple[st
     plt = _pyplot()
     if plt is None or not groups:
         return False
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 4.6), squeeze=False)
-    for ax, (panel, bars, lines) in zip(axes[0], groups):
+    columns = len(groups) if len(groups) <= 3 else (len(groups) + 1) // 2  # four panels: 2 x 2
+    rows = (len(groups) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(4.8 * columns, 4.4 * rows + 0.3), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    for ax, (panel, bars, lines) in zip(axes.flat, groups):
         names = [n for n, _ in bars]
         values = [v for _, v in bars]
         drawn = ax.bar(range(len(bars)), values, color=[_colour(n) for n in names])
@@ -384,7 +388,8 @@ def _legend(fig: Any, plt: Any) -> None:
 
 
 def _save(fig: Any, path: Path, plt: Any) -> None:
-    fig.tight_layout(rect=(0, 0, 1, 0.95))  # the top strip: title (left) and legend (right)
+    top = 1 - 0.3 / fig.get_figheight()  # the top strip: title (left) and legend (right)
+    fig.tight_layout(rect=(0, 0, 1, top))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
