@@ -18,6 +18,7 @@ import ldap
 
 from ..errors import BackendUnavailable, ConfigurationError, ConnectTimeout, TooManyWaiters
 from ..errors import PoolTimeout as CorePoolTimeout
+from ..servers import POOLING_STRATEGY_FIRST_ACTIVE, Server, ServerPool
 from .apierrors import ConnectionTimeout, ConnectionUnhealthy, PoolExhausted, PoolTimeout
 from .connection import LDAPConnection
 from .info import ConnectionInfo
@@ -89,8 +90,12 @@ def build_pool(
         key_file=first.client_key_path,
     )
     credentials = first.credentials()
+    # priority order through the core's servers: shared health, circuit breaker, probe, failback
+    servers = ServerPool(
+        [Server(info.uri, priority=info.priority) for info in infos], POOLING_STRATEGY_FIRST_ACTIVE
+    )
     pool = LDAPPool(
-        " ".join(info.uri for info in infos),
+        servers,
         first.bind_dn or None,
         "placeholder" if first.password_callback is not None else (first.password or None),
         size=max_size,

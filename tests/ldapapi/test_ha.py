@@ -22,7 +22,9 @@ def _where(manager: LDAPConnectionManager) -> tuple[str, int]:
         return server_of(conn)
 
 
-def test_ha_cluster_fails_over_and_back(private_slapd: Slapd, second_slapd: Slapd, make_info: MakeInfo) -> None:
+def test_ha_cluster_fails_over_and_back(
+    private_slapd: Slapd, second_slapd: Slapd, make_info: MakeInfo
+) -> None:
     primary, secondary = private_slapd, second_slapd
     # two instances have two test CAs: the cluster test runs plain LDAP (one TLS set-up per cluster)
     infos = [
@@ -51,7 +53,9 @@ def test_ha_cluster_fails_over_and_back(private_slapd: Slapd, second_slapd: Slap
     assert not manager.monitoring
 
 
-def test_with_failover_orders_by_priority(private_slapd: Slapd, second_slapd: Slapd, make_info: MakeInfo) -> None:
+def test_with_failover_orders_by_priority(
+    private_slapd: Slapd, second_slapd: Slapd, make_info: MakeInfo
+) -> None:
     infos = [make_info(s, use_tls=False, ca_cert_path=None) for s in (private_slapd, second_slapd)]
     manager = LDAPConnectionManager.with_failover(infos)
     try:
@@ -63,7 +67,8 @@ def test_with_failover_orders_by_priority(private_slapd: Slapd, second_slapd: Sl
 
 def test_cluster_members_must_agree(slapd: Slapd, make_info: MakeInfo) -> None:
     base = make_info(slapd, use_tls=False, ca_cert_path=None)
-    other = make_info(slapd, use_tls=False, ca_cert_path=None, bind_dn="uid=svc2,ou=services,dc=example,dc=com")
+    other = make_info(slapd, use_tls=False, ca_cert_path=None,
+                      bind_dn="uid=svc2,ou=services,dc=example,dc=com")
     with pytest.raises(ConfigurationError, match="one identity"):
         create_ha_cluster([base, other])
     with pytest.raises(ConfigurationError, match="another password"):

@@ -17,7 +17,8 @@ DN = "cn=admin,dc=example,dc=com"
 
 def test_documented_defaults() -> None:
     info = ConnectionInfo(host="ldap.example.com")
-    assert (info.port, info.bind_dn, info.password, info.use_ssl, info.use_tls) == (389, None, None, False, False)
+    assert (info.port, info.bind_dn, info.password) == (389, None, None)
+    assert (info.use_ssl, info.use_tls) == (False, False)
     assert (info.timeout, info.max_retries, info.retry_delay) == (30, 3, 1.0)
     assert (info.pool_size, info.max_pool_size, info.pool_timeout) == (10, 50, 60)
     assert info.validate_cert is True
@@ -55,7 +56,8 @@ BAD: list[tuple[dict[str, Any], list[str]]] = [
     ({"host": "h", "password": "x"}, ["without bind_dn"]),
     ({"host": "h", "bind_dn": DN, "password": "x", "password_callback": lambda: "y"}, ["not both"]),
     ({"host": "h", "bind_dn": DN, "password_callback": "not callable"}, ["must be callable"]),
-    ({"host": "h", "use_tls": True, "ca_cert_path": "/nonexistent/ca.crt"}, ["ca_cert_path", "not a readable"]),
+    ({"host": "h", "use_tls": True, "ca_cert_path": "/nonexistent/ca.crt"},
+     ["ca_cert_path", "not a readable"]),
     ({"host": "h", "priority": 1.5}, ["priority must be an int"]),
 ]
 
@@ -88,7 +90,8 @@ def test_validate_lists_every_problem(pem: str) -> None:
 def test_tls_files_without_tls_and_warnings(pem: str) -> None:
     result = ConnectionInfo(host="h", ca_cert_path=pem).validate()
     assert any("neither use_ssl nor use_tls" in e for e in result.errors)
-    result = ConnectionInfo(host="h", use_ssl=True, port=636, ca_cert_path=pem, validate_cert=False).validate()
+    unverified = ConnectionInfo(host="h", use_ssl=True, port=636, ca_cert_path=pem, validate_cert=False)
+    result = unverified.validate()
     assert result.valid and any("validate_cert=False" in w for w in result.warnings)
     result = ConnectionInfo(host="h", bind_dn=DN, password=SECRET).validate()
     assert result.valid and any("clear text" in w for w in result.warnings)

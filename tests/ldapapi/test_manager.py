@@ -1,4 +1,4 @@
-"""LDAPConnectionManager against a real slapd: every documented call, metrics, thresholds, rotation, secrets."""
+"""LDAPConnectionManager against a real slapd: documented calls, metrics, thresholds, rotation, secrets."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ def test_connect_reports_a_refused_bind(slapd: Slapd, make_info: MakeInfo, manag
     assert not manager.is_connected()
 
 
-def test_connect_reports_an_unreachable_server(make_info: MakeInfo, slapd: Slapd, managers: list[Any]) -> None:
+def test_connect_reports_an_unreachable_server(
+    make_info: MakeInfo, slapd: Slapd, managers: list[Any]
+) -> None:
     info = make_info(slapd, port=free_port(), timeout=0.5, pool_timeout=0.5)
     manager = LDAPConnectionManager(info, auto_reconnect=False)
     managers.append(manager)
@@ -72,7 +74,8 @@ def test_connect_reports_an_unreachable_server(make_info: MakeInfo, slapd: Slapd
 
 def test_an_error_in_the_block_propagates_unchanged(slapd: Slapd, make_info: MakeInfo,
                                                      managers: list[Any]) -> None:
-    """ldap_core_shared's retrying context manager raised RuntimeError("generator didn't stop after throw()")."""
+    """ldap_core_shared's retrying context manager raised
+    RuntimeError("generator didn't stop after throw()") here."""
     manager = LDAPConnectionManager(make_info(slapd))
     managers.append(manager)
 
@@ -146,7 +149,8 @@ def test_thresholds_fire_and_clear(slapd: Slapd, make_info: MakeInfo, managers: 
     alerts = {a["metric"]: a for a in manager.check_performance()}
     assert set(alerts) == {"max_connection_time"}  # the first connection took more than 0.1 us
     assert alerts["max_connection_time"]["threshold"] == 0.0001
-    assert alerts["max_connection_time"]["current_value"] > 0.0001 and alerts["max_connection_time"]["message"]
+    assert alerts["max_connection_time"]["current_value"] > 0.0001
+    assert alerts["max_connection_time"]["message"]
     assert manager.check_performance() == []  # no new connection since: cleared
     with pytest.raises(ldap.NO_SUCH_OBJECT):
         with manager.get_connection() as conn:
@@ -156,7 +160,8 @@ def test_thresholds_fire_and_clear(slapd: Slapd, make_info: MakeInfo, managers: 
     alerts = {a["metric"]: a for a in manager.check_performance()}
     assert set(alerts) == {"min_success_rate", "max_pool_utilization", "max_connection_time"}
     # the only operation finished since the last check failed (the leases count when returned)
-    assert alerts["min_success_rate"]["current_value"] == 0.0 and alerts["min_success_rate"]["threshold"] == 90
+    assert alerts["min_success_rate"]["current_value"] == 0.0
+    assert alerts["min_success_rate"]["threshold"] == 90
     assert alerts["max_pool_utilization"]["current_value"] == 100.0
     manager.return_connection(lease)
     manager.return_connection(second)
@@ -190,7 +195,8 @@ def test_monitoring_greenlet_starts_and_stops(slapd: Slapd, make_info: MakeInfo,
     rounds = manager.monitor_rounds
     gevent.sleep(0.15)  # not a race: checks nothing runs any more
     assert manager.monitor_rounds == rounds
-    assert manager.get_metrics().total_operations == 2  # connect() and the lease; the monitor's checks are not
+    # connect() and the lease; the monitor's checks are not counted
+    assert manager.get_metrics().total_operations == 2
 
 
 def test_unpooled_manager(slapd: Slapd, make_info: MakeInfo, managers: list[Any]) -> None:

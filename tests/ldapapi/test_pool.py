@@ -120,9 +120,11 @@ def test_the_caller_error_propagates_and_a_lost_connection_is_discarded(
     assert pool.get_metrics()["failed_uses"] == 3
 
 
-def test_connection_errors_as_documented(slapd: Slapd, make_info: MakeInfo, pools: list[ConnectionPool]) -> None:
-    dead = ConnectionPool(make_info(slapd, port=free_port(), timeout=0.3), min_connections=0, max_connections=1,
-                          timeout=1)
+def test_connection_errors_as_documented(
+    slapd: Slapd, make_info: MakeInfo, pools: list[ConnectionPool]
+) -> None:
+    dead = ConnectionPool(make_info(slapd, port=free_port(), timeout=0.3), min_connections=0,
+                          max_connections=1, timeout=1)
     pools.append(dead)
     with pytest.raises(ConnectionUnhealthy) as unhealthy:
         dead.get_connection()
@@ -130,14 +132,15 @@ def test_connection_errors_as_documented(slapd: Slapd, make_info: MakeInfo, pool
 
     with FaultProxy(upstream=("127.0.0.1", slapd.port)) as proxy:
         proxy.set_mode("stall")
-        slow = ConnectionPool(make_info(slapd, port=proxy.port, use_tls=False, ca_cert_path=None, timeout=0.2),
-                              min_connections=0, max_connections=1, timeout=1.5)
+        stalled = make_info(slapd, port=proxy.port, use_tls=False, ca_cert_path=None, timeout=0.2)
+        slow = ConnectionPool(stalled, min_connections=0, max_connections=1, timeout=1.5)
         pools.append(slow)
         with pytest.raises(ConnectionTimeout) as timed_out:
             slow.get_connection()
         assert isinstance(timed_out.value, (TimeoutError, core.ConnectTimeout, ldap.SERVER_DOWN))
 
-    refused = ConnectionPool(make_info(slapd, password="wrong"), min_connections=0, max_connections=1, timeout=2)
+    refused = ConnectionPool(make_info(slapd, password="wrong"), min_connections=0, max_connections=1,
+                             timeout=2)
     pools.append(refused)
     with pytest.raises(AuthenticationFailed) as auth:
         refused.get_connection()
