@@ -170,10 +170,12 @@ def run(
     sample_every: float = 0.25,
     seed: int = 1,
     think: float = 0.0,
+    error_pause: float = 0.02,
 ) -> Report:
     """Run the chaos profile for ``duration`` seconds; see the module docstring.
 
-    ``think`` is a pause between two operations of a worker (0: back to back).
+    ``think`` is a pause between two operations of a worker (0: back to back);
+    after a typed error a worker pauses ``error_pause`` seconds on average.
     The pools are closed at the end (the report has fd before and after).
     """
     rng = random.Random(seed)
@@ -196,6 +198,7 @@ def run(
         me = gevent.getcurrent()
         while not stop[0]:
             began = time.monotonic()
+            failed = False
             tally.started += 1
             tally.in_flight[me] = began
             try:
@@ -206,6 +209,7 @@ def run(
             except target.typed as error:
                 tally.errors[type(error).__name__] += 1
                 tally.slowest_error = max(tally.slowest_error, time.monotonic() - began)
+                failed = True
             except BaseException as error:  # lost: the caller got something it was not promised
                 tally.untyped[f"{type(error).__name__}: {error}"[:200]] += 1
             else:
@@ -216,7 +220,10 @@ def run(
                 tally.slowest = max(tally.slowest, elapsed)
                 if elapsed > target.deadline:
                     tally.late += 1
-            if think:
+            if failed:
+                # a client backs off after an error (a fast-failing pool would otherwise be hammered)
+                gevent.sleep(error_pause * rng.random() * 2)
+            elif think:
                 gevent.sleep(think * rng.random() * 2)
             else:
                 gevent.sleep(0)

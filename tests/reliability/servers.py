@@ -8,6 +8,7 @@ is a pool of plain sockets to it, as a user would write one.
 
 from __future__ import annotations
 
+import random
 import socket
 import struct
 from typing import Any
@@ -61,7 +62,19 @@ class LineServer:
             return self
         listener = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        if self.port:
+            listener.bind(("127.0.0.1", self.port))
+        else:
+            # below the kernel's ephemeral range: while the server is down, no client socket
+            # can take its port as a local port (which would make the restart fail)
+            for _ in range(100):
+                try:
+                    listener.bind(("127.0.0.1", random.randint(20000, 32000)))
+                    break
+                except OSError:
+                    continue
+            else:
+                listener.bind(("127.0.0.1", 0))
         listener.listen(512)
         self.port = listener.getsockname()[1]
         self._listener = listener
