@@ -20,11 +20,12 @@ C = TypeVar("C")
 
 
 class Plan(NamedTuple):
-    """What to do with each idle connection."""
+    """What to do with each idle connection (and which busy one to retire on return)."""
 
     close: list[Slot[Any]]
     check: list[Slot[Any]]
     keep: list[Slot[Any]]
+    retire_on_return: list[Slot[Any]]
 
 
 def plan(pool: ConnectionPool[Any], idle: Iterable[Slot[Any]], now: float) -> Plan:
@@ -33,10 +34,11 @@ def plan(pool: ConnectionPool[Any], idle: Iterable[Slot[Any]], now: float) -> Pl
     Closed: past their lifetime; idle longer than ``max_idle`` while the pool
     is above ``min_size``; on a server no longer in the pool; and (one per
     pass, for a gradual failback) on a server less preferred than the best
-    healthy one.  Checked: due for a keepalive, when nobody waits.  The
+    healthy one — a busy one is then retired when it comes back if no idle one
+    could be.  Checked: due for a keepalive, when nobody waits.  The
     least recently used go first.
     """
-    result = Plan([], [], [])
+    result = Plan([], [], [], [])
     removable = len(pool._idle) + len(pool._busy) - pool.min_size
     best_rank = _best_rank(pool)
     failback_done = False
@@ -64,6 +66,19 @@ def plan(pool: ConnectionPool[Any], idle: Iterable[Slot[Any]], now: float) -> Pl
             result.check.append(slot)
         else:
             result.keep.append(slot)
+    if best_rank is not None and not failback_done:
+        # A saturated pool has no idle connection to fail back with: retire a busy
+        # one on a less preferred server when it comes back (as max_lifetime does).
+        for slot in pool._busy.values():
+            server = slot.server
+            if (
+                server is not None
+                and slot.expires_at > now
+                and pool.server_pool is not None
+                and pool.server_pool.rank(server) > best_rank
+            ):
+                result.retire_on_return.append(slot)
+                break
     return result
 
 

@@ -763,6 +763,8 @@ class ConnectionPool(Generic[C]):
             slot.state = _CHECKING
             self._busy[slot.key] = slot
             self._spawn(self._keepalive_one, slot)
+        for slot in plan.retire_on_return:
+            slot.expires_at = now  # the return path closes it instead of re-filing it
         for slot in plan.close:
             self._drop(slot, None)
         if self.leak_threshold is not None:

@@ -287,3 +287,26 @@ def test_ldap_uris_parse() -> None:
     assert (plain.port, plain.use_ssl) == (389, False)
     assert (secure.port, secure.use_ssl) == (636, True)
     assert (v6.host, v6.port, v6.uri) == ("::1", 1389, "ldap://[::1]:1389")
+
+
+def test_failback_also_happens_when_the_pool_is_saturated(servers: list[LineServer]) -> None:
+    primary = Server("127.0.0.1", servers[0].port, priority=0)
+    backup = Server("127.0.0.1", servers[1].port, priority=1)
+    fast_health(primary, backup)
+    spool = ServerPool([primary, backup], POOLING_STRATEGY_FIRST_ACTIVE)
+    pool = MultiPool(2, servers=spool, connect_timeout=0.3)
+    servers[0].stop()
+    pool.wait(5)  # the primary refuses: both connections go to the backup
+    assert server_counts(pool) == {backup.name: 2}
+    servers[0].start()
+    wait_until(lambda: primary.health.state == "closed", timeout=10)
+    held = [pool.acquire(), pool.acquire()]  # saturated: no idle connection to retire
+    pool.run_housekeeping()
+    pool.run_housekeeping()
+    for conn in held:
+        echo(conn)
+        pool.release(conn)
+    wait_until(lambda: pool.size == 2 and pool._opening == 0)
+    assert server_counts(pool)[primary.name] >= 1  # one retired per pass, on return
+    check_invariants(pool)
+    pool.close()
