@@ -107,6 +107,12 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
     def _reset(self, conn: LDAPConnection) -> None:
         if conn.broken:
             raise _Condemned(f"{self.name}: connection broken during use")
+        servers = self.server_pool
+        slot = self._busy.get(id(conn))
+        server = None if slot is None else slot.server
+        if server is not None and servers is not None and server not in servers:
+            # removed from the ServerPool: retired on its return (a busy pool has no idle ones to retire)
+            raise _Condemned(f"{self.name}: {server.name} was removed from the servers")
         if self.check_identity and (
             not conn.identity_ok or conn.__dict__.get("_identity_key") != self._credentials.key
         ):

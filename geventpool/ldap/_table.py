@@ -1,4 +1,5 @@
-"""``str(pool)``: ldappool's status table (Slot, Connected, Active, URI, Lifetime, Bind DN)."""
+"""``str(pool)``: ldappool's status table (Slot, Connected, Active, URI, Lifetime, Bind DN), then
+the servers' health (circuit state, connections, failures, open time, last error)."""
 
 from __future__ import annotations
 
@@ -40,4 +41,15 @@ def status_table(pool: LDAPHooks, pools: Sequence[LDAPHooks]) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
 
     rule = "+-" + "-+-".join("-" * w for w in widths) + "-+"
-    return "\n".join([repr(pool), rule, line(header), rule, *map(line, rows), rule])
+    lines = [repr(pool), rule, line(header), rule, *map(line, rows), rule]
+    if pool.server_pool is not None:
+        lines.append(f"servers ({pool.server_pool.strategy}):")
+        stats = pool.server_stats()
+        for server in pool.server_pool:
+            entry = stats[server.name]
+            lines.append(
+                f"  {server.uri} priority={server.priority} circuit={entry['state']} "
+                f"connections={entry['connections']} failures={entry['failures']} "
+                f"open_for={entry['open_for']}s last_error={entry['last_error'] or '-'}"
+            )
+    return "\n".join(lines)
