@@ -246,7 +246,7 @@ class BenchmarkResults(Directive):
     def run(self) -> list[nodes.Node]:
         results = ROOT / "benchmarks" / "results"
         lines: list[str] = []
-        for md in sorted(results.glob("*.md")):
+        for md in sorted(p for p in results.glob("*.md") if p.name != "README.md"):  # README: the index
             title = md.stem
             for line in md.read_text(encoding="utf-8").splitlines():
                 if line.startswith("# "):
@@ -258,7 +258,7 @@ class BenchmarkResults(Directive):
             lines += [f".. literalinclude:: /{rel}", "   :language: text", ""]
             for png in sorted(results.glob(f"{md.stem}*.png")):
                 lines += [f".. image:: /{os.path.relpath(png, DOCS)}", f"   :alt: {png.stem}", ""]
-        shown = {f"{md.stem}" for md in results.glob("*.md")}
+        shown = {f"{md.stem}" for md in results.glob("*.md") if md.name != "README.md"}
         for png in sorted(results.glob("*.png")):
             if not any(png.stem.startswith(stem) for stem in shown):
                 lines += [f".. image:: /{os.path.relpath(png, DOCS)}", f"   :alt: {png.stem}", ""]
