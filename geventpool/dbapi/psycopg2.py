@@ -34,6 +34,18 @@ __all__ = ["wait_callback", "install", "uninstall", "installed", "cancel_query"]
 logger = logging.getLogger("geventpool.dbapi.psycopg2")
 
 _CONNECTING = 0  # psycopg2.extensions.STATUS_SETUP: the connection is being established
+# psycopg2.extensions.POLL_*: fixed by psycopg2's C API; module constants keep the
+# callback (run on every wait of every query) free of import statements.
+POLL_OK = 0
+POLL_READ = 1
+POLL_WRITE = 2
+
+
+def _operational_error(message: str) -> Exception:
+    import psycopg2
+
+    error: Exception = psycopg2.OperationalError(message)
+    return error
 
 
 def _connect_timeout(conn: Any) -> float | None:
@@ -59,9 +71,6 @@ def wait_callback(conn: Any) -> None:
 
     :raises psycopg2.OperationalError: ``connect_timeout`` expired while connecting.
     """
-    import psycopg2
-    from psycopg2.extensions import POLL_OK, POLL_READ, POLL_WRITE
-
     deadline = None
     connecting = conn.status == _CONNECTING
     if connecting:
@@ -76,16 +85,16 @@ def wait_callback(conn: Any) -> None:
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise psycopg2.OperationalError("timeout expired (connect_timeout)")
+                raise _operational_error("timeout expired (connect_timeout)")
         try:
             if state == POLL_READ:
                 wait_read(conn.fileno(), remaining, _Expired)
             elif state == POLL_WRITE:
                 wait_write(conn.fileno(), remaining, _Expired)
             else:
-                raise psycopg2.OperationalError(f"unexpected state from poll(): {state!r}")
+                raise _operational_error(f"unexpected state from poll(): {state!r}")
         except _Expired:
-            raise psycopg2.OperationalError("timeout expired (connect_timeout)") from None
+            raise _operational_error("timeout expired (connect_timeout)") from None
         except BaseException:
             if not connecting:
                 cancel_query(conn)
