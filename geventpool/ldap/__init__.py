@@ -3,6 +3,11 @@
 ``from geventpool.ldap import ConnectionManager`` replaces ``from ldappool
 import ConnectionManager``; connections are python-ldap ``LDAPObject``
 subclasses whose synchronous methods wait through the gevent hub.
+
+ldap_core_shared's documented API lives here too (``ConnectionInfo``,
+``LDAPConnectionManager``, ``create_ha_cluster``); its pool face is
+``geventpool.ldap.documented.ConnectionPool`` (not re-exported: the name
+would shadow the core's).
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 from ._base import DEFAULT_LDAP_EXC_CLASSES
 from .connection import LOST_CONNECTION_ERRORS, LDAPConnection
 from .credentials import Credentials
+from .apierrors import ConnectionTimeout, ConnectionUnhealthy, PoolExhausted, SSLError
 from .errors import AuthenticationFailed, BackendError, MaxConnectionReachedError, TLSVerificationError
+from .info import ConnectionInfo, ValidationResult
+from .manager import ConnectionResult, LDAPConnectionManager, PerformanceMetrics, create_ha_cluster
 from .pool import ConnectionManager, LDAPPool
 from .servers import DSAInfo, SchemaInfo
 from .tls import TLSPolicy
@@ -32,4 +40,14 @@ __all__ = [
     "LOST_CONNECTION_ERRORS",
     "DSAInfo",
     "SchemaInfo",
+    "ConnectionInfo",
+    "ValidationResult",
+    "LDAPConnectionManager",
+    "ConnectionResult",
+    "PerformanceMetrics",
+    "create_ha_cluster",
+    "ConnectionTimeout",
+    "ConnectionUnhealthy",
+    "PoolExhausted",
+    "SSLError",
 ]
