@@ -13,9 +13,9 @@ would shadow the core's).
 from __future__ import annotations
 
 from ._base import DEFAULT_LDAP_EXC_CLASSES
+from .apierrors import ConnectionTimeout, ConnectionUnhealthy, PoolExhausted, SSLError
 from .connection import LOST_CONNECTION_ERRORS, LDAPConnection
 from .credentials import Credentials
-from .apierrors import ConnectionTimeout, ConnectionUnhealthy, PoolExhausted, SSLError
 from .errors import AuthenticationFailed, BackendError, MaxConnectionReachedError, TLSVerificationError
 from .info import ConnectionInfo, ValidationResult
 from .manager import ConnectionResult, LDAPConnectionManager, PerformanceMetrics, create_ha_cluster
