@@ -125,7 +125,7 @@ def test_reconnect_failed_fires_while_all_circuits_are_open(
     with pytest.raises(ldap.SERVER_DOWN):
         with pool.connection():
             pass
-    wait_until(lambda: len(calls) >= 2, timeout=5)
+    wait_until(lambda: len(calls) >= 2, timeout=2.5)
 
 
 def test_failback_is_gradual(replicas: list[Slapd], make_pool: MakePool) -> None:
