@@ -478,7 +478,7 @@ class ConnectionPool(Generic[C]):
             return
         if self._has_reset and (error is not None or self.reset_on_return):
             try:
-                self._reset(slot.conn)
+                self._run_reset(slot.conn)
             except BaseException as reset_error:
                 self._discard(slot, reset_error)
                 if not isinstance(reset_error, Exception):
@@ -546,6 +546,15 @@ class ConnectionPool(Generic[C]):
         except BaseException as interrupted:
             self._discard(slot, interrupted)
             raise
+
+    def _run_reset(self, conn: C) -> None:
+        """Run ``_reset(conn)`` within ``keepalive_timeout``: a reset that hangs condemns the connection.
+
+        :raises Exception: what ``_reset`` raised, or an internal timeout error.
+        """
+        limit = self.keepalive_timeout
+        with gevent.Timeout(limit, _CheckTimeout(f"{self.name}: reset took longer than {limit:g} s")):
+            self._reset(conn)
 
     def _give_back(self, slot: Slot[C]) -> None:
         """Put back a connection counted nowhere: offer it, or close it if the pool is closed."""

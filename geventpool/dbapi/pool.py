@@ -19,6 +19,7 @@ from .._config import check_seconds
 from .._slot import Slot
 from ..errors import ConfigurationError, ConnectTimeout
 from ..pool import ConnectionPool as CorePool
+from . import psycopg2 as green
 from .drivers import ACTIVE, CLOSED, IDLE, INERROR, INTRANS, Driver, _PrivateMemory, _WeakTLS, driver_for
 from .wrapper import PooledConnection
 
@@ -325,7 +326,7 @@ class ConnectionPool(CorePool[Any]):
             self._finish(slot, _CLOSE_ON_RETURN)
             return
         try:
-            self._reset(slot.conn)
+            self._run_reset(slot.conn)
         except BaseException as reset_error:
             self._finish(slot, reset_error if self._is_broken(reset_error) else _Unclean(repr(reset_error)))
             if not isinstance(reset_error, Exception):
@@ -397,10 +398,16 @@ class ConnectionPool(CorePool[Any]):
                 if self.driver.state(conn) is INTRANS:
                     conn.commit()
             self._snapshots[id(conn)] = self.driver.snapshot(conn)
+            if self.green:
+                green.register_canceller(conn, self._side_connection)
         except BaseException:
             self._close_quietly(conn)
             raise
         return conn
+
+    def _side_connection(self) -> Any:
+        """A connection opened like the pool's, outside the pool (for cancel requests)."""
+        return self._connect(*self._connect_args, **self._connect_kwargs)
 
     def _open_one(self) -> Slot[Any]:
         slot = super()._open_one()
@@ -430,6 +437,8 @@ class ConnectionPool(CorePool[Any]):
 
     def _close_connection(self, conn: Any) -> None:
         self._snapshots.pop(id(conn), None)
+        if self.green:
+            green.unregister_canceller(conn)
         try:
             state = self.driver.state(conn)
         except Exception:

@@ -25,11 +25,20 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 from gevent.socket import wait_read, wait_write
 
-__all__ = ["wait_callback", "install", "uninstall", "installed", "cancel_query"]
+__all__ = [
+    "wait_callback",
+    "install",
+    "uninstall",
+    "installed",
+    "cancel_query",
+    "register_canceller",
+    "unregister_canceller",
+    "CANCEL_TIMEOUT",
+]
 
 logger = logging.getLogger("geventpool.dbapi.psycopg2")
 
@@ -105,27 +114,63 @@ class _Expired(Exception):
     """Internal: the connect deadline passed while waiting for the socket."""
 
 
-def cancel_query(conn: Any) -> None:
-    """Ask the server to cancel the query running on ``conn``; wait for the request to be sent.
+#: Seconds a cancel request may take (its side connection included).
+CANCEL_TIMEOUT = 5.0
 
-    Best effort: failures are logged at DEBUG.  Kills arriving while the
-    request is in flight are deferred (the first one is re-raised after).
+# id(conn) -> (conn, how to open a side connection to the same server, as the same user)
+_cancellers: dict[int, tuple[Any, Callable[[], Any]]] = {}
+
+
+def register_canceller(conn: Any, connect: Callable[[], Any]) -> None:
+    """Let :func:`cancel_query` cancel ``conn``'s queries through a side connection ``connect()``."""
+    _cancellers[id(conn)] = (conn, connect)
+
+
+def unregister_canceller(conn: Any) -> None:
+    """Forget ``conn`` (it is being closed)."""
+    entry = _cancellers.get(id(conn))
+    if entry is not None and entry[0] is conn:
+        del _cancellers[id(conn)]
+
+
+def cancel_query(conn: Any) -> None:
+    """Ask the server to cancel the query running on ``conn``, green and bounded.
+
+    psycopg2's own ``cancel()`` holds the GIL while libpq waits for the
+    server, which would freeze the whole process (threads included) for as
+    long as the server takes.  So the cancel is sent as ``SELECT
+    pg_cancel_backend(pid)`` on a side connection opened the way the pool
+    opens its connections, through the wait callback, within
+    :data:`CANCEL_TIMEOUT`.  Best effort: failures are logged at DEBUG; a
+    connection the pool did not register is left to the server.
     """
     import gevent
 
     if conn.closed:
         return
-    result = gevent.get_hub().threadpool.spawn(conn.cancel)
-    deferred: BaseException | None = None
-    while not result.ready():
-        try:
-            result.wait()
-        except BaseException as error:  # the C call still uses the connection: keep waiting
-            deferred = deferred or error
-    if not result.successful():
-        logger.debug("cancel request failed: %r", result.exception)
-    if deferred is not None:
-        raise deferred
+    entry = _cancellers.get(id(conn))
+    if entry is None or entry[0] is not conn:
+        logger.debug("no side connection known for %r: its query is left to the server", conn)
+        return
+    pid = conn.get_backend_pid()  # cached by libpq: no I/O
+    side = None
+    try:
+        with gevent.Timeout(CANCEL_TIMEOUT, _Expired()):
+            side = entry[1]()
+            side.autocommit = True
+            cursor = side.cursor()
+            cursor.execute("SELECT pg_cancel_backend(%s)", (pid,))
+            cursor.close()
+    except _Expired:
+        logger.debug("cancel of backend %s timed out after %g s", pid, CANCEL_TIMEOUT)
+    except Exception as error:
+        logger.debug("cancel of backend %s failed: %r", pid, error)
+    finally:
+        if side is not None:
+            try:
+                side.close()
+            except Exception:
+                pass
 
 
 def installed() -> bool:

@@ -1,8 +1,8 @@
 """Minimal regression tests for the defects the model and chaos runs found (issue 6).
 
-Each is marked ``xfail(strict=True)`` while the defect is open, so the suite
-stays green and the mark must be removed by the fix (a strict xfail that
-passes fails the run).
+Both are fixed: R1 by sending the cancel as ``pg_cancel_backend()`` on a
+green side connection (``geventpool.dbapi.psycopg2.cancel_query``), R2 by
+bounding every reset with ``keepalive_timeout`` (``ConnectionPool._run_reset``).
 
 R1  geventpool/dbapi/psycopg2.py ``cancel_query``: psycopg2's ``cancel()``
     (``PQcancel``) holds the GIL while libpq waits for the server to close
@@ -75,7 +75,6 @@ R1_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(strict=True, reason="R1: psycopg2 cancel() holds the GIL; the process freezes")
 def test_r1_cancel_on_a_paused_server_does_not_freeze_the_process(pg: PostgresServer) -> None:
     root = __file__.rsplit("/tests/", 1)[0]
     code = R1_SCRIPT.format(root=root, dsn=pg.dsn)
@@ -100,7 +99,6 @@ def test_r1_cancel_on_a_paused_server_does_not_freeze_the_process(pg: PostgresSe
     assert stall < 0.5, f"the process froze for {stall:.2f} s while the server was paused"
 
 
-@pytest.mark.xfail(strict=True, reason="R2: the rollback on put() has no deadline")
 def test_r2_put_into_a_silent_server_is_bounded(pg: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> None:
     from geventpool.dbapi import ConnectionPool
     from geventpool.dbapi import psycopg2 as green
