@@ -480,16 +480,10 @@ def postgres_target(
     import psycopg2
 
     from geventpool.dbapi import ConnectionPool as DBPool
-    from geventpool.dbapi import psycopg2 as green
     from geventpool.testing.postgres import PostgresServer
 
     pg = PostgresServer().start()
     proxy = FaultProxy(upstream=(pg.host, pg.port)).start()
-    # Defect R1 (see test_regressions.py): psycopg2's cancel() holds the GIL while libpq waits
-    # for the server, so cancelling through this process's proxy, or on a paused server,
-    # freezes the whole process.  Until it is fixed, interrupted queries are not cancelled here.
-    shipped_cancel = green.cancel_query
-    green.cancel_query = _no_cancel
     app = f"chaos-{os.getpid()}"
     pool = DBPool(
         psycopg2, host="127.0.0.1", port=proxy.port, user=pg.user, dbname=pg.dbname, application_name=app,
@@ -501,8 +495,8 @@ def postgres_target(
     bound = timeout + op_timeout + 1.0
 
     def operation() -> None:
-        # The whole checkout is bounded, return included: defect R2 (test_regressions.py), the
-        # rollback on return has no deadline of its own.
+        # The whole checkout is bounded, return included (the reset on return is bounded by
+        # keepalive_timeout since R2 was fixed; this bounds the query too).
         with gevent.Timeout(bound, OperationTimeout(f"{bound:g} s")), pool.item() as conn:
             cur = conn.cursor()
             cur.execute("SELECT 1")
@@ -536,11 +530,6 @@ def postgres_target(
         proxy.stop()
         pg.resume()
         pg.cleanup()
-        green.cancel_query = shipped_cancel
-
-
-def _no_cancel(conn: Any) -> None:
-    """Stand-in for geventpool.dbapi.psycopg2.cancel_query while defect R1 is open."""
 
 
 @contextlib.contextmanager
