@@ -495,7 +495,10 @@ class ConnectionPool(Generic[C]):
         slot.frame = None
         slot.last_used = now
         slot.good_until = min(slot.expires_at, now + self._ping_window)
-        if self._closed or now >= slot.expires_at or self.size >= self.max_size:
+        retired_server = (
+            slot.server is not None and self.server_pool is not None and slot.server not in self.server_pool
+        )
+        if self._closed or now >= slot.expires_at or self.size >= self.max_size or retired_server:
             self._drop(slot, None)
             self._refresh_fast()
             return
@@ -586,8 +589,12 @@ class ConnectionPool(Generic[C]):
             # A server restart breaks every older connection: check idle ones before reuse.
             for idle in self._idle:
                 idle.good_until = -1.0
-            if slot.server is not None and slot.uses <= 1:
-                # broken on its first use: the server accepts but does not serve
+            if (
+                slot.server is not None
+                and slot.uses <= 1
+                and self._clock() - slot.created < max(self.connect_timeout, 1.0)
+            ):
+                # broken on its first use, just opened: the server accepts but does not serve
                 slot.server.health.record_failure(error)
         logger.debug("%s: discarding connection %d after %r", self.name, slot.number, error)
         if self._listeners["discard"]:
@@ -700,10 +707,11 @@ class ConnectionPool(Generic[C]):
             # A programming error: hand it to the oldest waiter; retry only on demand.
             self._broken_hook = error
             self._fail_oldest_waiter(error)
-        elif self.server_pool is not None and self.server_pool.all_down():
+            return
+        if self.server_pool is not None and self.server_pool.all_down():
             # Every circuit is open: waiters learn it now instead of at their timeout.
             self._fail_all_waiters(self._all_down_error())
-        elif now - self._failing_since >= self.reconnect_timeout:
+        if now - self._failing_since >= self.reconnect_timeout:
             self._failing_since = now
             if self.reconnect_failed is not None:
                 try:

@@ -110,8 +110,6 @@ def test_all_down_is_fast_and_reconnect_failed_fires(replicas: list[Slapd], make
         assert conn.whoami_s() == f"dn:{SERVICE_DN}"
 
 
-@pytest.mark.xfail(strict=True, reason="core: _connect_failed never reaches reconnect_failed while all "
-                   "circuits are open (the all-down branch comes first); reported to the lead")
 def test_reconnect_failed_fires_while_all_circuits_are_open(
     replicas: list[Slapd], make_pool: MakePool
 ) -> None:
