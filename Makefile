@@ -31,7 +31,7 @@ test: system-deps $(STAMP) lint typecheck pytest
 demo:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e .
-	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/demo.py $(DEMO_ARGS)
 
 examples: $(STAMP)
 	$(BIN)/pytest -q tests/examples
@@ -46,6 +46,7 @@ bench-peers: $(STAMP)
 bench: system-deps $(STAMP) bench-peers
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python benchmarks/failover.py --output benchmarks/results/failover.md --json benchmarks/results/failover.json
 
 soak: system-deps $(STAMP)
 	$(BIN)/pytest -m slow --run-slow
