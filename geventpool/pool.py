@@ -725,9 +725,18 @@ class ConnectionPool(Generic[C]):
         self._broken_hook = None
 
     def _backoff_delay(self) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2 ** (failures - 1))]."""
+        """Full jitter: uniform in [0, min(cap, base * 2 ** (failures - 1))].
+
+        Never past the end of the current ``reconnect_timeout`` window, so that
+        ``reconnect_failed`` fires on time even when attempts are sparse.
+        """
         cap = min(self.reconnect_backoff_max, self.reconnect_backoff * 2.0 ** (self._failures - 1))
-        return float(cap * self._rng())
+        delay = float(cap * self._rng())
+        if self._failing_since is not None:
+            until_window_ends = self._failing_since + self.reconnect_timeout - self._clock()
+            if 0 < until_window_ends < delay:
+                delay = until_window_ends
+        return delay
 
     # -- background work ----------------------------------------------------------------------
 

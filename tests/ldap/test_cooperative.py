@@ -102,7 +102,9 @@ def test_connect_to_a_paused_server_is_bounded(
     # the server's health is shared by every pool of the process: its circuit opened, and the
     # probe (or the end of the cool-down) lets the next pool in
     assert cm.server_pool is not None
-    wait_until(lambda: not cm.server_pool.all_down(), timeout=5)
+    servers = list(cm.server_pool)
+    # closed = the probe (a fresh connection and a rootDSE read) succeeded again
+    wait_until(lambda: all(s.health.state == "closed" for s in servers), timeout=15)
     with LDAPPool(uri, SERVICE_DN, "svcpw", use_tls=uri_kind == "starttls",
                   tls_ca_file=private_slapd.ca_file).connection() as conn:
         assert conn.whoami_s() == f"dn:{SERVICE_DN}"
