@@ -15,6 +15,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+import gevent
+
 from .._config import check_seconds
 from .._slot import Slot
 from ..errors import ConfigurationError, ConnectTimeout
@@ -326,7 +328,7 @@ class ConnectionPool(CorePool[Any]):
             self._finish(slot, _CLOSE_ON_RETURN)
             return
         try:
-            self._run_reset(slot.conn)
+            self._reset(slot.conn)  # its I/O is bounded by _io_deadline
         except BaseException as reset_error:
             self._finish(slot, reset_error if self._is_broken(reset_error) else _Unclean(repr(reset_error)))
             if not isinstance(reset_error, Exception):
@@ -337,20 +339,29 @@ class ConnectionPool(CorePool[Any]):
     def _reset(self, conn: Any) -> None:
         """Make ``conn`` clean: roll back, restore session attributes, run ``reset``; raise if impossible."""
         driver = self.driver
-        state = driver.state(conn)
+        state = driver.state(conn)  # local: no I/O
         if state is not IDLE:
             if state is INTRANS or state is INERROR:
-                conn.rollback()
+                with self._io_deadline("rollback"):
+                    conn.rollback()
             else:
                 raise _Unclean(f"connection returned in state {state!r}")
         snapshot = self._snapshots.get(id(conn))
         if snapshot is not None and driver.snapshot(conn) != snapshot:
-            driver.restore(conn, snapshot)
+            with self._io_deadline("restoring session attributes"):
+                driver.restore(conn, snapshot)
         if self._reset_hook is not None:
-            self._reset_hook(conn)
+            with self._io_deadline("reset"):
+                self._reset_hook(conn)
             after = driver.state(conn)
             if after is not IDLE and driver.tracks_state:
                 raise _Unclean(f"reset left the connection in state {after!r}")
+
+    def _io_deadline(self, what: str) -> gevent.Timeout:
+        """Bound the return path's I/O by ``keepalive_timeout``; overrunning it condemns the connection."""
+        return gevent.Timeout(
+            self.keepalive_timeout, _Unclean(f"{what} took longer than {self.keepalive_timeout:g} s")
+        )
 
     def is_disconnect(self, exc: BaseException) -> bool:
         """Tell whether ``exc`` means the connection is unusable; override to add your own cases.
