@@ -40,7 +40,6 @@ from ._gunicorn import Gunicorn, Reply, established, fetch
 
 pytestmark = [pytest.mark.ldap, pytest.mark.postgres]
 
-WORKERS = 2
 LDAP_SIZE = 5
 PG_SIZE = 5
 REQUESTS = 3000
@@ -140,8 +139,10 @@ def _check_replies(replies: list[Reply], windows: dict[str, tuple[float, float]]
     assert not problems, f"{len(problems)} bad replies, first ones: {problems[:10]}"
     # every worker served requests, each from PostgreSQL sessions of its own
     assert set(backends) == set(workers), f"workers that answered: {sorted(backends)} of {workers}"
-    first, second = backends.values()
-    assert not first & second, f"backend pids shared by both workers: {sorted(first & second)}"
+    seen: set[int] = set()
+    for worker, pids in backends.items():
+        assert not seen & pids, f"backend pids of worker {worker} also served another: {sorted(seen & pids)}"
+        seen |= pids
     # PostgreSQL's restart replaced the sessions: none answering after it answered before it
     pg_start, pg_end = windows["postgres"]
     before = {r.body["backend"] for r in replies if r.status == 200 and r.ended < pg_start}
@@ -151,8 +152,10 @@ def _check_replies(replies: list[Reply], windows: dict[str, tuple[float, float]]
 
 
 @pytest.mark.guard(150)
-@pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
-def test_gunicorn_app_across_restarts(preload: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("preload", "workers_wanted"), [(False, 2), (True, 4)], ids=["no-preload-2-workers", "preload-4-workers"]
+)
+def test_gunicorn_app_across_restarts(preload: bool, workers_wanted: int, tmp_path: Path) -> None:
     green_psycopg2()  # the session counts query PostgreSQL from this process's hub
     with Slapd(users=USERS, tls=False, stats_log=True) as slapd, PostgresServer() as pg:
         env = {
@@ -161,7 +164,7 @@ def test_gunicorn_app_across_restarts(preload: bool, tmp_path: Path) -> None:
             "APP_RETRY_DEADLINE": str(RETRY_DEADLINE),
             "APP_CHECK_AT_IMPORT": "1" if preload else "0",
         }
-        server = Gunicorn(tmp_path / "gunicorn.log", free_port(), env, preload, WORKERS)
+        server = Gunicorn(tmp_path / "gunicorn.log", free_port(), env, preload, workers_wanted)
         try:
             server.start()
             sessions = Sessions(slapd, pg)
@@ -170,7 +173,7 @@ def test_gunicorn_app_across_restarts(preload: bool, tmp_path: Path) -> None:
             load_seconds = time.monotonic() - started
             sessions.stop()
             workers = server.worker_pids()
-            assert len(workers) == WORKERS, f"workers booted: {workers} (one crashed?)\n{server.log()}"
+            assert len(workers) == workers_wanted, f"workers booted: {workers} (one crashed?)\n{server.log()}"
             outcome = _check_replies(replies, windows, workers)
             overlapping = sum(
                 r.started <= end and r.ended >= start for r in replies for start, end in windows.values()
@@ -179,8 +182,8 @@ def test_gunicorn_app_across_restarts(preload: bool, tmp_path: Path) -> None:
 
             # session bounds, sampled while the load ran
             assert sessions.samples > 10
-            assert 1 <= sessions.max_pg <= WORKERS * PG_SIZE, sessions.max_pg
-            assert 1 <= sessions.max_ldap <= WORKERS * 2 * LDAP_SIZE, sessions.max_ldap
+            assert 1 <= sessions.max_pg <= workers_wanted * PG_SIZE, sessions.max_pg
+            assert 1 <= sessions.max_ldap <= workers_wanted * 2 * LDAP_SIZE, sessions.max_ldap
             if preload:
                 log = server.log()
                 assert "master closed 1 pools it built: postgres" in log, log
@@ -212,8 +215,8 @@ def test_gunicorn_app_across_restarts(preload: bool, tmp_path: Path) -> None:
         f"{load_seconds:.1f} s, {overlapping} of them in flight during a restart; "
         f"statuses {outcome['statuses']}; restarts (s): "
         + ", ".join(f"{k} {e - s:.2f}" for k, (s, e) in windows.items())
-        + f"; max sessions: PostgreSQL {sessions.max_pg} (bound {WORKERS * PG_SIZE}), LDAP "
-        f"{sessions.max_ldap} (bound {WORKERS * 2 * LDAP_SIZE}); at SIGTERM: PostgreSQL {pg_open}, "
+        + f"; max sessions: PostgreSQL {sessions.max_pg} (bound {workers_wanted * PG_SIZE}), LDAP "
+        f"{sessions.max_ldap} (bound {workers_wanted * 2 * LDAP_SIZE}); at SIGTERM: PostgreSQL {pg_open}, "
         f"LDAP {ldap_open}, {unbinds} unbinds, stop took {stop_seconds:.2f} s; "
         f"{sum(map(len, outcome['backends'].values()))} PostgreSQL sessions served requests"
     )
