@@ -134,15 +134,18 @@ def unregister_canceller(conn: Any) -> None:
 
 
 def cancel_query(conn: Any) -> None:
-    """Ask the server to cancel the query running on ``conn``, green and bounded.
+    """Ask the server to cancel the query running on ``conn``: green, bounded, in the background.
 
     psycopg2's own ``cancel()`` holds the GIL while libpq waits for the
     server, which would freeze the whole process (threads included) for as
     long as the server takes.  So the cancel is sent as ``SELECT
     pg_cancel_backend(pid)`` on a side connection opened the way the pool
     opens its connections, through the wait callback, within
-    :data:`CANCEL_TIMEOUT`.  Best effort: failures are logged at DEBUG; a
-    connection the pool did not register is left to the server.
+    :data:`CANCEL_TIMEOUT`, by a greenlet of its own: the interrupted caller
+    goes on at once (its connection is discarded; the cancel names the
+    backend by pid, so it works after that).  Best effort: failures are
+    logged at DEBUG; a connection the pool did not register is left to the
+    server.
     """
     import gevent
 
@@ -153,10 +156,16 @@ def cancel_query(conn: Any) -> None:
         logger.debug("no side connection known for %r: its query is left to the server", conn)
         return
     pid = conn.get_backend_pid()  # cached by libpq: no I/O
+    gevent.spawn(_send_cancel, entry[1], pid)
+
+
+def _send_cancel(connect: Callable[[], Any], pid: int) -> None:
+    import gevent
+
     side = None
     try:
         with gevent.Timeout(CANCEL_TIMEOUT, _Expired()):
-            side = entry[1]()
+            side = connect()
             side.autocommit = True
             cursor = side.cursor()
             cursor.execute("SELECT pg_cancel_backend(%s)", (pid,))
