@@ -28,6 +28,8 @@ import time
 from types import TracebackType
 from typing import Any
 
+from .ports import free_port as _free_port
+
 __all__ = ["PostgresServer", "find_bin_dir", "free_port", "ADMIN_APPLICATION"]
 
 logger = logging.getLogger("geventpool.testing.postgres")
@@ -65,11 +67,8 @@ def find_bin_dir() -> str:
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """Return a TCP port on 127.0.0.1 that was free a moment ago (outside the ephemeral range)."""
+    return _free_port()
 
 
 class PostgresServer:

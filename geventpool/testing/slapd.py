@@ -31,6 +31,8 @@ from typing import Sequence
 import gevent
 from gevent import subprocess
 
+from .ports import free_port as _free_port
+
 __all__ = [
     "Slapd",
     "SlapdError",
@@ -72,10 +74,8 @@ class SlapdError(RuntimeError):
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Return a TCP port on 127.0.0.1 that was free a moment ago (outside the ephemeral range)."""
+    return _free_port()
 
 
 def _run(args: Sequence[str], stdin: str | None = None, timeout: float = 60.0) -> str:

@@ -98,7 +98,7 @@ def test_load_with_chaos(private_slapd: Slapd) -> None:
         chaos_job.join()
         outcomes["killed"] = sum(1 for j in jobs if isinstance(j.value, gevent.GreenletExit))
         assert outcomes["ok"] + outcomes["error"] + outcomes["killed"] == total, outcomes
-        assert outcomes["ok"] > total / 2, outcomes
+        assert outcomes["ok"] > total / 5, outcomes  # faults every few hundred ms: a share must get through
         check_invariants(cm)
         assert cm.stats()["pool_in_use"] == 0
 
