@@ -64,8 +64,9 @@ def test_bad_arguments_raise_at_construction(kwargs: dict[str, object], named: s
         Plain(**kwargs)  # type: ignore[arg-type]
     assert named in str(info.value)
     assert isinstance(info.value, ValueError)
-    assert fd_count() == fds
-    assert count_greenlets() == greenlets_before
+    # nothing opened or spawned (earlier tests' leftovers may finish meanwhile: <=, not ==)
+    assert fd_count() <= fds
+    assert count_greenlets() <= greenlets_before
 
 
 def count_greenlets() -> int:
