@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import socket
-import struct
 from typing import Any
 
 import gevent
@@ -19,6 +18,8 @@ import gevent.server
 import gevent.socket
 
 import geventpool
+
+from ..core.helpers import read_line, reset  # the same line-protocol primitives
 
 __all__ = ["LineServer", "TcpPool", "echo", "read_line", "reset"]
 
@@ -151,25 +152,6 @@ class LineServer:
         finally:
             self.open.discard(sock)
             sock.close()
-
-
-def reset(sock: socket.socket) -> None:
-    """Close ``sock`` with an RST (SO_LINGER 0)."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
-    except OSError:
-        pass
-
-
-def read_line(conn: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(4096)
-        if not chunk:
-            raise ConnectionResetError("connection closed by server")
-        data += chunk
-    return data
 
 
 def echo(conn: socket.socket, text: bytes = b"hello\n") -> bytes:
