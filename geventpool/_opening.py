@@ -89,7 +89,7 @@ def _connect_any(pool: ConnectionPool[C]) -> tuple[C, Server]:
                 # A recovering server must answer, not merely accept: check it once.
                 _verify(pool, conn)
         except BaseException as error:
-            if isinstance(error, pool._connect_errors):
+            if pool._is_connect_error(error):
                 health.record_failure(error)
                 last_error = error
                 continue

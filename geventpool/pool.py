@@ -269,6 +269,16 @@ class ConnectionPool(Generic[C]):
         """Tell whether ``error`` (raised while a connection was in use) condemns it."""
         return isinstance(error, self.exc_classes) or not isinstance(error, Exception)
 
+    def _is_connect_error(self, error: BaseException) -> bool:
+        """Tell whether a failed connect is worth retrying (and counts against its server).
+
+        True for ``exc_classes``, ``OSError`` and timeouts.  Anything else
+        (wrong credentials, a certificate that cannot be verified, a bug)
+        is handed to the oldest waiter at once and retried only on demand;
+        with several servers, the next one is not tried.
+        """
+        return isinstance(error, self._connect_errors)
+
     # -- checkout ----------------------------------------------------------------
 
     def get(self, timeout: float | None = None) -> Slot[C]:
@@ -703,8 +713,8 @@ class ConnectionPool(Generic[C]):
         now = self._clock()
         if self._failing_since is None:
             self._failing_since = now
-        if not isinstance(error, self._connect_errors):
-            # A programming error: hand it to the oldest waiter; retry only on demand.
+        if not self._is_connect_error(error):
+            # Not a transient failure: hand it to the oldest waiter; retry only on demand.
             self._broken_hook = error
             self._fail_oldest_waiter(error)
             return

@@ -3,6 +3,7 @@
 
     .venv/bin/python scripts/soak.py --minutes 10            # TCP, PostgreSQL and LDAP pools
     .venv/bin/python scripts/soak.py --minutes 2 --pools tcp --png /tmp/soak.png
+    .venv/bin/python scripts/soak.py --minutes 3 --trace-memory 15   # where RSS drift comes from
 
 200 greenlets per pool, pools of 10, a fault per pool about every 2 s
 (server restart, pause, proxy reset/stall/blackhole/refuse), 5% of the
@@ -16,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import sys
+import tracemalloc
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -72,6 +76,18 @@ def plot(report: chaos.Report, path: str) -> None:
     fig.savefig(path, dpi=90)
 
 
+def print_growth(before: Any, after: Any, top: int) -> None:
+    """The allocation sites that grew most between two tracemalloc snapshots (tracebacks of 8 frames)."""
+    keep = (tracemalloc.Filter(False, tracemalloc.__file__),)
+    stats = after.filter_traces(keep).compare_to(before.filter_traces(keep), "traceback")
+    total = sum(stat.size_diff for stat in stats)
+    print(f"\ntraced memory after warm-up: {total / 1024:+.0f} KiB in all; the {top} sites that grew most:")
+    for stat in stats[:top]:
+        print(f"{stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks")
+        for line in stat.traceback.format()[-8:]:
+            print("        " + line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,12 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-fraction", type=float, default=0.05)
     parser.add_argument("--think", type=float, default=0.0, help="mean pause between operations, seconds")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--trace-memory", type=int, default=0, metavar="N",
+                        help="trace allocations (slow): print the N sites that grew most after warm-up")
     parser.add_argument("--png", default=os.path.join(ROOT, "benchmarks", "results", "soak.png"))
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.pools.split(",") if n.strip()]
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
         parser.error(f"unknown pools {unknown}; choose from {sorted(BUILDERS)}")
+    snapshots: list[Any] = []
+    on_warm = None
+    if args.trace_memory:
+        tracemalloc.start(8)
+        on_warm = lambda: snapshots.append(tracemalloc.take_snapshot())  # noqa: E731
     with contextlib.ExitStack() as stack:
         targets = [
             stack.enter_context(BUILDERS[n](args.size, **{LIFETIME_ARG[n]: args.lifetime}))  # type: ignore[operator]
@@ -98,13 +121,18 @@ def main(argv: list[str] | None = None) -> int:
         ]
         report = chaos.run(
             targets, duration=args.minutes * 60, workers=args.workers, fault_every=args.fault_every,
-            kill_fraction=args.kill_fraction, seed=args.seed, think=args.think,
+            kill_fraction=args.kill_fraction, seed=args.seed, think=args.think, on_warm=on_warm,
         )
+        if snapshots:  # before the servers stop: what the closed pools still hold, plus the runner's own
+            gc.collect()
+            snapshots.append(tracemalloc.take_snapshot())
     print(chaos.summary_table(report))
     for name in names:
         expected = max(report.duration * 0.75, 0) / args.lifetime * args.size
         print(f"{name}: connections opened after warm-up {report.connections_opened[name]:.0f} "
               f"(lifetime alone would give about {expected:.0f}; the rest replaced broken ones)")
+    if len(snapshots) == 2:
+        print_growth(snapshots[0], snapshots[1], args.trace_memory)
     for failure in report.invariant_failures[:20]:
         print("INVARIANT:", failure)
     if args.png:

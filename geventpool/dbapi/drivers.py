@@ -47,6 +47,20 @@ _PG_STATES = (IDLE, ACTIVE, INTRANS, INERROR, UNKNOWN)  # libpq's PQtransactionS
 
 #: PostgreSQL SQLSTATEs that mean the session is gone (class 08 is matched by prefix).
 PG_DISCONNECT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P04", "57P05"})
+#: PostgreSQL SQLSTATEs of a refused login: invalid authorization, invalid password, unknown database.
+PG_REFUSED_SQLSTATES = frozenset({"28000", "28P01", "3D000"})
+#: libpq's messages (English) for a connect that no retry can fix; libpq gives psycopg2 no SQLSTATE
+#: on a failed connect, so the message is all there is.
+PG_REFUSED_MESSAGES = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "no password supplied",
+    "does not exist",  # role or database
+    "certificate verify failed",
+    "does not match host name",
+    "server does not support ssl",
+    "root certificate file",
+)
 
 
 class Driver:
@@ -102,6 +116,15 @@ class Driver:
     def cancel(self, conn: Any) -> None:
         """Ask the server to stop the query running on ``conn`` (best effort)."""
 
+    def is_refused_connect(self, exc: BaseException) -> bool:
+        """Tell whether a failed connect is a refusal no retry can fix (default: never).
+
+        The pool hands such an error to the caller at once instead of
+        retrying until the checkout timeout: wrong credentials, a server
+        certificate that cannot be verified, an unknown database.
+        """
+        return False
+
     def check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any], max_size: int) -> None:
         """Refuse or warn about connect arguments that cannot work in a pool (ConfigurationError)."""
 
@@ -142,6 +165,16 @@ class _PostgresDriver(Driver):
                 return isinstance(exc, mod.OperationalError)
             return code.startswith("08") or code in PG_DISCONNECT_SQLSTATES
         return False
+
+    def is_refused_connect(self, exc: BaseException) -> bool:
+        """Wrong credentials, an unverifiable certificate or an unknown role or database."""
+        if not isinstance(exc, self.module.Error):
+            return False
+        code = self._sqlstate(exc)
+        if code is not None:
+            return code in PG_REFUSED_SQLSTATES
+        message = str(exc).lower()
+        return any(text in message for text in PG_REFUSED_MESSAGES)
 
     def _conninfo(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         params: dict[str, Any] = {}

@@ -372,6 +372,10 @@ class ConnectionPool(CorePool[Any]):
         """
         return self.driver.is_disconnect(exc)
 
+    def _is_connect_error(self, error: BaseException) -> bool:
+        # a refusal no retry can fix (credentials, certificate, database name) reaches the caller now
+        return super()._is_connect_error(error) and not self.driver.is_refused_connect(error)
+
     def _is_broken(self, error: BaseException) -> bool:
         if not isinstance(error, Exception):
             return True

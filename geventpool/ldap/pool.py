@@ -354,7 +354,7 @@ class LDAPPool(LDAPHooks):
                                                           f"within {limit:g} s")):
                     conn, _address = open_bound(settings, credentials)
             except BaseException as error:
-                if isinstance(error, self._connect_errors):
+                if self._is_connect_error(error):
                     health.record_failure(error)
                     last = error
                     continue

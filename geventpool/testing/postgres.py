@@ -308,6 +308,21 @@ class PostgresServer:
         """Terminate every client session (but the admin's); return how many."""
         return sum(self.terminate(s["pid"]) for s in self.sessions(application_name))
 
+    def require_password(self, role: str, password: str) -> None:
+        """Create login ``role`` with ``password``; TCP logins of roles other than ``user`` then need
+        their password (scram-sha-256).  The administrator keeps trust authentication.
+
+        :raises ValueError: ``role`` is not a plain identifier.
+        """
+        if not role.isidentifier():
+            raise ValueError(f"require_password: role must be a plain identifier, not {role!r}")
+        self.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s", [password])
+        with open(os.path.join(self.data_dir, "pg_hba.conf"), "w", encoding="ascii") as f:
+            f.write("local all all trust\n"
+                    f"host all {self.user} 127.0.0.1/32 trust\n"
+                    "host all all 127.0.0.1/32 scram-sha-256\n")
+        self.execute("SELECT pg_reload_conf()")
+
     def set_setting(self, name: str, value: str | None) -> None:
         """``ALTER SYSTEM SET name = value`` (None: RESET) and reload the configuration."""
         if value is None:

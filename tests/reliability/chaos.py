@@ -59,6 +59,10 @@ __all__ = [
 FAULT_HOLD = 1.0
 
 
+class IdentityMismatch(AssertionError):
+    """An LDAP operation ran as another identity than the one asked for (never a typed error)."""
+
+
 class OperationTimeout(Exception):
     """A worker's own bound on one operation (a typed error: the caller sees it in time)."""
 
@@ -83,6 +87,11 @@ class Target:
     heal: Callable[[], None] = lambda: None
     #: The pools to check (a pool may be made of several; default: [pool]).
     members: Callable[[], list[ConnectionPool[Any]]] | None = None
+    #: Server sessions the target may hold at most (default: the pool's max_size).
+    session_cap: int | None = None
+    #: Properties the operation verified, by name (e.g. identity checks); a violation is raised
+    #: as an untyped error, so it counts as lost.
+    checks: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -143,6 +152,8 @@ class Report:
     stuck: int
     stuck_stacks: Counter[str] = field(default_factory=Counter)
     final_sessions: dict[str, int] = field(default_factory=dict)
+    session_caps: dict[str, int] = field(default_factory=dict)
+    checks: dict[str, Counter[str]] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -171,8 +182,16 @@ def run(
     seed: int = 1,
     think: float = 0.0,
     error_pause: float = 0.02,
+    until: Callable[[], bool] | None = None,
+    max_duration: float | None = None,
+    on_warm: Callable[[], None] | None = None,
 ) -> Report:
     """Run the chaos profile for ``duration`` seconds; see the module docstring.
+
+    With ``until``, the run goes on past ``duration`` until ``until()`` is true
+    (a count of operations, say, whatever the machine's speed), but never past
+    ``max_duration`` (default: four times ``duration``).  ``on_warm`` is called
+    once, when the warm-up ends (a memory snapshot, say).
 
     ``think`` is a pause between two operations of a worker (0: back to back);
     after a typed error a worker pauses ``error_pause`` seconds on average.
@@ -300,6 +319,8 @@ def run(
                 warm["fd"], warm["rss"] = fds, rss
                 for target in targets:
                     connects_warm[target.name] = target.pool.stats().get("connections_num", 0)
+                if on_warm is not None:
+                    on_warm()
 
     with HubMonitor(interval=0.005) as hub:
         for target in targets:
@@ -308,6 +329,10 @@ def run(
         helpers = [gevent.spawn(sampler), gevent.spawn(killer)]
         helpers += [gevent.spawn(injector, t) for t in targets]
         gevent.sleep(duration)
+        if until is not None:
+            limit_at = start + (max_duration if max_duration is not None else duration * 4)
+            while not until() and time.monotonic() < limit_at:
+                gevent.sleep(0.25)
         stop[0] = True
         gevent.joinall(helpers, timeout=FAULT_HOLD * 5 + 5)
         for helper in helpers:
@@ -328,11 +353,12 @@ def run(
         group.join(timeout=5)
         max_stall = hub.max_stall
     final_sessions: dict[str, int] = {}
+    caps = {t.name: t.session_cap if t.session_cap is not None else t.pool.max_size for t in targets}
     for target in targets:
         if target.sessions is not None:
             # server-side sessions follow the pool's closes a little later
             with contextlib.suppress(AssertionError):
-                wait_until(lambda t=target: t.sessions() <= t.pool.max_size, timeout=10)  # type: ignore[misc]
+                wait_until(lambda t=target: t.sessions() <= caps[t.name], timeout=10)  # type: ignore[misc]
             final_sessions[target.name] = target.sessions()
     elapsed = time.monotonic() - start
     fd_end, rss_end = fd_count(), rss_bytes()
@@ -357,6 +383,7 @@ def run(
         fd_warm=warm.get("fd", fd_end), fd_end=fd_end, fd_baseline=fd_baseline, fd_closed=fd_count(),
         rss_warm=warm.get("rss", rss_end), rss_end=rss_end, connections_opened=opened,
         max_sessions=max_sessions, stuck=stuck, stuck_stacks=stuck_stacks, final_sessions=final_sessions,
+        session_caps=caps, checks={t.name: Counter(t.checks) for t in targets if t.checks},
     )
 
 
@@ -392,6 +419,8 @@ def summary_table(report: Report) -> str:
         untyped.update(t.untyped)
     if untyped:
         lines.append("UNTYPED: " + "; ".join(f"{k} x{v}" for k, v in untyped.most_common(5)))
+    for name, counts in report.checks.items():
+        lines.append(f"{name} checks: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     lines.append(f"lost {report.lost} (stuck workers {report.stuck}); "
                  f"invariant failures {len(report.invariant_failures)}")
     for stack, count in report.stuck_stacks.most_common(3):
@@ -535,29 +564,63 @@ def postgres_target(
 @contextlib.contextmanager
 def ldap_target(
     size: int = 10, *, timeout: float = 1.0, op_timeout: float = 1.0, max_lifetime: float = 600.0,
-    name: str = "ldap",
+    name: str = "ldap", users: int = 20,
 ) -> Iterator[Target]:
-    """The LDAP pool over a private slapd, through a fault proxy."""
+    """The LDAP pool over a private slapd, through a fault proxy, used by ``users`` identities too.
+
+    Rows G1-G3 under chaos: of ten operations, three use the service identity,
+    six bind as one of ``users`` users (identity sub-pools, fewer than the users,
+    so they are evicted and reopened all the time), one tries a wrong password
+    (a checkout, or ``authenticate()``); each checks ``whoami_s()``.  A mismatch, or a wrong password
+    accepted, is raised as :class:`IdentityMismatch` (not a typed error: lost).
+    """
     import ldap
 
     from geventpool.ldap import LDAPPool
-    from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, Slapd, user_dn
+    from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, USER_PW, Slapd, user_dn
 
-    slapd = Slapd(users=50, tls=False).start()
+    identity_size, max_identities, auth_size = 2, max(users // 3, 1), 2
+    slapd = Slapd(users=users, tls=False).start()
     proxy = FaultProxy(upstream=("127.0.0.1", slapd.port)).start()
     pool = LDAPPool(
         f"ldap://127.0.0.1:{proxy.port}", SERVICE_DN, SERVICE_PW, size=size, min_size=size,
         timeout=op_timeout, connect_timeout=0.5, checkout_timeout=timeout, retry_max=1,
-        max_lifetime=max_lifetime, name=name,
+        max_lifetime=max_lifetime, name=name, identity_size=identity_size, max_identities=max_identities,
+        auth_size=auth_size,
     )
     counter = [0]
+    checks: Counter[str] = Counter()
+
+    def expect(conn: Any, dn: str) -> None:
+        got = conn.whoami_s()
+        if got != f"dn:{dn}":
+            checks["MISMATCHES"] += 1
+            raise IdentityMismatch(f"expected dn:{dn}, got {got!r}")
+        checks["whoami verified"] += 1
 
     def operation() -> None:
         counter[0] += 1
-        dn = user_dn(counter[0] % 50)
-        with pool.connection() as conn:
-            if conn.search_s(dn, ldap.SCOPE_BASE, attrlist=["uid"])[0][0] != dn:
-                raise AssertionError("wrong entry")
+        kind, number = counter[0] % 10, counter[0] % users
+        if kind < 3:
+            with pool.connection() as conn:
+                expect(conn, SERVICE_DN)
+        elif kind < 9:
+            with pool.connection(user_dn(number), USER_PW) as conn:
+                expect(conn, user_dn(number))
+        elif counter[0] // 10 % 2:
+            if pool.authenticate(user_dn(number), "not-" + USER_PW):
+                checks["MISMATCHES"] += 1
+                raise IdentityMismatch(f"authenticate() accepted a wrong password for {user_dn(number)}")
+            checks["wrong password refused"] += 1
+        else:
+            try:
+                with pool.connection(user_dn(number), "not-" + USER_PW):
+                    pass
+            except ldap.INVALID_CREDENTIALS:
+                checks["wrong password refused"] += 1
+            else:
+                checks["MISMATCHES"] += 1
+                raise IdentityMismatch(f"a wrong password for {user_dn(number)} was accepted")
 
     faults = proxy_faults(proxy)
     faults["server restart"] = lambda: slapd.restart(graceful=False)
@@ -572,8 +635,9 @@ def ldap_target(
     # checkout (a refill may take connect_timeout x retry_max) + ping + operation
     deadline = timeout + 0.5 + op_timeout * 2 + 1.0
     typed = (PoolError, OSError, ldap.LDAPError)
+    cap = size + identity_size * max_identities + auth_size
     target = Target(name, pool, operation, typed, deadline, faults, sessions=lambda: proxy.connections,
-                    heal=heal, members=pool._all_pools)
+                    heal=heal, members=pool._all_pools, session_cap=cap, checks=checks)
     try:
         yield target
     finally:

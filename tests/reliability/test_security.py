@@ -15,7 +15,6 @@ was reviewed.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import socket
 import traceback
@@ -213,13 +212,7 @@ def pg_password() -> Iterator[Any]:
 
     server = PostgresServer().start()
     try:
-        server.execute("CREATE ROLE app LOGIN PASSWORD 'right'")
-        hba = os.path.join(server.data_dir, "pg_hba.conf")
-        with open(hba, "w", encoding="ascii") as f:
-            f.write("local all all trust\n"
-                    "host all postgres 127.0.0.1/32 trust\n"
-                    "host all all 127.0.0.1/32 scram-sha-256\n")
-        server.execute("SELECT pg_reload_conf()")
+        server.require_password("app", "right")
         yield server
     finally:
         server.cleanup()
