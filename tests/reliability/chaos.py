@@ -600,7 +600,7 @@ def ldap_target(
 
     def operation() -> None:
         counter[0] += 1
-        kind, number = counter[0] % 10, counter[0] % users
+        kind, number = counter[0] % 10, (counter[0] // 10 * 11 + counter[0]) % users  # every kind meets every user
         if kind < 3:
             with pool.connection() as conn:
                 expect(conn, SERVICE_DN)
