@@ -6,7 +6,8 @@ are open and to those that come later:
 
 ==============  ==============================================================
 ``pass``        relay both ways
-``delay``       wait ``ms`` milliseconds before relaying each chunk, each way
+``delay``       relay each chunk ``ms`` milliseconds after it arrived, each way
+                (network latency: chunks in flight overlap, order is kept)
 ``drip``        relay at most ``bytes_per_sec`` bytes per second, each way
 ``stall``       keep reading, relay nothing: data is held until the mode changes
 ``blackhole``   keep the sockets open, drop everything both ways (data is lost)
@@ -30,8 +31,10 @@ as in ``pass``.
 
 from __future__ import annotations
 
+import collections
 import logging
 import socket
+import time
 from types import TracebackType
 from typing import Any
 
@@ -69,6 +72,8 @@ class _Link:
         "greenlets",
         "generation",
         "mode_bytes",
+        "delayed",
+        "senders",
     )
 
     def __init__(self, client: gsocket.socket, number: int, generation: int) -> None:
@@ -83,6 +88,11 @@ class _Link:
         self.greenlets: list[gevent.Greenlet] = []
         self.generation = generation  # mode generation that mode_bytes counts in
         self.mode_bytes = 0  # response bytes relayed since that mode was set
+        # chunks waiting for their time (delay mode), per direction: [to upstream, to client]
+        self.delayed: tuple[collections.deque[tuple[float, bytes]], ...] = (
+            collections.deque(), collections.deque()
+        )
+        self.senders: list[gevent.Greenlet | None] = [None, None]
 
 
 class FaultProxy:
@@ -438,7 +448,11 @@ class FaultProxy:
                 if link.closed:
                     return
                 if not data:
-                    self._pass_eof(link, to_upstream)
+                    sender = link.senders[0 if to_upstream else 1]
+                    if sender is not None:
+                        sender.join()  # the delayed chunks go first, then the EOF
+                    if not link.closed:
+                        self._pass_eof(link, to_upstream)
                     return
                 self._forward(link, to_upstream, data)
                 if link.closed or (not to_upstream and link.upstream_dropped):
@@ -474,9 +488,37 @@ class FaultProxy:
             return
         if not to_upstream:
             data = self._edit_response(link, mode, data)
+        direction = 0 if to_upstream else 1
+        if mode == "delay" or link.delayed[direction]:  # behind delayed chunks: keep the order
+            delay = self._params["ms"] / 1000.0 if mode == "delay" else 0.0
+            self._send_later(link, direction, target, data, delay)
+        else:
+            self._send_now(link, to_upstream, target, data, mode)
+
+    def _send_later(self, link: _Link, direction: int, target: gsocket.socket, data: bytes,
+                    delay: float) -> None:
+        """Queue ``data`` to go ``delay`` seconds from now, after the chunks queued before it."""
+        link.delayed[direction].append((time.monotonic() + delay, data))
+        sender = link.senders[direction]
+        if sender is None or sender.dead:
+            sender = link.senders[direction] = self._spawn(self._send_delayed, link, direction, target)
+            link.greenlets.append(sender)
+
+    def _send_delayed(self, link: _Link, direction: int, target: gsocket.socket) -> None:
+        queue = link.delayed[direction]
+        while queue and not link.closed:
+            due, data = queue[0]
+            wait = due - time.monotonic()
+            if wait > 0:
+                gevent.sleep(wait)
+                continue
+            queue.popleft()
+            self._send_now(link, direction == 0, target, data, "delay")
+        queue.clear()
+
+    def _send_now(self, link: _Link, to_upstream: bool, target: gsocket.socket, data: bytes,
+                  mode: str) -> None:
         try:
-            if mode == "delay":
-                gevent.sleep(self._params["ms"] / 1000.0)
             if mode == "drip":
                 self._drip(target, data, self._params["bytes_per_sec"])
             else:

@@ -159,6 +159,27 @@ def test_delay_applies_to_each_chunk_each_way(proxy: FaultProxy) -> None:
         assert round_trip(client, b"after") == b"after"
 
 
+def test_delay_is_latency_chunks_overlap_and_keep_their_order(proxy: FaultProxy) -> None:
+    """Chunks sent 50 ms apart under a 500 ms delay arrive about 500 ms later, in order, EOF last."""
+    proxy.set_mode("delay", ms=500)
+    with connect(proxy, timeout=10) as client:
+        started = time.monotonic()
+        for number in range(3):
+            client.sendall(b"chunk %d;" % number)
+            gevent.sleep(0.05)
+        client.shutdown(socket.SHUT_WR)
+        received = b""
+        while True:
+            data = client.recv(1024)
+            if not data:
+                break
+            received += data
+        elapsed = time.monotonic() - started
+    assert received == b"chunk 0;chunk 1;chunk 2;"  # the echo server closes after the client's EOF
+    assert elapsed >= 0.5 * 2 * 0.95
+    assert elapsed < 3 * 0.5 * 2  # one after the other would take 3 s: they overlapped
+
+
 def test_drip_throttles_but_delivers_everything(proxy: FaultProxy) -> None:
     proxy.set_mode("drip", bytes_per_sec=4000)
     payload = bytes(range(256)) * 2
