@@ -22,7 +22,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run the long soak profiles")
 
 
+#: Directories whose every test needs a private slapd (``-m "not ldap"`` leaves them out).
+LDAP_DIRECTORIES = ("ldap", "ldapapi", "servers")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    ldap_dirs = tuple(os.path.join(here, name) + os.sep for name in LDAP_DIRECTORIES)
+    for item in items:
+        if str(item.fspath).startswith(ldap_dirs):
+            item.add_marker(pytest.mark.ldap)
     if config.getoption("--run-slow"):
         return
     # The long profiles run under `make soak`; deselect (not skip) them here.

@@ -18,21 +18,15 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PostgresServer]:
     """One PostgreSQL for the non-destructive tests (never stopped by them)."""
-    server = PostgresServer().start()
-    try:
+    with PostgresServer() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
 def pg_private() -> Iterator[PostgresServer]:
     """A PostgreSQL of this test only: it may stop, kill and restart it."""
-    server = PostgresServer().start()
-    try:
+    with PostgresServer() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture

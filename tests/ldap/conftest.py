@@ -14,14 +14,6 @@ from geventpool.testing import HubMonitor
 from geventpool.testing.invariants import check_invariants
 from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, Slapd
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test of this directory ``ldap`` (``-m "not ldap"`` skips the slapd tests)."""
-    here = os.path.dirname(__file__)
-    for item in items:
-        if str(item.fspath).startswith(here):
-            item.add_marker(pytest.mark.ldap)
-
 #: The hub budget of every LDAP test: no stall longer than this caused by the pool.
 HUB_BUDGET = 0.020
 #: On a machine running more than one process per CPU, the heartbeat's lateness includes
@@ -41,21 +33,15 @@ def assert_hub_ok(monitor: HubMonitor) -> None:
 @pytest.fixture(scope="session")
 def slapd() -> Iterator[Slapd]:
     """One slapd (1000 users, TLS) for the tests that do not stop, pause or modify it."""
-    server = Slapd(users=1000).start()
-    try:
+    with Slapd(users=1000) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def private_slapd() -> Iterator[Slapd]:
     """A small slapd of this test only: it may stop, kill, pause, restart or modify it."""
-    server = Slapd(users=50).start()
-    try:
+    with Slapd(users=50) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,42 +11,25 @@ from geventpool.ldap.info import ConnectionInfo
 from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, Slapd
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test of this directory ``ldap`` (``-m "not ldap"`` skips the slapd tests)."""
-    here = os.path.dirname(__file__)
-    for item in items:
-        if str(item.fspath).startswith(here):
-            item.add_marker(pytest.mark.ldap)
-
-
 @pytest.fixture(scope="session")
 def slapd() -> Iterator[Slapd]:
     """One small slapd for the tests that neither stop nor modify it."""
-    server = Slapd(users=20).start()
-    try:
+    with Slapd(users=20) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def private_slapd() -> Iterator[Slapd]:
     """A slapd of this test only (it may be stopped, killed or modified)."""
-    server = Slapd(users=5).start()
-    try:
+    with Slapd(users=5) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def second_slapd() -> Iterator[Slapd]:
     """Another private slapd (HA tests)."""
-    server = Slapd(users=5).start()
-    try:
+    with Slapd(users=5) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

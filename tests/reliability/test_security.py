@@ -270,11 +270,8 @@ def test_dbapi_pool_wrong_password_and_dsn(pg_password: Any, sentinel: str, evid
 def slapd_server() -> Iterator[Any]:
     from geventpool.testing.slapd import Slapd
 
-    server = Slapd(users=5, tls=False).start()
-    try:
+    with Slapd(users=5, tls=False) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.ldap

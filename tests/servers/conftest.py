@@ -8,7 +8,6 @@ second.  Pools are invariant-checked and closed at the end of each test.
 from __future__ import annotations
 
 import collections
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,13 +26,6 @@ __all__ = ["Load", "fast_health", "uri_of", "USERS"]
 
 USERS = 20
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test of this directory ``ldap`` (``-m "not ldap"`` skips the slapd tests)."""
-    here = os.path.dirname(__file__)
-    for item in items:
-        if str(item.fspath).startswith(here):
-            item.add_marker(pytest.mark.ldap)
 
 
 def _start(count: int) -> list[Slapd]:
