@@ -72,19 +72,26 @@ def green_callback(conn):
         elif state == ext.POLL_READ: wait_read(conn.fileno())
         else: wait_write(conn.fileno())
 
+counts = [0] * workers  # operations per worker: how fairly the pool serves them
+
+def window(sleep):
+    """Warm up, then measure for `seconds`: (operations per second, per-worker counts in the window)."""
+    sleep(0.3); stall[0] = 0.0; base = list(counts); t = time.perf_counter()
+    sleep(seconds); done = [c - b for c, b in zip(counts, base)]; el = time.perf_counter() - t
+    return sum(done) / el, done
+
 def run_gevent(op_factory, setup=None):
     import gevent
-    ops = [0]; stop = [False]
+    stop = [False]
     op = op_factory()
-    def loop():
+    def loop(i):
         while not stop[0]:
-            op(); ops[0] += 1
+            op(); counts[i] += 1
     hb = gevent.spawn(heartbeat, gevent.sleep)
-    gs = [gevent.spawn(loop) for _ in range(workers)]
-    gevent.sleep(0.3); stall[0] = 0.0; ops[0] = 0; t = time.perf_counter()
-    gevent.sleep(seconds); n = ops[0]; el = time.perf_counter() - t
+    gs = [gevent.spawn(loop, i) for i in range(workers)]
+    result = window(gevent.sleep)
     stop[0] = True; gevent.joinall(gs, timeout=5); hb.kill()
-    return n / el
+    return result
 
 if name == "geventpool":
     import psycopg2
@@ -98,7 +105,7 @@ if name == "geventpool":
             cur = conn.cursor(); cur.execute(query); cur.fetchall(); cur.close()
             put(conn)
         return op
-    rate = run_gevent(factory)
+    result = run_gevent(factory)
 elif name in ("naive-queue", "blocking", "raw"):
     import psycopg2, psycopg2.extensions, gevent.queue
     if name != "blocking":
@@ -129,7 +136,7 @@ elif name in ("naive-queue", "blocking", "raw"):
                 if blocking:
                     gevent.sleep(0)  # nothing else yields: let the others (and the clock) run
             return op
-    rate = run_gevent(factory)
+    result = run_gevent(factory)
 elif name.startswith("eventlet"):
     import warnings; warnings.simplefilter("ignore")
     import eventlet
@@ -145,41 +152,38 @@ elif name.startswith("eventlet"):
     conns = [pool.get() for _ in range(pool_size)]
     for c in conns: c._base.autocommit = True  # eventlet's wrapper does not proxy autocommit
     for c in conns: pool.put(c)
-    ops = [0]; stop = [False]
-    def loop():
+    stop = [False]
+    def loop(i):
         while not stop[0]:
             c = pool.get()
             try:
                 cur = c.cursor(); cur.execute(query); cur.fetchall(); cur.close()
             finally:
                 pool.put(c)
-            ops[0] += 1
+            counts[i] += 1
     hb = eventlet.spawn(heartbeat, eventlet.sleep)
-    gs = [eventlet.spawn(loop) for _ in range(workers)]
-    eventlet.sleep(0.3); stall[0] = 0.0; ops[0] = 0; t = time.perf_counter()
-    eventlet.sleep(seconds); n = ops[0]; el = time.perf_counter() - t
+    gs = [eventlet.spawn(loop, i) for i in range(workers)]
+    result = window(eventlet.sleep)
     stop[0] = True
     for g in gs: g.wait()
     hb.kill()
-    rate = n / el
 elif name == "psycopg-pool-threads":
     import threading
     from psycopg_pool import ConnectionPool
     pool = ConnectionPool(dsn, min_size=pool_size, max_size=pool_size, kwargs={"autocommit": True}, open=True)
     pool.wait()
-    ops = [0] * workers; stop = [False]
+    stop = [False]
     def loop(i):
         while not stop[0]:
             with pool.connection() as c:
                 c.execute(query).fetchall()
-            ops[i] += 1
+            counts[i] += 1
     ts = [threading.Thread(target=loop, args=(i,)) for i in range(workers)]
     for t_ in ts: t_.start()
-    time.sleep(0.3); base = sum(ops); t = time.perf_counter()
-    time.sleep(seconds); n = sum(ops) - base; el = time.perf_counter() - t
+    result = window(time.sleep)
     stop[0] = True
     for t_ in ts: t_.join()
-    rate = n / el; stall[0] = float("nan")
+    stall[0] = float("nan")
 elif name == "psycopg-pool-gevent":
     from gevent import monkey; monkey.patch_all()
     from psycopg_pool import ConnectionPool
@@ -190,7 +194,7 @@ elif name == "psycopg-pool-gevent":
             with pool.connection() as c:
                 c.execute(query).fetchall()
         return op
-    rate = run_gevent(factory)
+    result = run_gevent(factory)
 elif name == "sqlalchemy":
     from gevent import monkey; monkey.patch_all()
     from psycogreen.gevent import patch_psycopg; patch_psycopg()
@@ -207,10 +211,14 @@ elif name == "sqlalchemy":
             finally:
                 c.close()
         return op
-    rate = run_gevent(factory)
+    result = run_gevent(factory)
 else:
     raise SystemExit("unknown contender " + name)
-print(json.dumps({"rate": rate, "stall_ms": stall[0] * 1000}))
+rate, done = result
+mean = sum(done) / len(done)
+# fairness: the least-served worker's share of the mean (1.0: all equal; 0: some never got a connection)
+print(json.dumps({"rate": rate, "stall_ms": stall[0] * 1000, "fairness": min(done) / mean if mean else 0.0,
+                  "starved": sum(1 for d in done if d == 0)}))
 '''
 
 
@@ -264,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         for scenario, (query, workers) in SCENARIOS.items():
             rates: dict[str, list[float]] = {n: [] for n in names}
             stalls: dict[str, list[float]] = {n: [] for n in names}
+            fairness: dict[str, list[float]] = {n: [] for n in names}
             for r in range(args.rounds):
                 for name in names:
                     runs += 1
@@ -274,7 +283,8 @@ def main(argv: list[str] | None = None) -> None:
                     out = _run_one(name, pg.dsn, query, n, args.seconds)
                     rates[name].append(out["rate"])
                     stalls[name].append(out["stall_ms"])
-            results.append(_scenario_result(scenario, query, workers, names, rates, stalls))
+                    fairness[name].append(out["fairness"])
+            results.append(_scenario_result(scenario, query, workers, names, rates, stalls, fairness))
             print("\n" + "\n".join(_text_table(results[-1], args.rounds, args.seconds)), flush=True)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -286,27 +296,28 @@ def main(argv: list[str] | None = None) -> None:
         args.json.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def _scenario_result(scenario: str, query: str, workers: int, names: list[str],
-                     rates: dict[str, list[float]], stalls: dict[str, list[float]]) -> dict[str, Any]:
+def _scenario_result(scenario: str, query: str, workers: int, names: list[str], rates: dict[str, list[float]],
+                     stalls: dict[str, list[float]], fairness: dict[str, list[float]]) -> dict[str, Any]:
     ours = statistics.median(rates["geventpool"]) if "geventpool" in rates else None
     rows = []
     for name in names:
         rate = statistics.median(rates[name])
         stall = max(stalls[name])
         rows.append({"name": name, "ops_per_s": rate, "geventpool_over": ours / rate if ours else None,
-                     "max_stall_ms": None if math.isnan(stall) else stall})
+                     "max_stall_ms": None if math.isnan(stall) else stall, "fairness": min(fairness[name])})
     return {"scenario": scenario, "query": query, "workers": workers, "rows": rows}
 
 
 def _text_table(result: dict[str, Any], rounds: int, seconds: float) -> list[str]:
     lines = [f"== {result['scenario']}: {result['query']!r}, {result['workers']} workers, "
              f"pool of {POOL_SIZE}, median of {rounds} x {seconds:g} s ==",
-             f"{'contender':24} {'ops/s':>9} {'geventpool/x':>13} {'max hub stall':>14}"]
+             f"{'contender':24} {'ops/s':>9} {'geventpool/x':>13} {'max hub stall':>14} {'fairness':>9}"]
     by_name = {row["name"]: row for row in result["rows"]}
     for row in result["rows"]:
         ratio = f"{row['geventpool_over']:.2f}x" if row["geventpool_over"] else "-"
         stall = "n/a (threads)" if row["max_stall_ms"] is None else f"{row['max_stall_ms']:.1f} ms"
-        lines.append(f"{row['name']:24} {row['ops_per_s']:9.0f} {ratio:>13} {stall:>14}")
+        lines.append(f"{row['name']:24} {row['ops_per_s']:9.0f} {ratio:>13} {stall:>14} "
+                     f"{row['fairness']:9.2f}")
     if "sleep" in result["query"] and "geventpool" in by_name and "raw" in by_name:
         lines.append(f"the 10-connection limit is raw's row here (10 greenlets, 10 connections); "
                      f"geventpool reaches {by_name['raw']['geventpool_over']:.3f}x of it")
@@ -318,14 +329,18 @@ def _markdown(results: list[dict[str, Any]], args: argparse.Namespace, argv: lis
     out = ["# DB-API pools on PostgreSQL: geventpool.dbapi against its peers", "",
            f"Produced by `{command.strip()}` on {time.strftime('%Y-%m-%d %H:%M %Z')}: a private "
            f"PostgreSQL on 127.0.0.1, pool of {POOL_SIZE}, autocommit, every contender in its own "
-           f"process, rounds interleaved, median of {args.rounds} x {args.seconds:g} s.", ""]
+           f"process, rounds interleaved, median of {args.rounds} x {args.seconds:g} s.  *Fairness* is the "
+           f"operations of the least-served greenlet over the mean, worst round (1.00: every greenlet "
+           f"served alike; 0.00: some greenlet never got a connection in the whole window).", ""]
     for result in results:
         out += [f"## {result['scenario']}: `{result['query']}`, {result['workers']} greenlets", "",
-                "| contender | ops/s | geventpool / this | max hub stall |", "|---|---:|---:|---:|"]
+                "| contender | ops/s | geventpool / this | max hub stall | fairness |",
+                "|---|---:|---:|---:|---:|"]
         for row in result["rows"]:
             ratio = f"{row['geventpool_over']:.2f}x" if row["geventpool_over"] else "-"
             stall = "n/a (threads)" if row["max_stall_ms"] is None else f"{row['max_stall_ms']:.1f} ms"
-            out.append(f"| {row['name']} | {row['ops_per_s']:.0f} | {ratio} | {stall} |")
+            out.append(f"| {row['name']} | {row['ops_per_s']:.0f} | {ratio} | {stall} "
+                       f"| {row['fairness']:.2f} |")
         out.append("")
     out += ["Contenders:", ""]
     names = [row["name"] for row in results[0]["rows"]] if results else []
