@@ -81,8 +81,9 @@ def print_growth(before: Any, after: Any, top: int) -> None:
     keep = (tracemalloc.Filter(False, tracemalloc.__file__),)
     stats = after.filter_traces(keep).compare_to(before.filter_traces(keep), "traceback")
     total = sum(stat.size_diff for stat in stats)
+    grown = sorted((stat for stat in stats if stat.size_diff > 0), key=lambda stat: -stat.size_diff)
     print(f"\ntraced memory after warm-up: {total / 1024:+.0f} KiB in all; the {top} sites that grew most:")
-    for stat in stats[:top]:
+    for stat in grown[:top]:
         print(f"{stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks")
         for line in stat.traceback.format()[-8:]:
             print("        " + line)

@@ -431,6 +431,12 @@ def summary_table(report: Report) -> str:
     mib = 2.0**20
     lines.append(f"RSS: after warm-up {report.rss_warm / mib:.1f} MiB, end {report.rss_end / mib:.1f} MiB "
                  f"({report.rss_drift * 100:+.1f}%)")
+    step = max(report.duration / 10, 1.0)
+    marks: dict[int, int] = {}
+    for sample in report.samples:
+        marks.setdefault(int(sample.t // step), sample.rss)
+    lines.append("RSS over time (MiB): " + ", ".join(
+        f"{index * step:.0f}s {rss / mib:.1f}" for index, rss in sorted(marks.items())))
     return "\n".join(lines)
 
 
@@ -600,7 +606,8 @@ def ldap_target(
 
     def operation() -> None:
         counter[0] += 1
-        kind, number = counter[0] % 10, (counter[0] // 10 * 11 + counter[0]) % users  # every kind meets every user
+        # 11 is prime to 20: every kind of operation meets every user
+        kind, number = counter[0] % 10, (counter[0] // 10 * 11 + counter[0]) % users
         if kind < 3:
             with pool.connection() as conn:
                 expect(conn, SERVICE_DN)
