@@ -85,8 +85,12 @@ class ServerHealth:
 
     ``failure_threshold`` consecutive connect failures open the circuit for
     ``cooldown`` seconds (doubling on each failed trial, up to
-    ``max_cooldown``); then one trial (a pool's connect or the probe)
-    decides.  Shared by every pool using the server.
+    ``max_cooldown``); then one trial connect of a pool decides.  Meanwhile
+    a background probe (one connection, never a pool's) tries the server
+    about every ``probe_interval`` seconds and closes the circuit as soon as
+    it answers, so a server that is back is used again within about
+    ``probe_interval``, whatever the cool-down has grown to.  Shared by
+    every pool using the server.  Greenlet-safe, not thread-safe.
     """
 
     #: Consecutive connect failures that open the circuit.
@@ -97,6 +101,9 @@ class ServerHealth:
     max_cooldown = 30.0
     #: Bound on one probe, in seconds.
     probe_timeout = 5.0
+    #: Seconds between two probes of an open circuit (jittered by +-20% so that the
+    #: processes of a fleet do not probe in step).
+    probe_interval = 1.0
 
     def __init__(self, key: tuple[Any, ...], clock: Callable[[], float] = time.monotonic) -> None:
         self.key = key
@@ -182,23 +189,27 @@ class ServerHealth:
         self._prober = gevent.spawn(self._probe_loop)
 
     def _probe_loop(self) -> None:
-        """While the circuit is open, probe the server once per cool-down."""
+        """While the circuit is not closed, probe the server about every ``probe_interval`` seconds.
+
+        The probe does not take the half-open trial (a pool's connect may run
+        beside it) and a failed probe does not lengthen the cool-down: only
+        failed trials do.
+        """
         while self.state != CircuitState.CLOSED:
-            gevent.sleep(max(self.open_until - self._clock(), 0.0))
+            interval = self.probe_interval * random.uniform(0.8, 1.2)
+            until_trial = self.open_until - self._clock()
+            gevent.sleep(max(min(interval, until_trial), 0.0) if until_trial > 0 else interval)
             probe = self._probe() if self._probe is not None else None
             if probe is None or self.state == CircuitState.CLOSED:
                 return
-            if not self.begin_attempt():
-                continue
             server = _server_of(self.key)
             try:
                 with gevent.Timeout(self.probe_timeout, OSError("probe timed out")):
                     probe(server)
             except Exception as error:
-                self.record_failure(error)
-            except BaseException:
-                self.end_attempt()
-                raise
+                self.failures += 1
+                self.total_failures += 1
+                self.last_error = error.with_traceback(None)
             else:
                 self.record_success()
 

@@ -310,3 +310,33 @@ def test_failback_also_happens_when_the_pool_is_saturated(servers: list[LineServ
     assert server_counts(pool)[primary.name] >= 1  # one retired per pass, on return
     check_invariants(pool)
     pool.close()
+
+
+def test_a_server_back_is_used_again_within_the_probe_interval_whatever_the_cool_down(
+    servers: list[LineServer],
+) -> None:
+    """Many failed trials grew the cool-down to its 30 s maximum; the server comes back: the probe
+    (about once a second) closes the circuit long before the cool-down would end."""
+    (target,) = make(servers[:1])
+    target.health.cooldown = 1.0
+    pool = MultiPool(2, servers=[target], connect_timeout=0.3, timeout=30)
+    pool.wait(5)
+    servers[0].stop()
+    health = target.health
+    for _ in range(2):
+        health.record_failure(OSError("down"))
+    for _ in range(8):  # failed trials: 1 s doubling to 30 s
+        health.open_until = 0.0
+        assert health.begin_attempt()
+        health.record_failure(OSError("still down"))
+    assert health.state == "open" and health._cooldown == health.max_cooldown
+    pool.drop_idle()  # their connections were reset by the stop
+    with pytest.raises(BackendUnavailable):
+        pool.get()  # failing fast meanwhile
+    servers[0].start()
+    wait_until(lambda: health.state == "closed", timeout=10)
+    assert health.open_until - time.monotonic() > 15  # the cool-down had far to go
+    with pool.get(timeout=5) as conn:
+        echo(conn)
+    check_invariants(pool)
+    pool.close()
