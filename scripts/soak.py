@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifetime", type=float, default=60.0, help="connection lifetime, seconds")
     parser.add_argument("--fault-every", type=float, default=2.0)
     parser.add_argument("--kill-fraction", type=float, default=0.05)
+    parser.add_argument("--faults", default="all",
+                        help="comma-separated fault kinds to inject (e.g. 'server restart,proxy reset'), "
+                             "'all' or 'none' (greenlet kills are set by --kill-fraction)")
     parser.add_argument("--think", type=float, default=0.0, help="mean pause between operations, seconds")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--trace-memory", type=int, default=0, metavar="N",
@@ -111,22 +114,32 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown pools {unknown}; choose from {sorted(BUILDERS)}")
     snapshots: list[Any] = []
-    on_warm = None
+    snapshot = None
     if args.trace_memory:
         tracemalloc.start(8)
-        on_warm = lambda: snapshots.append(tracemalloc.take_snapshot())  # noqa: E731
+
+        def snapshot() -> None:
+            gc.collect()
+            snapshots.append(tracemalloc.take_snapshot())
+
     with contextlib.ExitStack() as stack:
         targets = [
             stack.enter_context(BUILDERS[n](args.size, **{LIFETIME_ARG[n]: args.lifetime}))  # type: ignore[operator]
             for n in names
         ]
+        if args.faults != "all":
+            wanted = set() if args.faults == "none" else {k.strip() for k in args.faults.split(",")}
+            for target in targets:
+                unknown_kinds = wanted - set(target.faults)
+                if unknown_kinds:
+                    parser.error(f"unknown fault kinds {sorted(unknown_kinds)}; "
+                                 f"choose from {sorted(target.faults)}")
+                target.faults = {k: v for k, v in target.faults.items() if k in wanted}
         report = chaos.run(
             targets, duration=args.minutes * 60, workers=args.workers, fault_every=args.fault_every,
-            kill_fraction=args.kill_fraction, seed=args.seed, think=args.think, on_warm=on_warm,
+            kill_fraction=args.kill_fraction, seed=args.seed, think=args.think, on_warm=snapshot,
+            on_end=snapshot,  # the workers stopped, the pools still open
         )
-        if snapshots:  # before the servers stop: what the closed pools still hold, plus the runner's own
-            gc.collect()
-            snapshots.append(tracemalloc.take_snapshot())
     print(chaos.summary_table(report))
     for name in names:
         expected = max(report.duration * 0.75, 0) / args.lifetime * args.size

@@ -302,11 +302,22 @@ class LDAPPool(LDAPHooks):
         identities[credentials.key] = new
         return new
 
-    def _evict_identity(self) -> None:
+    def run_housekeeping(self) -> None:
+        """The core's pass, then trim the identity sub-pools back to ``max_identities``.
+
+        A burst of users may exceed the cap while every sub-pool is busy; the
+        pass closes the least recently used idle ones once the burst is over.
+        """
+        super().run_housekeeping()
+        while len(self._identities) > self.max_identities and self._evict_identity():
+            pass
+
+    def _evict_identity(self) -> bool:
         """Close the least recently used identity sub-pool that nobody uses or waits for.
 
         When every sub-pool is busy, none is closed: the cap is exceeded until
-        one falls idle (closing a busy sub-pool would fail its waiters).
+        one falls idle (closing a busy sub-pool would fail its waiters), and
+        housekeeping trims it then.  Returns whether one was closed.
         """
         identities = self._identities
         victim = next(
@@ -315,10 +326,11 @@ class LDAPPool(LDAPHooks):
         if victim is None:
             logger.debug("%s: %d identities, all busy: max_identities exceeded for now", self.name,
                          len(identities))
-            return
+            return False
         pool = identities.pop(victim)
         logger.debug("%s: closing the sub-pool of %r (max_identities reached)", self.name, victim[0])
         pool.close(timeout=0)
+        return True
 
     def _all_pools(self) -> list[LDAPHooks]:
         pools: list[LDAPHooks] = [self, *self._identities.values()]

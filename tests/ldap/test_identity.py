@@ -117,6 +117,24 @@ def test_many_identities_no_mismatch(slapd: Slapd, make_pool: MakePool) -> None:
     gevent.joinall([gevent.spawn(work, plan[i::200]) for i in range(200)], raise_error=True)
     assert mismatches == []
     assert len(cm._identities) <= 20
+    cm.run_housekeeping()  # the burst is over: back under the cap
+    assert len(cm._identities) <= 8
+
+
+def test_identities_over_the_cap_while_busy_are_trimmed_once_idle(slapd: Slapd, make_pool: MakePool) -> None:
+    """Three users at once with max_identities=2: the cap gives way while all are busy (closing a busy
+    sub-pool would fail its callers); housekeeping closes the least recently used one afterwards."""
+    cm = make_pool(slapd.uri, size=2, identity_size=1, max_identities=2)
+    with cm.connection(user_dn(1), USER_PW), cm.connection(user_dn(2), USER_PW):
+        with cm.connection(user_dn(3), USER_PW) as third:
+            assert third.whoami_s() == f"dn:{user_dn(3)}"
+            assert len(cm._identities) == 3
+            cm.run_housekeeping()
+            assert len(cm._identities) == 3  # all busy: nothing closed
+    cm.run_housekeeping()
+    assert [key[0] for key in cm._identities] == [user_dn(2), user_dn(3)]
+    with cm.connection(user_dn(1), USER_PW) as again:
+        assert again.whoami_s() == f"dn:{user_dn(1)}"
 
 
 def test_invalid_service_password_fails_fast_without_failover(private_slapd: Slapd) -> None:

@@ -154,6 +154,10 @@ class Report:
     final_sessions: dict[str, int] = field(default_factory=dict)
     session_caps: dict[str, int] = field(default_factory=dict)
     checks: dict[str, Counter[str]] = field(default_factory=dict)
+    #: RSS after handing the C heap's free memory back to the OS (``malloc_trim``): what the process
+    #: really holds, without the allocator's retained free pages (0: not measured).
+    rss_warm_trimmed: int = 0
+    rss_end_trimmed: int = 0
 
     @property
     def lost(self) -> int:
@@ -163,11 +167,37 @@ class Report:
     def rss_drift(self) -> float:
         return (self.rss_end - self.rss_warm) / self.rss_warm if self.rss_warm else 0.0
 
+    @property
+    def rss_drift_trimmed(self) -> float:
+        if not self.rss_warm_trimmed:
+            return self.rss_drift
+        return (self.rss_end_trimmed - self.rss_warm_trimmed) / self.rss_warm_trimmed
 
-def rss_bytes() -> int:
-    """Resident set size of this process (Linux ``/proc/self/statm``)."""
+
+def rss_bytes(trim: bool = False) -> int:
+    """Resident set size of this process (Linux ``/proc/self/statm``).
+
+    ``trim``: first give the C heap's free pages back to the OS (glibc's
+    ``malloc_trim(0)``), so that the figure is what the process holds, not
+    what the allocator kept after a peak.
+    """
+    if trim:
+        _malloc_trim()
     with open("/proc/self/statm", encoding="ascii") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _malloc_trim() -> None:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    libc = ctypes.CDLL(name)
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def run(
@@ -185,13 +215,15 @@ def run(
     until: Callable[[], bool] | None = None,
     max_duration: float | None = None,
     on_warm: Callable[[], None] | None = None,
+    on_end: Callable[[], None] | None = None,
 ) -> Report:
     """Run the chaos profile for ``duration`` seconds; see the module docstring.
 
     With ``until``, the run goes on past ``duration`` until ``until()`` is true
     (a count of operations, say, whatever the machine's speed), but never past
     ``max_duration`` (default: four times ``duration``).  ``on_warm`` is called
-    once, when the warm-up ends (a memory snapshot, say).
+    once, when the warm-up ends (a memory snapshot, say), ``on_end`` once the
+    workers have stopped, before the pools are closed.
 
     ``think`` is a pause between two operations of a worker (0: back to back);
     after a typed error a worker pauses ``error_pause`` seconds on average.
@@ -317,6 +349,7 @@ def run(
                 ))
             if now >= warmup and not warm:
                 warm["fd"], warm["rss"] = fds, rss
+                warm["rss_trimmed"] = rss_bytes(trim=True)
                 for target in targets:
                     connects_warm[target.name] = target.pool.stats().get("connections_num", 0)
                 if on_warm is not None:
@@ -362,6 +395,9 @@ def run(
             final_sessions[target.name] = target.sessions()
     elapsed = time.monotonic() - start
     fd_end, rss_end = fd_count(), rss_bytes()
+    rss_end_trimmed = rss_bytes(trim=True)
+    if on_end is not None:
+        on_end()
     opened = {}
     for target in targets:
         check_target(target, invariant_failures, elapsed)
@@ -384,6 +420,7 @@ def run(
         rss_warm=warm.get("rss", rss_end), rss_end=rss_end, connections_opened=opened,
         max_sessions=max_sessions, stuck=stuck, stuck_stacks=stuck_stacks, final_sessions=final_sessions,
         session_caps=caps, checks={t.name: Counter(t.checks) for t in targets if t.checks},
+        rss_warm_trimmed=warm.get("rss_trimmed", rss_end_trimmed), rss_end_trimmed=rss_end_trimmed,
     )
 
 
@@ -431,6 +468,9 @@ def summary_table(report: Report) -> str:
     mib = 2.0**20
     lines.append(f"RSS: after warm-up {report.rss_warm / mib:.1f} MiB, end {report.rss_end / mib:.1f} MiB "
                  f"({report.rss_drift * 100:+.1f}%)")
+    lines.append(f"RSS with the C heap's free pages returned first (malloc_trim): after warm-up "
+                 f"{report.rss_warm_trimmed / mib:.1f} MiB, end {report.rss_end_trimmed / mib:.1f} MiB "
+                 f"({report.rss_drift_trimmed * 100:+.1f}%)")
     step = max(report.duration / 10, 1.0)
     marks: dict[int, int] = {}
     for sample in report.samples:
