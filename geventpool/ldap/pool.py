@@ -179,6 +179,7 @@ class LDAPPool(LDAPHooks):
         self.connector_cls = connector_cls
         self._identities: OrderedDict[tuple[str, bytes], IdentityPool] = OrderedDict()
         self._auth: AuthPool | None = None
+        self._retiring: set[IdentityPool] = set()  # evicted sub-pools being closed in the background
         self._unpooled = gevent.lock.BoundedSemaphore(size)
 
     @property
@@ -229,8 +230,12 @@ class LDAPPool(LDAPHooks):
         Connections in use are closed when they come back.
         """
         keep = None if passwd is None else Credentials(bind, passwd)
-        for key, pool in list(self._identities.items()):
-            if key[0] == bind and (keep is None or not pool._credentials.matches(keep)):
+        doomed = [
+            (key, pool) for key, pool in self._identities.items()
+            if key[0] == bind and (keep is None or not pool._credentials.matches(keep))
+        ]
+        for key, pool in doomed:
+            if self._identities.get(key) is pool:  # closing yields: it may be gone already
                 del self._identities[key]
                 pool.close(timeout=0)
         if self._credentials.dn == bind and (keep is None or not self._credentials.matches(keep)):
@@ -289,6 +294,9 @@ class LDAPPool(LDAPHooks):
         return pool
 
     def _identity(self, credentials: Credentials) -> IdentityPool:
+        # No greenlet switch in here: two greenlets must never both create a
+        # sub-pool for one identity (the loser's would be orphaned, its
+        # connections open for good), nor see theirs evicted before use.
         identities = self._identities
         pool = identities.get(credentials.key)
         if pool is not None:
@@ -296,11 +304,19 @@ class LDAPPool(LDAPHooks):
             return pool
         if self._closed:
             raise PoolClosed(f"{self.name} is closed")
-        if len(identities) >= self.max_identities:
-            self._evict_identity()
+        victim = self._detach_idle_identity() if len(identities) >= self.max_identities else None
         new: IdentityPool = self._subpool(IdentityPool, credentials, self.identity_size, credentials.dn)
         identities[credentials.key] = new
+        if victim is not None:
+            self._retiring.add(victim)
+            gevent.spawn(self._retire, victim)  # closing yields: not in the caller's checkout
         return new
+
+    def _retire(self, pool: IdentityPool) -> None:
+        try:
+            pool.close(timeout=0)
+        finally:
+            self._retiring.discard(pool)
 
     def run_housekeeping(self) -> None:
         """The core's pass, then trim the identity sub-pools back to ``max_identities``.
@@ -309,15 +325,19 @@ class LDAPPool(LDAPHooks):
         pass closes the least recently used idle ones once the burst is over.
         """
         super().run_housekeeping()
-        while len(self._identities) > self.max_identities and self._evict_identity():
-            pass
+        while len(self._identities) > self.max_identities:
+            victim = self._detach_idle_identity()
+            if victim is None:
+                break
+            victim.close(timeout=0)
 
-    def _evict_identity(self) -> bool:
-        """Close the least recently used identity sub-pool that nobody uses or waits for.
+    def _detach_idle_identity(self) -> IdentityPool | None:
+        """Take out the least recently used identity sub-pool that nobody uses or waits for.
 
-        When every sub-pool is busy, none is closed: the cap is exceeded until
-        one falls idle (closing a busy sub-pool would fail its waiters), and
-        housekeeping trims it then.  Returns whether one was closed.
+        Returns it for the caller to close (no switch in here), or None when
+        every sub-pool is busy: the cap is exceeded until one falls idle
+        (closing a busy sub-pool would fail its waiters), and housekeeping
+        trims it then.
         """
         identities = self._identities
         victim = next(
@@ -326,11 +346,9 @@ class LDAPPool(LDAPHooks):
         if victim is None:
             logger.debug("%s: %d identities, all busy: max_identities exceeded for now", self.name,
                          len(identities))
-            return False
-        pool = identities.pop(victim)
+            return None
         logger.debug("%s: closing the sub-pool of %r (max_identities reached)", self.name, victim[0])
-        pool.close(timeout=0)
-        return True
+        return identities.pop(victim)
 
     def _all_pools(self) -> list[LDAPHooks]:
         pools: list[LDAPHooks] = [self, *self._identities.values()]
@@ -381,6 +399,7 @@ class LDAPPool(LDAPHooks):
     def close(self, timeout: float = 5.0) -> None:
         """Close this pool and its sub-pools (see :meth:`ConnectionPool.close`)."""
         others = [p for p in self._all_pools() if p is not self]
+        others.extend(self._retiring)
         self._identities.clear()
         super().close(timeout)
         for pool in others:

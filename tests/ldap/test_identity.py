@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Callable
+from typing import Any, Callable
 
 import gevent
 import ldap
 import pytest
 
-from geventpool.ldap import AuthenticationFailed, LDAPPool
+from geventpool.ldap import AuthenticationFailed, LDAPConnection, LDAPPool
 from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, USER_PW, Slapd, service_dn, user_dn
 
 MakePool = Callable[..., LDAPPool]
@@ -135,6 +135,35 @@ def test_identities_over_the_cap_while_busy_are_trimmed_once_idle(slapd: Slapd, 
     assert [key[0] for key in cm._identities] == [user_dn(2), user_dn(3)]
     with cm.connection(user_dn(1), USER_PW) as again:
         assert again.whoami_s() == f"dn:{user_dn(1)}"
+
+
+def test_evicting_identities_under_contention_leaks_nothing(slapd: Slapd, make_pool: MakePool) -> None:
+    """Waves of 100 greenlets, 3 users a wave out of 20, room for 2 sub-pools: each wave evicts the last
+    one's idle sub-pools while its greenlets check out the same new users.  Every connection ever
+    opened is closed once the pool is (a sub-pool created twice for one identity would be orphaned
+    with its connections open)."""
+    opened: list[LDAPConnection] = []
+
+    class Recorded(LDAPConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    cm = make_pool(slapd.uri, size=2, identity_size=1, max_identities=2, connector_cls=Recorded)
+    mismatches: list[str] = []
+
+    def work(dn: str) -> None:
+        with cm.connection(dn, USER_PW) as conn:
+            if conn.whoami_s() != f"dn:{dn}":
+                mismatches.append(dn)
+
+    for wave in range(10):
+        users = [user_dn((wave * 2 + k) % 20) for k in range(3)]
+        gevent.joinall([gevent.spawn(work, users[i % 3]) for i in range(100)], raise_error=True)
+    assert mismatches == []
+    assert len(opened) > 20  # sub-pools were evicted and reopened
+    cm.close()
+    assert [conn for conn in opened if not conn.closed] == []
 
 
 def test_invalid_service_password_fails_fast_without_failover(private_slapd: Slapd) -> None:

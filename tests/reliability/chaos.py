@@ -154,6 +154,8 @@ class Report:
     stuck_stacks: Counter[str] = field(default_factory=Counter)
     final_sessions: dict[str, int] = field(default_factory=dict)
     session_caps: dict[str, int] = field(default_factory=dict)
+    #: What the pool held when ``final_sessions`` was read (sizes of every member pool).
+    final_pool_sizes: dict[str, str] = field(default_factory=dict)
     checks: dict[str, Counter[str]] = field(default_factory=dict)
     #: Live RSS: after a full garbage collection and handing the C heap's free pages back to the
     #: OS (``malloc_trim``), what the process really holds (0: not measured).  Killed greenlets
@@ -393,6 +395,7 @@ def run(
         group.join(timeout=5)
         max_stall = hub.max_stall
     final_sessions: dict[str, int] = {}
+    final_pool_sizes: dict[str, str] = {}
     caps = {t.name: t.session_cap if t.session_cap is not None else t.pool.max_size for t in targets}
     for target in targets:
         if target.sessions is not None:
@@ -400,6 +403,11 @@ def run(
             with contextlib.suppress(AssertionError):
                 wait_until(lambda t=target: t.sessions() <= caps[t.name], timeout=10)  # type: ignore[misc]
             final_sessions[target.name] = target.sessions()
+            members = target.members() if target.members is not None else [target.pool]
+            final_pool_sizes[target.name] = ", ".join(
+                f"{m.name}: size {m.size} idle {len(m._idle)} busy {len(m._busy)} opening {m._opening}"
+                for m in members
+            )
     elapsed = time.monotonic() - start
     fd_end, rss_end = fd_count(), rss_bytes()
     rss_end_live = rss_bytes(live=True)
@@ -426,6 +434,7 @@ def run(
         fd_warm=warm.get("fd", fd_end), fd_end=fd_end, fd_baseline=fd_baseline, fd_closed=fd_count(),
         rss_warm=warm.get("rss", rss_end), rss_end=rss_end, connections_opened=opened,
         max_sessions=max_sessions, stuck=stuck, stuck_stacks=stuck_stacks, final_sessions=final_sessions,
+        final_pool_sizes=final_pool_sizes,
         session_caps=caps, checks={t.name: Counter(t.checks) for t in targets if t.checks},
         rss_warm_live=warm.get("rss_live", rss_end_live), rss_end_live=rss_end_live,
     )

@@ -39,7 +39,10 @@ def check(report: chaos.Report, *, rss_limit: float | None = None) -> None:
     assert report.faults["kill"] > 0
     for name, sessions in report.final_sessions.items():
         cap = report.session_caps[name]
-        assert sessions <= cap, f"{name}: {sessions} server sessions, more than its {cap} connections"
+        assert sessions <= cap, (
+            f"{name}: {sessions} server sessions, more than its {cap} connections "
+            f"(the pool held {report.final_pool_sizes.get(name)})"
+        )
     identity = report.checks["ldap"]
     assert identity["MISMATCHES"] == 0, identity
     assert identity["whoami verified"] >= IDENTITY_CHECKS, identity
