@@ -289,8 +289,8 @@ class LDAPConnectionManager:
         else:
             logger.warning("%s: connect failed: %s", self.name, result.auth_error or result.connection_error)
             if not self.auto_reconnect and self._pool is not None:
-                self._pool.close(timeout=0)
-                self._pool = None
+                pool, self._pool = self._pool, None  # before closing yields: a new pool must not be lost
+                pool.close(timeout=0)
         return result
 
     def _round_trip(self, pool: LDAPPool, timeout: float, result: ConnectionResult) -> None:
