@@ -82,6 +82,9 @@ class ConnectionPool(Generic[C]):
     lifetime_jitter: float = 0.1
     #: Whether :meth:`_reset` also runs when a block ends without an error.
     reset_on_return: bool = False
+    #: Whether :meth:`_reset` may wait on I/O, and so runs under ``keepalive_timeout``.  A
+    #: subclass whose reset only checks state sets False: no timer on every return.
+    reset_waits: bool = True
 
     def __init__(
         self,
@@ -565,6 +568,9 @@ class ConnectionPool(Generic[C]):
 
         :raises Exception: what ``_reset`` raised, or an internal timeout error.
         """
+        if not self.reset_waits:
+            self._reset(conn)
+            return
         limit = self.keepalive_timeout
         with gevent.Timeout(limit, _CheckTimeout(f"{self.name}: reset took longer than {limit:g} s")):
             self._reset(conn)

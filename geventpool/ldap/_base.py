@@ -41,6 +41,7 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
     """
 
     reset_on_return = True
+    reset_waits = False  # _reset only checks state: no timer on every return
     #: Whether a connection whose bind changed (a user bind, a failed bind) is discarded on return.
     check_identity = True
 
