@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import traceback
+from pathlib import Path
 
 import gevent
 import gevent.os
@@ -15,7 +17,7 @@ from geventpool.testing import check_invariants
 from .helpers import LinePool, LineServer, echo
 
 
-def test_i1_forked_children_never_touch_inherited_connections(server: LineServer) -> None:
+def test_i1_forked_children_never_touch_inherited_connections(server: LineServer, tmp_path: Path) -> None:
     pool = LinePool(server.address, 5)
     pool.wait(5)
     parent_ports = {slot.conn.getsockname()[1] for slot in pool._idle}
@@ -26,16 +28,22 @@ def test_i1_forked_children_never_touch_inherited_connections(server: LineServer
         if pid == 0:  # pragma: no cover - runs in the child
             code = 1
             try:
+                # The child inherits the test server's listening socket and accept loop: left
+                # running, a sibling could accept this child's connection and reset it on exit.
+                server.pause()
                 with pool.get(timeout=5) as conn:
                     echo(conn, b"child\n")
                     mine = conn.getsockname()[1]
                 code = 0 if mine not in parent_ports else 2
+            except BaseException:
+                (tmp_path / f"child-{os.getpid()}.txt").write_text(traceback.format_exc())
             finally:
                 os._exit(code)
         children.append(pid)
     for pid in children:
         _, status = gevent.os.waitpid(pid, 0)
-        assert os.WEXITSTATUS(status) == 0
+        report = tmp_path / f"child-{pid}.txt"
+        assert os.WEXITSTATUS(status) == 0, report.read_text() if report.exists() else "no child report"
     assert {port: server.received.get(port, 0) for port in parent_ports} == before
     for _ in range(5):
         with pool.get() as conn:
