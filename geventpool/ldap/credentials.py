@@ -7,10 +7,28 @@ import hmac
 import os
 from typing import Any, NoReturn
 
-__all__ = ["Credentials"]
+from ..errors import ConfigurationError
+
+__all__ = ["Credentials", "decode_password"]
 
 # A per-process key: identity keys are HMACs of the password, never the password itself.
 _KEY = os.urandom(32)
+
+
+def decode_password(password: bytes, dn: str | None) -> str:
+    """Decode a bytes password as UTF-8.
+
+    :raises ConfigurationError: it is not UTF-8; the message names the DN and
+        the offset, never the bytes (a ``UnicodeDecodeError`` would carry them).
+    """
+    try:
+        return password.decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = error.start
+    # raised outside the handler: no __context__ holding the bytes
+    raise ConfigurationError(
+        f"the password for {dn or ''!r} is not valid UTF-8 (bad byte at offset {offset}; not shown)"
+    )
 
 
 class Credentials:
@@ -27,7 +45,7 @@ class Credentials:
     def __init__(self, dn: str | None, password: str | bytes | None) -> None:
         self.dn = dn or ""
         if isinstance(password, bytes):
-            password = password.decode("utf-8")
+            password = decode_password(password, dn)
         self._password = password or ""
         digest = hmac.new(_KEY, self._password.encode("utf-8"), hashlib.sha256).digest()
         self.key = (self.dn, digest)

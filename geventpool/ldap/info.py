@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from ..errors import ConfigurationError
-from .credentials import Credentials
+from .credentials import Credentials, decode_password
 
 __all__ = ["ConnectionInfo", "ValidationResult", "CallbackCredentials"]
 
@@ -101,7 +101,13 @@ class CallbackCredentials(Credentials):
 
         password = self._callback()
         if isinstance(password, bytes):
-            password = password.decode("utf-8")
+            try:
+                password = decode_password(password, self.dn)
+            except ConfigurationError as error:
+                raise AuthenticationFailed({
+                    "desc": "Invalid credentials",
+                    "info": f"password_callback: {error}; nothing was sent",
+                }) from None
         if not isinstance(password, str) or not password:
             raise AuthenticationFailed({
                 "desc": "Invalid credentials",

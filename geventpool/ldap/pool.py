@@ -26,7 +26,7 @@ from ._base import DEFAULT_LDAP_EXC_CLASSES, AuthPool, IdentityPool, LDAPHooks
 from ._connect import Settings, open_bound
 from ._table import status_table
 from .connection import DEFAULT_OPERATION_TIMEOUT, LDAPConnection
-from .credentials import Credentials
+from .credentials import Credentials, decode_password
 from .errors import BackendError, MaxConnectionReachedError
 from .referrals import ReferralPolicy
 from .servers import address_of, server_pool_of
@@ -125,7 +125,7 @@ class LDAPPool(LDAPHooks):
         elif not (isinstance(connector_cls, type) and issubclass(connector_cls, LDAPConnection)):
             raise ConfigurationError(
                 f"{owner}: connector_cls must be a subclass of geventpool.ldap.LDAPConnection "
-                "(the cooperative connection), got {connector_cls!r}"
+                f"(the cooperative connection), got {connector_cls!r}"
             )
         if tls is None:
             tls = TLSPolicy(
@@ -209,6 +209,13 @@ class LDAPPool(LDAPHooks):
                 raise BackendError(str(error)) from error.__cause__
             except PoolTimeout as error:
                 raise MaxConnectionReachedError(str(error)) from error.__cause__
+        if bind is not None and not isinstance(bind, str):
+            raise TypeError(
+                f"{self.name}: connection(bind=...) must be a DN string or None, got {type(bind).__name__}"
+            )
+        if passwd is not None and not isinstance(passwd, (str, bytes)):
+            raise TypeError(f"{self.name}: connection(passwd=...) must be str, bytes or None, "
+                            f"got {type(passwd).__name__}")
         if bind is None:
             bind = self.bind
             credentials = self._credentials if passwd is None else Credentials(bind, passwd)
@@ -274,9 +281,10 @@ class LDAPPool(LDAPHooks):
         pool = self._auth
         if pool is None:
             pool = self._auth = self._subpool(AuthPool, Credentials(None, None), self.auth_size, "auth")
+        text = password if isinstance(password, str) else decode_password(password, dn)
         with pool.get() as conn:
             try:
-                conn.bind_as(dn, password if isinstance(password, str) else password.decode("utf-8"))
+                conn.bind_as(dn, text)
             except ldap.INVALID_CREDENTIALS:
                 logger.info("%s: authenticate(%r): invalid credentials", self.name, dn)
                 return False
@@ -358,12 +366,23 @@ class LDAPPool(LDAPHooks):
 
     @contextmanager
     def _unpooled_connection(self, credentials: Credentials) -> Iterator[LDAPConnection]:
-        with self._unpooled:
+        # use_pool=False keeps the pool's promises: at most ``size`` at once, a bounded wait, closed
+        if self._closed:
+            raise PoolClosed(f"{self.name} is closed")
+        if not self._unpooled.acquire(timeout=self.timeout):
+            raise MaxConnectionReachedError(
+                f"{self.name}: no connection within {self.timeout:g} s (all in use; use_pool=False)"
+            )
+        try:
+            if self._closed:
+                raise PoolClosed(f"{self.name} is closed")
             conn = self._open_unpooled(credentials)
             try:
                 yield conn
             finally:
                 conn.close()
+        finally:
+            self._unpooled.release()
 
     def _open_unpooled(self, credentials: Credentials) -> LDAPConnection:
         """Open one connection for ``use_pool=False``: the servers' candidates in order, health fed.

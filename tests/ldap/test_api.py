@@ -9,6 +9,7 @@ import gevent
 import ldap
 import pytest
 
+from geventpool import PoolClosed
 from geventpool.ldap import ConnectionManager, LDAPConnection, LDAPPool, MaxConnectionReachedError
 from geventpool.testing import fd_count, wait_until
 from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, SUFFIX, USER_PW, Slapd, free_port, user_dn
@@ -156,3 +157,29 @@ def test_greenlets_share_the_pool(slapd: Slapd, make_pool: MakePool) -> None:
     gevent.joinall(jobs, raise_error=True)
     assert [j.value for j in jobs] == [f"user{n:04d}" for n in range(100)]
     assert cm.size <= 5
+
+
+def test_use_pool_false_keeps_the_bounded_wait_and_the_close(slapd: Slapd) -> None:
+    """Row C1 for use_pool=False: at most ``size`` at once, a waiter gives up after
+    ``checkout_timeout`` (MaxConnectionReachedError), and a closed pool opens nothing."""
+    cm = LDAPPool(slapd.uri, SERVICE_DN, SERVICE_PW, use_pool=False, size=1, checkout_timeout=0.2)
+    with cm.connection() as conn:
+        assert conn.whoami_s() == f"dn:{SERVICE_DN}"
+        with pytest.raises(MaxConnectionReachedError):
+            with cm.connection():
+                pass
+    with cm.connection() as conn:  # the slot came back
+        assert conn.whoami_s() == f"dn:{SERVICE_DN}"
+    cm.close()
+    with pytest.raises(PoolClosed):
+        with cm.connection():
+            pass
+
+
+@pytest.mark.parametrize(("bind", "passwd", "named"), [(123, "pw", "bind"), ("uid=a", 123, "passwd")])
+def test_connection_arguments_of_the_wrong_type_are_named(
+    slapd: Slapd, make_pool: MakePool, bind: object, passwd: object, named: str
+) -> None:
+    cm = make_pool(slapd.uri)
+    with pytest.raises(TypeError, match=f"connection\\({named}="):
+        cm.connection(bind, passwd)  # type: ignore[arg-type]

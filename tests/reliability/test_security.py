@@ -340,3 +340,40 @@ def test_testing_helpers_reprs(sentinel: str, evidence: Evidence) -> None:
             assert type(obj).__name__ in repr(obj)
     evidence.assert_clean(sentinel, logged=False)
 
+
+
+@pytest.mark.ldap
+def test_ldap_passwords_that_are_not_utf8_never_show(
+    slapd_server: Any, sentinel: str, evidence: Evidence
+) -> None:
+    """A bytes password that is not UTF-8: a UnicodeDecodeError would carry its bytes in repr and logs."""
+    from geventpool.ldap import AuthenticationFailed, ConnectionInfo, LDAPConnectionManager, LDAPPool
+    from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, user_dn
+
+    slapd = slapd_server
+    secret = b"\xe9" + sentinel.encode()
+    with pytest.raises(geventpool.ConfigurationError) as at_construction:
+        LDAPPool(slapd.uri, SERVICE_DN, secret)
+    evidence.error("pool with a non-UTF-8 password", at_construction.value)
+    pool = LDAPPool(slapd.uri, SERVICE_DN, SERVICE_PW, size=1, checkout_timeout=3)
+    with pytest.raises(geventpool.ConfigurationError) as per_request:
+        with pool.connection(user_dn(1), secret):
+            pass
+    evidence.error("per-request bind", per_request.value)
+    with pytest.raises(geventpool.ConfigurationError) as authenticate:
+        pool.authenticate(user_dn(1), secret)
+    evidence.error("authenticate", authenticate.value)
+    pool.close()
+    info = ConnectionInfo(host="127.0.0.1", port=slapd.port, bind_dn=SERVICE_DN,
+                          password_callback=lambda: secret, timeout=2, max_retries=1, pool_size=1,
+                          max_pool_size=1, pool_timeout=2)
+    manager = LDAPConnectionManager(info, auto_reconnect=False)
+    result = manager.connect()  # reports, never raises
+    assert not result.connected
+    evidence.add("connect result", repr(result))
+    with pytest.raises(AuthenticationFailed) as callback:
+        with manager.get_connection():
+            pass
+    evidence.error("callback", callback.value)
+    manager.disconnect()
+    evidence.assert_clean(sentinel)
