@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import gevent
 import gevent.lock
@@ -299,7 +299,16 @@ class LDAPPool(LDAPHooks):
             **self._core_options,
         )
         pool._setup(self._settings, credentials, self._options)
+        pool._listeners = self._listeners  # on() reaches the identity and auth connections too
+        pool._refresh_fast()
         return pool
+
+    def on(self, event: str, callback: Callable[..., None]) -> None:
+        """As :meth:`ConnectionPool.on`, for every connection of this pool, its identity
+        sub-pools and its ``authenticate()`` connections (``pool`` is then the sub-pool)."""
+        super().on(event, callback)
+        for pool in self._all_pools():
+            pool._refresh_fast()
 
     def _identity(self, credentials: Credentials) -> IdentityPool:
         # No greenlet switch in here: two greenlets must never both create a

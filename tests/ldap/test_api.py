@@ -183,3 +183,22 @@ def test_connection_arguments_of_the_wrong_type_are_named(
     cm = make_pool(slapd.uri)
     with pytest.raises(TypeError, match=f"connection\\({named}="):
         cm.connection(bind, passwd)  # type: ignore[arg-type]
+
+
+def test_listeners_see_identity_and_authenticate_connections(slapd: Slapd, make_pool: MakePool) -> None:
+    cm = make_pool(slapd.uri)
+    with cm.connection(user_dn(1), USER_PW):
+        pass  # the sub-pool exists before the listener
+    seen: list[tuple[str, str]] = []
+    cm.on("checkout", lambda pool, conn: seen.append(("checkout", pool.name)))
+    cm.on("checkin", lambda pool, conn, error: seen.append(("checkin", pool.name)))
+    with cm.connection() as conn:
+        assert conn.whoami_s() == f"dn:{SERVICE_DN}"
+    with cm.connection(user_dn(1), USER_PW):
+        pass
+    with cm.connection(user_dn(2), USER_PW):
+        pass
+    assert cm.authenticate(user_dn(3), USER_PW)
+    checkouts = [name for event, name in seen if event == "checkout"]
+    assert len(checkouts) == 4 and len(seen) == 8, seen
+    assert {name.split("[")[-1].rstrip("]") for name in checkouts[1:]} == {user_dn(1), user_dn(2), "auth"}
