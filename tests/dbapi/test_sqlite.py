@@ -80,6 +80,30 @@ def test_f7_writers_wait_green_not_in_c(db: str, make_pool: MakePool) -> None:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (3,)
 
 
+def test_f7_with_conn_commit_waits_green(db: str, make_pool: MakePool) -> None:
+    """sqlite3's ``with conn:`` commits on exit: that commit waits for a reader's lock green too."""
+    pool = make_pool(sqlite3, db, max_size=1, timeout=5)
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()  # a shared lock: a commit must wait for it
+    gevent.spawn_later(0.3, reader.rollback)
+    try:
+        with HubMonitor() as monitor, pool.item() as conn:
+            started = time.monotonic()
+            with conn:
+                conn.execute("INSERT INTO t VALUES (4)")
+            assert time.monotonic() - started > 0.2  # it waited for the reader...
+            assert not conn.in_transaction
+        assert monitor.max_stall < 0.05  # ...in the hub, not in C
+        with pool.item() as conn:
+            with pytest.raises(ZeroDivisionError), conn:
+                conn.execute("INSERT INTO t VALUES (5)")
+                raise ZeroDivisionError
+            assert conn.execute("SELECT x FROM t").fetchall() == [(4,)]  # the failed block rolled back
+    finally:
+        reader.close()
+
+
 def test_f7_lock_timeout_raises_like_sqlite(db: str, make_pool: MakePool) -> None:
     pool = make_pool(sqlite3, db, max_size=2, timeout=5, check_same_thread=True)
     blocker = sqlite3.connect(db)
