@@ -8,6 +8,7 @@ are imported only when a pool is given them.
 
 from __future__ import annotations
 
+from ..errors import ConnectTimeout as ConnectTimeout  # eventlet's db_pool.ConnectTimeout, by that name
 from .connector import DatabaseConnector
 from .drivers import Driver, driver_for
 from .pool import ConnectionPool, RawConnectionPool, discard_all

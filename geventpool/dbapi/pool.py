@@ -108,6 +108,10 @@ def discard_all(conn: Any) -> None:
         conn.autocommit = autocommit
 
 
+#: "not given" (``None`` is a value: no cleanup)
+_MISSING: Any = object()
+
+
 class ConnectionPool(CorePool[Any]):
     """A pool of DB-API 2.0 connections with eventlet's ``db_pool`` API.
 
@@ -137,6 +141,9 @@ class ConnectionPool(CorePool[Any]):
     :param configure: ``configure(raw_conn)`` run once on every new connection.
     :param reset: ``reset(raw_conn)`` run on every return after the
         rollback, e.g. :func:`discard_all`; a failure discards.
+    :param cleanup: eventlet's name for ``reset`` (``put()`` and ``item()``
+        take one per return too); ``None``: nothing beyond the rollback,
+        which is never skipped.
     :param green: install geventpool's psycopg2 wait callback (psycopg2 only).
     :param allow_unverified_tls: accept ``sslmode`` allow/prefer/require
         (encryption without server verification) without a warning.
@@ -161,6 +168,7 @@ class ConnectionPool(CorePool[Any]):
         check: Callable[[Any], Any] | None = None,
         configure: Callable[[Any], Any] | None = None,
         reset: Callable[[Any], Any] | None = None,
+        cleanup: Any = _MISSING,
         green: bool = True,
         allow_unverified_tls: bool = False,
         name: str | None = None,
@@ -169,6 +177,10 @@ class ConnectionPool(CorePool[Any]):
     ) -> None:
         owner = type(self).__name__
         module, connect = _resolve(owner, db_module)
+        if cleanup is not _MISSING:
+            if reset is not None:
+                raise ConfigurationError(f"{owner}: pass reset or cleanup (its eventlet name), not both")
+            reset = cleanup
         for label, hook in (("check", check), ("configure", configure), ("reset", reset)):
             if hook is not None and not callable(hook):
                 raise ConfigurationError(f"{owner}: {label} must be callable, got {type(hook).__name__}")
@@ -251,14 +263,18 @@ class ConnectionPool(CorePool[Any]):
         """
         return self._wrapper(self, CorePool.get(self, timeout))
 
-    def put(self, conn: Any) -> None:
+    def put(self, conn: Any, cleanup: Any = _MISSING) -> None:
         """Return a connection: rolled back, attributes restored, ``reset`` run; or discarded.
 
         Returns quietly; a connection that cannot be cleaned is closed and
-        replaced.  The proxy is dead afterwards.
+        replaced.  The proxy is dead afterwards.  ``cleanup`` (eventlet's
+        argument): run this callable instead of the pool's ``reset`` for this
+        return (``None``: none); the rollback happens either way.
 
         :raises ValueError: ``conn`` was already returned, or is not from this pool.
+        :raises ConfigurationError: ``cleanup`` is neither callable nor None.
         """
+        self._check_cleanup(cleanup)
         if isinstance(conn, PooledConnection):
             if conn._pool is not self:
                 raise ValueError(f"{self.name}: {conn!r} is not from this pool")
@@ -271,11 +287,21 @@ class ConnectionPool(CorePool[Any]):
             if slot is None or slot.conn is not conn:
                 self._counters["returns_bad"] += 1
                 raise ValueError(f"{self.name}: {conn!r} is not checked out from this pool")
-        self._return(slot, None)
+        self._return(slot, None, cleanup)
 
-    def item(self, timeout: float | None = None) -> _Checkout:
-        """``with pool.item() as conn:`` — get, then put (uncommitted work is rolled back)."""
-        return _Checkout(self, timeout, False)
+    def _check_cleanup(self, cleanup: Any) -> None:
+        if cleanup is not _MISSING and cleanup is not None and not callable(cleanup):
+            raise ConfigurationError(
+                f"{self.name}: cleanup must be callable or None, got {type(cleanup).__name__}"
+            )
+
+    def item(self, cleanup: Any = _MISSING, *, timeout: float | None = None) -> _Checkout:
+        """``with pool.item() as conn:`` — get, then put (uncommitted work is rolled back).
+
+        ``cleanup`` as in :meth:`put` (eventlet's argument).
+        """
+        self._check_cleanup(cleanup)
+        return _Checkout(self, timeout, False, cleanup)
 
     def connection(self, timeout: float | None = None) -> _Checkout:
         """``with pool.connection() as conn:`` — a transaction: commit on success, roll back on error."""
@@ -320,7 +346,7 @@ class ConnectionPool(CorePool[Any]):
 
     # -- return hygiene -----------------------------------------------------------------------
 
-    def _return(self, slot: Slot[Any], error: BaseException | None) -> None:
+    def _return(self, slot: Slot[Any], error: BaseException | None, cleanup: Any = _MISSING) -> None:
         if error is not None:
             self._finish(slot, error)  # the discard rule; _reset() runs for ordinary errors
             return
@@ -328,7 +354,7 @@ class ConnectionPool(CorePool[Any]):
             self._finish(slot, _CLOSE_ON_RETURN)
             return
         try:
-            self._reset(slot.conn)  # its I/O is bounded by _io_deadline
+            self._reset(slot.conn, cleanup)  # its I/O is bounded by _io_deadline
         except BaseException as reset_error:
             self._finish(slot, reset_error if self._is_broken(reset_error) else _Unclean(repr(reset_error)))
             if not isinstance(reset_error, Exception):
@@ -336,8 +362,9 @@ class ConnectionPool(CorePool[Any]):
             return
         slot.__exit__(None, None, None)
 
-    def _reset(self, conn: Any) -> None:
-        """Make ``conn`` clean: roll back, restore session attributes, run ``reset``; raise if impossible."""
+    def _reset(self, conn: Any, cleanup: Any = _MISSING) -> None:
+        """Make ``conn`` clean: roll back, restore session attributes, run ``reset`` (or ``cleanup``,
+        when given); raise if impossible."""
         driver = self.driver
         state = driver.state(conn)  # local: no I/O
         if state is not IDLE:
@@ -350,9 +377,10 @@ class ConnectionPool(CorePool[Any]):
         if snapshot is not None and driver.snapshot(conn) != snapshot:
             with self._io_deadline("restoring session attributes"):
                 driver.restore(conn, snapshot)
-        if self._reset_hook is not None:
+        hook = self._reset_hook if cleanup is _MISSING else cleanup
+        if hook is not None:
             with self._io_deadline("reset"):
-                self._reset_hook(conn)
+                hook(conn)
             after = driver.state(conn)
             if after is not IDLE and driver.tracks_state:
                 raise _Unclean(f"reset left the connection in state {after!r}")
@@ -485,12 +513,15 @@ class ConnectionPool(CorePool[Any]):
 class _Checkout:
     """The context manager of :meth:`ConnectionPool.item` and :meth:`ConnectionPool.connection`."""
 
-    __slots__ = ("_pool", "_timeout", "_commit", "_conn")
+    __slots__ = ("_pool", "_timeout", "_commit", "_conn", "_cleanup")
 
-    def __init__(self, pool: ConnectionPool, timeout: float | None, commit: bool) -> None:
+    def __init__(
+        self, pool: ConnectionPool, timeout: float | None, commit: bool, cleanup: Any = _MISSING
+    ) -> None:
         self._pool = pool
         self._timeout = timeout
         self._commit = commit
+        self._cleanup = cleanup
         self._conn: PooledConnection | None = None
 
     def __enter__(self) -> PooledConnection:
@@ -516,7 +547,7 @@ class _Checkout:
                 self._pool.release(conn, error)
                 raise
         if exc is None:
-            self._pool.put(conn)
+            self._pool.put(conn, self._cleanup)
         else:
             self._pool.release(conn, exc)
 

@@ -140,13 +140,12 @@ class SqliteConnection(PooledConnection):
         """sqlite3's ``commit``, retrying "database is locked" green."""
         retry_busy(self._busy_timeout, self.raw.commit)
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         """sqlite3's ``with conn:``: commit (waiting for the lock green) or roll back; never swallows."""
         if exc_type is None:
             self.commit()
         else:
             self.raw.rollback()
-        return False
 
     def executescript(self, script: str) -> Any:
         """sqlite3's ``executescript`` with sqlite's own (hub-blocking) busy wait; see the module doc."""

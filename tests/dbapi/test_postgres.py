@@ -14,7 +14,7 @@ import psycopg2.extensions
 import psycopg2.extras
 import pytest
 
-from geventpool import ConnectTimeout, PoolTimeout
+from geventpool import ConfigurationError, ConnectTimeout, PoolTimeout
 from geventpool.dbapi import ConnectionPool, ConnectionReturned, PooledConnection, discard_all, unwrap
 from geventpool.dbapi.psycopg2 import installed
 from geventpool.testing.invariants import check_invariants
@@ -185,6 +185,32 @@ def test_connection_commits_item_does_not(pg: PostgresServer, make_pool: MakePoo
         conn.cursor().execute("INSERT INTO tx VALUES (3)")
         raise RuntimeError
     assert pg.execute("SELECT x FROM tx") == [(1,)]
+
+
+def test_eventlet_cleanup_arguments(pg: PostgresServer, make_pool: MakePool) -> None:
+    """eventlet's ``cleanup=``: in the constructor, per put(), per item(); the rollback is never skipped."""
+    calls: list[str] = []
+    pool = make_pool(psycopg2, pg.dsn, max_size=1, cleanup=lambda conn: calls.append("pool"))
+    conn = pool.get()
+    conn.cursor().execute("SELECT 1")  # a transaction is open
+    pool.put(conn)
+    conn = pool.get()
+    pool.put(conn, cleanup=lambda conn: calls.append("put"))
+    conn = pool.get()
+    pool.put(conn, cleanup=None)
+    with pool.item(lambda conn: calls.append("item")) as conn:
+        conn.cursor().execute("SELECT 1")
+        assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INTRANS
+    with pool.item() as conn:
+        assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    assert calls == ["pool", "put", "item", "pool"]
+    with pytest.raises(ConfigurationError, match="cleanup must be callable"):
+        pool.item("rollback")
+    with pytest.raises(ConfigurationError, match="not both"):
+        ConnectionPool(psycopg2, pg.dsn, reset=discard_all, cleanup=discard_all)
+    from geventpool.dbapi import ConnectTimeout as EventletName
+
+    assert EventletName is ConnectTimeout
 
 
 def test_errors_classified_per_driver(pg: PostgresServer, make_pool: MakePool) -> None:
