@@ -203,12 +203,7 @@ class LDAPPool(LDAPHooks):
         :raises PoolClosed: the pool is closed.
         """
         if bind is None and passwd is None and self.use_pool:
-            try:  # the common case first: the pool's own identity
-                return self.get()
-            except BackendUnavailable as error:
-                raise BackendError(str(error)) from error.__cause__
-            except PoolTimeout as error:
-                raise MaxConnectionReachedError(str(error)) from error.__cause__
+            return _lend(self)  # the common case first: the pool's own identity
         if bind is not None and not isinstance(bind, str):
             raise TypeError(
                 f"{self.name}: connection(bind=...) must be a DN string or None, got {type(bind).__name__}"
@@ -224,12 +219,7 @@ class LDAPPool(LDAPHooks):
         if not self.use_pool:
             return self._unpooled_connection(credentials)
         pool: LDAPHooks = self if credentials.matches(self._credentials) else self._identity(credentials)
-        try:
-            return pool.get()
-        except BackendUnavailable as error:
-            raise BackendError(str(error)) from error.__cause__
-        except PoolTimeout as error:
-            raise MaxConnectionReachedError(str(error)) from error.__cause__
+        return _lend(pool)
 
     def purge(self, bind: str, passwd: str | None = None) -> None:
         """Close the idle connections bound as ``bind`` (only those with another password, if given).
@@ -272,8 +262,9 @@ class LDAPPool(LDAPHooks):
         (refused client-side: nothing is sent).  The service connections are
         never re-bound by this.
 
-        :raises PoolTimeout: no connection within ``checkout_timeout``.
-        :raises ldap.LDAPError: any other failure (server down, timeout...).
+        :raises MaxConnectionReachedError: no connection within ``checkout_timeout``.
+        :raises BackendError: no server can be reached (an ``ldap.SERVER_DOWN`` too).
+        :raises ldap.LDAPError: any other failure (a timeout...).
         """
         if not dn or not password:
             logger.info("%s: authenticate(%r) refused client-side: empty DN or password", self.name, dn)
@@ -282,7 +273,7 @@ class LDAPPool(LDAPHooks):
         if pool is None:
             pool = self._auth = self._subpool(AuthPool, Credentials(None, None), self.auth_size, "auth")
         text = password if isinstance(password, str) else decode_password(password, dn)
-        with pool.get() as conn:
+        with _lend(pool) as conn:
             try:
                 conn.bind_as(dn, text)
             except ldap.INVALID_CREDENTIALS:
@@ -451,3 +442,12 @@ class LDAPPool(LDAPHooks):
 #: ldappool's name for the same class.
 ConnectionManager = LDAPPool
 
+
+def _lend(pool: LDAPHooks) -> Any:
+    """``pool.get()`` with ldappool's errors: BackendError, MaxConnectionReachedError."""
+    try:
+        return pool.get()
+    except BackendUnavailable as error:
+        raise BackendError(str(error)) from error.__cause__
+    except PoolTimeout as error:
+        raise MaxConnectionReachedError(str(error)) from error.__cause__

@@ -202,3 +202,16 @@ def test_listeners_see_identity_and_authenticate_connections(slapd: Slapd, make_
     checkouts = [name for event, name in seen if event == "checkout"]
     assert len(checkouts) == 4 and len(seen) == 8, seen
     assert {name.split("[")[-1].rstrip("]") for name in checkouts[1:]} == {user_dn(1), user_dn(2), "auth"}
+
+
+def test_authenticate_with_the_server_down_raises_ldappools_backend_error() -> None:
+    from geventpool.ldap import BackendError
+
+    cm = LDAPPool(f"ldap://127.0.0.1:{free_port()}", SERVICE_DN, SERVICE_PW, checkout_timeout=1,
+                  connect_timeout=0.3, retry_max=1)
+    try:
+        with pytest.raises(BackendError) as info:
+            cm.authenticate(user_dn(1), USER_PW)
+        assert isinstance(info.value, ldap.SERVER_DOWN)
+    finally:
+        cm.close()
