@@ -18,6 +18,8 @@ import os
 import re
 from typing import Any, ClassVar
 
+from ..errors import ConfigurationError
+
 __all__ = [
     "Driver",
     "GenericDriver",
@@ -190,7 +192,22 @@ class _PostgresDriver(Driver):
     def _parse_dsn(self, dsn: str) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _parses(self, dsn: str) -> bool:
+        try:
+            self._parse_dsn(dsn)
+        except Exception:
+            return False
+        return True
+
     def check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any], max_size: int) -> None:
+        dsn = args[0] if args else kwargs.get("dsn", kwargs.get("conninfo"))
+        if isinstance(dsn, str) and dsn and not self._parses(dsn):
+            # libpq's message quotes the text around the error: it may be part of the password
+            raise ConfigurationError(
+                f"{self.name}: the connection string cannot be parsed (libpq's message is not shown: "
+                "it may quote the password); quote values that hold spaces or quotes, as in "
+                "password='a b'"
+            )
         params = self._conninfo(args, kwargs)
         sslmode = params.get("sslmode") or os.environ.get("PGSSLMODE")
         if sslmode in ("allow", "prefer", "require"):

@@ -263,6 +263,21 @@ def test_dbapi_pool_wrong_password_and_dsn(pg_password: Any, sentinel: str, evid
     evidence.assert_clean(sentinel)
 
 
+def test_dbapi_unparsable_dsn_is_refused_at_construction_without_quoting_it(
+    sentinel: str, evidence: Evidence
+) -> None:
+    """libpq's parse error quotes the text around the fault: with an unquoted space in the
+    password, that text is the password's second half."""
+    import psycopg2
+
+    from geventpool.dbapi import ConnectionPool as DBPool
+
+    with pytest.raises(geventpool.ConfigurationError) as info:
+        DBPool(psycopg2, f"host=127.0.0.1 port=1 user=app password=first {sentinel}")
+    evidence.error("unparsable dsn", info.value)
+    evidence.assert_clean(sentinel, logged=False)  # refused before anything could log
+
+
 # -- the LDAP pool -----------------------------------------------------------------------------------
 
 
