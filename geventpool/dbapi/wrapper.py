@@ -38,7 +38,7 @@ class ConnectionReturned(PoolError):
 class PooledConnection:
     """A checked-out connection of a :class:`~geventpool.dbapi.ConnectionPool` (see the module doc)."""
 
-    __slots__ = ("_base", "_slot", "_pool")
+    __slots__ = ("_base", "_slot", "_pool", "_cursors")
     _base: Any
     _slot: Slot[Any] | None
     _pool: ConnectionPool
@@ -47,6 +47,7 @@ class PooledConnection:
         _set(self, "_pool", pool)
         _set(self, "_slot", slot)
         _set(self, "_base", slot.conn)
+        _set(self, "_cursors", [])
 
     # -- the proxy ----------------------------------------------------------------------------
 
@@ -97,11 +98,17 @@ class PooledConnection:
     # The methods every DB-API connection has, spelled out: faster than __getattr__.
 
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
-        """The driver's ``cursor()``."""
+        """The driver's ``cursor()``; closed when the connection goes back to the pool.
+
+        (A cursor kept past ``put()`` would otherwise run its next statement on
+        the connection of whoever borrowed it next.)
+        """
         base = self._base
         if base is None:
             raise self._dead()
-        return base.cursor(*args, **kwargs)
+        cursor = base.cursor(*args, **kwargs)
+        self._cursors.append(cursor)
+        return cursor
 
     def commit(self) -> None:
         """The driver's ``commit()``."""
@@ -141,8 +148,18 @@ class PooledConnection:
         return base.__exit__(exc_type, exc, tb)
 
     def _detach(self) -> Slot[Any] | None:
-        """Kill the proxy and return its slot (None if it was already returned)."""
+        """Kill the proxy, close its client-side cursors, and return its slot (None if it was
+        already returned).  Server-side (named) cursors are left to the return's rollback: closing
+        them is I/O."""
         slot = self._slot
+        cursors = self._cursors
+        for cursor in cursors:
+            if getattr(cursor, "name", None) is None:
+                try:
+                    cursor.close()
+                except Exception:  # a cursor of a broken connection: nothing to protect
+                    pass
+        cursors.clear()
         _set(self, "_slot", None)
         _set(self, "_base", None)
         return slot

@@ -213,6 +213,22 @@ def test_eventlet_cleanup_arguments(pg: PostgresServer, make_pool: MakePool) -> 
     assert EventletName is ConnectTimeout
 
 
+def test_a_cursor_kept_past_put_cannot_reach_the_next_borrower(
+    pg: PostgresServer, make_pool: MakePool
+) -> None:
+    pool = make_pool(psycopg2, pg.dsn, max_size=1)
+    conn = pool.get()
+    kept = conn.cursor()
+    kept.execute("SELECT 1")
+    pool.put(conn)
+    other = pool.get()
+    with pytest.raises(psycopg2.InterfaceError, match="closed"):
+        kept.execute("SELECT 1")
+    assert other.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    assert _one(other, "SELECT 2") == 2
+    pool.put(other)
+
+
 def test_errors_classified_per_driver(pg: PostgresServer, make_pool: MakePool) -> None:
     pool = make_pool(psycopg2, pg.dsn, max_size=1)
     with pytest.raises(psycopg2.extensions.QueryCanceledError), pool.item() as conn:
