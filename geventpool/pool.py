@@ -709,6 +709,8 @@ class ConnectionPool(Generic[C]):
 
     def _probe_server(self, server: Server) -> None:
         """Probe ``server`` for its circuit breaker (runs in the server's probe greenlet)."""
+        if self._closed:
+            raise PoolClosed(f"{self.name} is closed")
         _opening.probe_server(self, server)
 
     def _connect_failed(self, error: Exception) -> None:
@@ -908,6 +910,9 @@ class ConnectionPool(Generic[C]):
             return
         self._closed = True
         self._fast = False
+        if self.server_pool is not None:
+            for server in self.server_pool:
+                server.health.drop_probe(self)  # a closed pool connects no more, probes included
         self._fail_all_waiters(PoolClosed(f"{self.name} is closed"))
         while self._idle:
             self._drop(self._idle.popleft(), None)

@@ -183,6 +183,13 @@ class ServerHealth:
         if self._probe is None or self._probe() is None:
             self._probe = weakref.WeakMethod(probe)
 
+    def drop_probe(self, owner: object) -> None:
+        """Forget the probe if it is a method of ``owner`` (a pool being closed); the probe
+        greenlet ends at its next turn, and the next pool to connect registers its own."""
+        probe = self._probe() if self._probe is not None else None
+        if probe is None or getattr(probe, "__self__", None) is owner:
+            self._probe = None
+
     def _start_prober(self) -> None:
         if self._probe is None or (self._prober is not None and not self._prober.dead):
             return

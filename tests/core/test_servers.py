@@ -340,3 +340,31 @@ def test_a_server_back_is_used_again_within_the_probe_interval_whatever_the_cool
         echo(conn)
     check_invariants(pool)
     pool.close()
+
+
+def test_a_closed_pool_is_never_probed(servers: list[LineServer]) -> None:
+    """close() stops every background greenlet, the circuit breaker's probe included: the
+    probe belongs to the server's shared health, so the pool unregisters itself."""
+    (target,) = make(servers[:1])
+    target.health.probe_interval = 0.05
+    connects: list[float] = []
+
+    class Counting(MultiPool):
+        def _new_connection(self, server: Server) -> socket.socket:  # type: ignore[override]
+            connects.append(time.monotonic())
+            return super()._new_connection(server)
+
+    pool = Counting(1, servers=[target], connect_timeout=0.3, timeout=5)
+    pool.wait(5)
+    servers[0].stop()
+    for _ in range(2):
+        target.health.record_failure(OSError("down"))
+    wait_until(lambda: len(connects) >= 2, timeout=5)  # the probe runs while the pool is open
+    pool.close()
+    prober = target.health._prober
+    assert prober is not None
+    prober.join(timeout=5)
+    assert prober.dead
+    after_close = len(connects)
+    gevent.sleep(0.3)  # six probe intervals
+    assert len(connects) == after_close
