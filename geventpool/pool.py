@@ -298,6 +298,8 @@ class ConnectionPool(Generic[C]):
         :raises TooManyWaiters: ``max_waiting`` greenlets are already waiting.
         :raises PoolClosed: the pool was closed.
         """
+        if timeout is not None:
+            timeout = check_seconds(self.name, "timeout", timeout)  # refused even when not waiting
         # The common case, inlined: an idle connection that needs no check.
         if self._fast and self._idle:
             slot = self._pop_idle()
@@ -336,6 +338,9 @@ class ConnectionPool(Generic[C]):
             self._start()
         if self._closed:
             raise PoolClosed(f"{self.name} is closed")
+        if timeout is None:
+            timeout = self.timeout
+        deadline = 0.0  # set by the first check: checking idle connections counts against timeout
         idle = self._idle
         while idle:
             slot = self._pop_idle()
@@ -343,12 +348,27 @@ class ConnectionPool(Generic[C]):
             if now >= slot.expires_at:
                 self._drop(slot, None)
                 continue
-            self._lend(slot, now)
-            if now >= slot.good_until and not self._check_lent(slot):
-                continue
+            if now >= slot.good_until:
+                if not deadline:
+                    deadline = now + timeout
+                remaining = deadline - now
+                if remaining <= 0:
+                    if self._lifo:  # put it back where it came from, unchecked
+                        idle.append(slot)
+                    else:
+                        idle.appendleft(slot)
+                    self._counters["requests_errors"] += 1
+                    raise self._timeout_error(timeout) from self._last_error
+                self._lend(slot, now)
+                if not self._check_lent(slot, remaining):
+                    continue
+            else:
+                self._lend(slot, now)
             if self._listeners["checkout"]:
                 self._emit_checkout(slot)
             return slot
+        if deadline:
+            timeout = max(deadline - self._clock(), 0.0)
         slot = self._wait(timeout)
         if self._listeners["checkout"]:
             self._emit_checkout(slot)
@@ -365,8 +385,9 @@ class ConnectionPool(Generic[C]):
             slot.frame_line = frame.f_lasti
         self._busy[slot.key] = slot
 
-    def _check_lent(self, slot: Slot[C]) -> bool:
-        """Check a just-lent connection with ``_keepalive``; discard it if broken."""
+    def _check_lent(self, slot: Slot[C], limit: float | None = None) -> bool:
+        """Check a just-lent connection with ``_keepalive`` (within ``keepalive_timeout``, or
+        ``limit`` if shorter: the caller's time left); discard it if broken."""
         slot.uses -= 1  # counted again only if the check passes
         if not self._can_check:
             self._busy.pop(slot.key, None)
@@ -374,7 +395,8 @@ class ConnectionPool(Generic[C]):
             return False
         slot.state = _CHECKING
         try:
-            with gevent.Timeout(self.keepalive_timeout, _CheckTimeout(self.name)):
+            seconds = self.keepalive_timeout if limit is None else min(limit, self.keepalive_timeout)
+            with gevent.Timeout(seconds, _CheckTimeout(self.name)):
                 self._keepalive(slot.conn)
         except BaseException as error:
             self._discard(slot, error)
@@ -763,6 +785,9 @@ class ConnectionPool(Generic[C]):
         self._started = True
         self._refresh_fast()
         self._group = gevent.pool.Group()
+        if self.server_pool is not None:
+            for server in self.server_pool:  # this pool can probe them from now on
+                server.health.set_probe(self._probe_server)
         self._spawn(self._housekeeper, self._epoch)
         self._ensure_connectors()
 

@@ -116,7 +116,8 @@ class ServerHealth:
         self._cooldown = self.cooldown
         self._trial_in_flight = False
         self._clock = clock
-        self._probe: weakref.WeakMethod[Callable[[Server], None]] | None = None
+        #: The open pools' probes (held weakly); the first live one is used.
+        self._probes: list[weakref.WeakMethod[Callable[[Server], None]]] = []
         self._prober: gevent.Greenlet | None = None
 
     @property
@@ -179,19 +180,29 @@ class ServerHealth:
         self._start_prober()
 
     def set_probe(self, probe: Callable[[Server], None]) -> None:
-        """Register a protocol-level probe (a bound method; held weakly)."""
-        if self._probe is None or self._probe() is None:
-            self._probe = weakref.WeakMethod(probe)
+        """Register a pool's protocol-level probe (a bound method, held weakly; once per pool)."""
+        owner = getattr(probe, "__self__", None)
+        live = [p for p in self._probes if p() is not None]
+        if not any(getattr(p(), "__self__", None) is owner for p in live):
+            live.append(weakref.WeakMethod(probe))
+        self._probes = live
+        if self.state != CircuitState.CLOSED:
+            self._start_prober()
 
     def drop_probe(self, owner: object) -> None:
-        """Forget the probe if it is a method of ``owner`` (a pool being closed); the probe
-        greenlet ends at its next turn, and the next pool to connect registers its own."""
-        probe = self._probe() if self._probe is not None else None
-        if probe is None or getattr(probe, "__self__", None) is owner:
-            self._probe = None
+        """Forget the probe of ``owner`` (a pool being closed): another open pool's probe takes
+        over; with none left, the probe greenlet ends at its next turn."""
+        self._probes = [p for p in self._probes if getattr(p(), "__self__", owner) is not owner]
+
+    def _current_probe(self) -> Callable[[Server], None] | None:
+        for ref in self._probes:
+            probe = ref()
+            if probe is not None:
+                return probe
+        return None
 
     def _start_prober(self) -> None:
-        if self._probe is None or (self._prober is not None and not self._prober.dead):
+        if not self._probes or (self._prober is not None and not self._prober.dead):
             return
         self._prober = gevent.spawn(self._probe_loop)
 
@@ -206,7 +217,7 @@ class ServerHealth:
             interval = self.probe_interval * random.uniform(0.8, 1.2)
             until_trial = self.open_until - self._clock()
             gevent.sleep(max(min(interval, until_trial), 0.0) if until_trial > 0 else interval)
-            probe = self._probe() if self._probe is not None else None
+            probe = self._current_probe()
             if probe is None or self.state == CircuitState.CLOSED:
                 return
             server = _server_of(self.key)

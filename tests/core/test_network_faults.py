@@ -123,3 +123,34 @@ def test_e7_flapping_backend_every_call_succeeds_or_fails_typed(proxy: FaultProx
     check_invariants(pool)
     pool.close(timeout=1)
     wait_until(lambda: fd_count() <= baseline + 1, timeout=5)
+
+
+@pytest.mark.parametrize("lifo", [True, False])
+def test_b1_checking_idle_connections_counts_against_the_callers_timeout(
+    proxy: FaultProxy, lifo: bool
+) -> None:
+    """Twenty idle connections due for a check, the network cut: each check may take
+    keepalive_timeout, but get(timeout) gives up at its own deadline (it once took 20 of them)."""
+    pool = LinePool(proxy.address, 20, timeout=0.5, keepalive_timeout=0.5, ping_after=0.0, lifo=lifo,
+                    connect_timeout=0.5)
+    pool.wait(5)
+    proxy.set_mode("blackhole")
+    started = time.monotonic()
+    with pytest.raises(PoolError):
+        pool.get(timeout=0.5)
+    assert time.monotonic() - started < 3  # about 0.5 s; twenty checks would take 10 s
+    proxy.set_mode("pass")
+    check_invariants(pool)
+    pool.close()
+
+
+@pytest.mark.parametrize("timeout", ["abc", -1, float("nan"), float("inf")])
+def test_a1_a_bad_get_timeout_is_refused_even_when_a_connection_is_idle(
+    proxy: FaultProxy, timeout: object
+) -> None:
+    pool = LinePool(proxy.address, 1)
+    pool.wait(5)
+    with pytest.raises(ValueError, match="timeout"):
+        pool.get(timeout=timeout)  # type: ignore[arg-type]
+    check_invariants(pool)
+    pool.close()

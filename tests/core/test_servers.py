@@ -368,3 +368,23 @@ def test_a_closed_pool_is_never_probed(servers: list[LineServer]) -> None:
     after_close = len(connects)
     gevent.sleep(0.3)  # six probe intervals
     assert len(connects) == after_close
+
+
+def test_the_probe_passes_to_another_open_pool_when_one_closes(servers: list[LineServer]) -> None:
+    (target,) = make(servers[:1])
+    target.health.probe_interval = 0.05
+    first = MultiPool(1, servers=[target], connect_timeout=0.3, timeout=5)
+    second = MultiPool(1, servers=[target], connect_timeout=0.3, timeout=5)
+    first.wait(5)
+    second.wait(5)
+    first.close()
+    servers[0].stop()
+    for _ in range(2):
+        target.health.record_failure(OSError("down"))
+    assert target.health.state == "open"
+    servers[0].start()
+    wait_until(lambda: target.health.state == "closed", timeout=5)  # second's probe closed it
+    second.drop_idle()  # reset by the restart
+    with second.get(timeout=5) as conn:
+        echo(conn)
+    second.close()
