@@ -129,7 +129,14 @@ def retry(
 
     :raises ConfigurationError: at decoration time, for a bad argument.
     """
-    classes = tuple(exc_classes)
+    # one class is accepted, as the pools accept it
+    if isinstance(exc_classes, type):
+        classes: tuple[Any, ...] = (exc_classes,)
+    else:
+        try:
+            classes = tuple(exc_classes)
+        except TypeError:
+            classes = ()
     if not classes or not all(
         isinstance(c, type) and issubclass(c, BaseException) for c in classes
     ):
@@ -148,8 +155,20 @@ def retry(
     _check_nonnegative("backoff", backoff)
     _check_nonnegative("max_interval", max_interval)
     _check_nonnegative("deadline", deadline, allow_none=True)
-    if not 0.0 <= jitter <= 1.0:
-        raise ConfigurationError(f"retry: jitter must be within [0, 1], got {jitter!r}")
+    if (
+        isinstance(jitter, bool)
+        or not isinstance(jitter, (int, float))
+        or not 0.0 <= jitter <= 1.0
+    ):
+        raise ConfigurationError(f"retry: jitter must be a number within [0, 1], got {jitter!r}")
+    for label, level in (
+        ("retry_log_level", retry_log_level),
+        ("max_failure_log_level", max_failure_log_level),
+    ):
+        if isinstance(level, bool) or not isinstance(level, int):
+            raise ConfigurationError(
+                f"retry: {label} must be a logging level (an int such as logging.INFO), got {level!r}"
+            )
 
     for label, template in (
         ("retry_log_message", retry_log_message),

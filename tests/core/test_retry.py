@@ -145,8 +145,19 @@ def test_sleeps_are_green() -> None:
         {"interval": float("nan")},
         {"deadline": float("inf")},
         {"jitter": 2},
+        {"jitter": "0.5"},
+        {"jitter": None},
+        {"exc_classes": 42},
+        {"retry_log_level": "INFO"},
+        {"max_failure_log_level": None},
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ConfigurationError):
+    (name,) = kwargs
+    with pytest.raises(ConfigurationError, match=name):
         retry(**kwargs)
+
+
+def test_one_exception_class_is_accepted_as_the_pools_accept_it() -> None:
+    flaky = Flaky(2)
+    assert retry(exc_classes=OSError, interval=0)(flaky)() == "done"
