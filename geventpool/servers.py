@@ -423,8 +423,11 @@ class ServerPool:
 
         :raises ConfigurationError: no such server in the pool.
         """
+        names = set()
+        if isinstance(server, str):  # as add() accepts it: a name, a host or a URI
+            names = {server, Server(server).name}
         for candidate in self._servers:
-            if candidate is server or candidate.name == server:
+            if candidate is server or candidate.name in names:
                 self._servers.remove(candidate)
                 self.generation += 1
                 return

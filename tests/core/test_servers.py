@@ -388,3 +388,12 @@ def test_the_probe_passes_to_another_open_pool_when_one_closes(servers: list[Lin
     with second.get(timeout=5) as conn:
         echo(conn)
     second.close()
+
+
+def test_remove_takes_what_add_takes() -> None:
+    pool = ServerPool(["ldap://127.0.0.1:3890", "127.0.0.1:5"])
+    pool.remove("ldap://127.0.0.1:3890")
+    pool.remove("127.0.0.1:5")
+    assert len(pool) == 0
+    with pytest.raises(ConfigurationError, match="not in the pool"):
+        pool.remove("127.0.0.1:5")
