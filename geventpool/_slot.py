@@ -110,7 +110,8 @@ class Slot(Generic[C]):
                 del pool._busy[self.key]
                 self.state = _IDLE
                 self.holder = None
-                self.frame = None
+                if pool._track_frames:  # set only then: otherwise it is None already
+                    self.frame = None
                 self.last_used = now
                 if pool._pinging:
                     good_until = now + pool._ping_window
