@@ -413,8 +413,7 @@ class ConnectionPool(Generic[C]):
         now = slot.checked_at = self._clock()
         slot.good_until = min(slot.expires_at, now + self._ping_window)
 
-    def _wait(self, timeout: float | None) -> Slot[C]:
-        timeout = self.timeout if timeout is None else check_seconds(self.name, "timeout", timeout)
+    def _wait(self, timeout: float) -> Slot[C]:
         if self.max_waiting and len(self._waiters) >= self.max_waiting:
             self._counters["requests_too_many"] += 1
             raise TooManyWaiters(

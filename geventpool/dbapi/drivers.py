@@ -178,37 +178,35 @@ class _PostgresDriver(Driver):
         message = str(exc).lower()
         return any(text in message for text in PG_REFUSED_MESSAGES)
 
-    def _conninfo(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _conninfo(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], strict: bool = False
+    ) -> dict[str, Any]:
+        """The connection parameters; ``strict``: a connection string libpq cannot parse raises
+        ConfigurationError (without libpq's message: it quotes the text around the fault, which
+        may be part of the password)."""
         params: dict[str, Any] = {}
         dsn = args[0] if args else kwargs.get("dsn", kwargs.get("conninfo"))
         if isinstance(dsn, str) and dsn:
+            parsed = True
             try:
                 params.update(self._parse_dsn(dsn))
             except Exception:
+                parsed = False
                 logger.debug("could not parse the connection string")
+            if strict and not parsed:  # raised outside the handler: no __context__ quoting it
+                raise ConfigurationError(
+                    f"{self.name}: the connection string cannot be parsed (libpq's message is not "
+                    "shown: it may quote the password); quote values that hold spaces or quotes, "
+                    "as in password='a b'"
+                )
         params.update({k: v for k, v in kwargs.items() if k not in ("dsn", "conninfo")})
         return params
 
     def _parse_dsn(self, dsn: str) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _parses(self, dsn: str) -> bool:
-        try:
-            self._parse_dsn(dsn)
-        except Exception:
-            return False
-        return True
-
     def check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any], max_size: int) -> None:
-        dsn = args[0] if args else kwargs.get("dsn", kwargs.get("conninfo"))
-        if isinstance(dsn, str) and dsn and not self._parses(dsn):
-            # libpq's message quotes the text around the error: it may be part of the password
-            raise ConfigurationError(
-                f"{self.name}: the connection string cannot be parsed (libpq's message is not shown: "
-                "it may quote the password); quote values that hold spaces or quotes, as in "
-                "password='a b'"
-            )
-        params = self._conninfo(args, kwargs)
+        params = self._conninfo(args, kwargs, strict=True)
         sslmode = params.get("sslmode") or os.environ.get("PGSSLMODE")
         if sslmode in ("allow", "prefer", "require"):
             raise _WeakTLS(str(sslmode))

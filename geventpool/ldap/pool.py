@@ -291,7 +291,6 @@ class LDAPPool(LDAPHooks):
         )
         pool._setup(self._settings, credentials, self._options)
         pool._listeners = self._listeners  # on() reaches the identity and auth connections too
-        pool._refresh_fast()
         return pool
 
     def on(self, event: str, callback: Callable[..., None]) -> None:
