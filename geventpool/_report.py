@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
@@ -16,24 +15,26 @@ __all__ = ["stats_of", "status_table", "leak_message", "server_stats"]
 
 def stats_of(pool: ConnectionPool[Any]) -> dict[str, float]:
     """Gauges and counters of ``pool``, keyed as psycopg_pool's ``get_stats()``."""
-    in_use = sum(1 for s in pool._busy.values() if s.state is SlotState.IN_USE)
+    state = pool.snapshot()
     stats: dict[str, float] = {
         "pool_min": pool.min_size,
         "pool_max": pool.max_size,
-        "pool_size": pool.size,
-        "pool_available": len(pool._idle),
-        "pool_in_use": in_use,
-        "pool_checking": len(pool._busy) - in_use,
-        "pool_opening": pool._opening,
-        "requests_waiting": len(pool._waiters),
+        "pool_size": state.size,
+        "pool_available": state.idle,
+        "pool_in_use": state.in_use,
+        "pool_checking": state.checking,
+        "pool_opening": state.opening,
+        "pool_closing": state.closing,
+        "requests_waiting": state.waiting,
+        "generation": state.generation,
     }
-    live_uses = sum(s.uses for s in (*pool._idle, *pool._busy.values()))
     counters = pool._counters
+    live_uses = sum(s.uses for s in state.slots)
     stats["requests_num"] = (
         live_uses + pool._closed_uses + counters["requests_errors"] + counters["requests_too_many"]
     )
     stats["usage_ms"] = pool._usage * 1000.0
-    stats.update(pool._counters)
+    stats.update(counters)
     for key in ("requests_wait_ms", "connections_ms", "usage_ms"):
         stats[key] = round(stats[key], 3)
     return stats
@@ -55,10 +56,8 @@ def status_table(pool: ConnectionPool[Any]) -> str:
     now = pool._clock()
     header = ("Slot", "State", "Server", "Age", "Idle", "Uses", "Holder")
     rows: list[tuple[str, ...]] = []
-    slots: list[Slot[Any]] = sorted(
-        [*pool._idle, *pool._busy.values()], key=lambda s: s.number
-    )
-    for slot in slots:
+    state = pool.snapshot()
+    for slot in state.slots:
         idle = _age(now - slot.last_used) if slot.state is SlotState.IDLE else "-"
         rows.append(
             (
@@ -71,8 +70,10 @@ def status_table(pool: ConnectionPool[Any]) -> str:
                 _holder_name(slot.holder),
             )
         )
-    for _ in range(pool._opening):
+    for _ in range(state.opening):
         rows.append(("-", "opening", "-", "-", "-", "-", "-"))
+    for _ in range(state.closing):
+        rows.append(("-", "closing", "-", "-", "-", "-", "-"))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: tuple[str, ...]) -> str:
@@ -101,9 +102,7 @@ def server_stats(pool: ConnectionPool[Any]) -> dict[str, dict[str, Any]]:
     for server in pool.server_pool:
         entry = server.health.snapshot()
         entry["priority"] = server.priority
-        entry["connections"] = sum(
-            1 for s in (*pool._idle, *pool._busy.values()) if s.server is server
-        )
+        entry["connections"] = sum(1 for s in pool.snapshot().slots if s.server is server)
         result[server.name] = entry
     return result
 
@@ -116,17 +115,14 @@ def _line_of(code: CodeType, lasti: int) -> int | None:
     return None
 
 
-def leak_message(pool_name: str, slot: Slot[Any], now: float) -> str:
-    """The one warning logged for a connection held past ``leak_threshold``."""
+def leak_message(pool_name: str, slot: Slot[Any], now: float, verdict: str) -> str:
+    """The one warning logged for a connection held too long, or taken back from a dead borrower."""
     where = ""
-    if slot.frame is not None:
-        stack = traceback.extract_stack(slot.frame)
-        if stack:
-            last = stack[-1]
-            line = _line_of(slot.frame.f_code, slot.frame_line) or last.lineno
-            stack[-1] = traceback.FrameSummary(last.filename, line, last.name)
-        where = "\nacquired at (most recent call last):\n" + "".join(stack.format())
+    if slot.where is not None:
+        code, lasti = slot.where
+        line = _line_of(code, lasti)
+        where = f"; acquired at {code.co_filename}:{line} in {code.co_name}"
     return (
         f"{pool_name}: connection {slot.number} held for {now - slot.checked_out_at:.1f} s "
-        f"by {_holder_name(slot.holder)}; possible leak{where}"
+        f"by {_holder_name(slot.holder)}; {verdict}{where}"
     )

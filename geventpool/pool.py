@@ -13,31 +13,24 @@ import random
 import socket
 import sys
 import time
-from collections import deque
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
 import gevent
 import gevent.event
 import gevent.pool
 from gevent import getcurrent
-from gevent.hub import Waiter
 
-from . import _fork, _housekeeping, _opening
-from ._config import check_count, check_exc_classes, check_optional_seconds, check_seconds
+from . import _deadline, _fork, _housekeeping
+from ._config import PoolSettings
+from ._connector import Connector
+from ._lease import Lease
 from ._report import leak_message, server_stats, stats_of, status_table
 from ._slot import Slot, SlotState
-from .errors import (
-    BackendUnavailable,
-    ConfigurationError,
-    ConnectTimeout,
-    PoolClosed,
-    PoolError,
-    PoolTimeout,
-    TooManyWaiters,
-)
-from .servers import Server, ServerLike, ServerPool, as_server_pool
+from ._state import SlotTable, Snapshot, Waiter
+from .errors import BackendUnavailable, ConfigurationError, ConnectTimeout, PoolClosed, PoolTimeout, TooManyWaiters
+from .servers import Server, ServerLike, ServerPool
 
-__all__ = ["ConnectionPool", "DEFAULT_EXC_CLASSES"]
+__all__ = ["ConnectionPool", "DEFAULT_EXC_CLASSES", "EVENTS"]
 
 C = TypeVar("C")
 
@@ -46,14 +39,13 @@ DEFAULT_EXC_CLASSES: tuple[type[BaseException], ...] = (socket.error,)
 
 logger = logging.getLogger("geventpool")
 
-_IDLE = SlotState.IDLE
 _IN_USE = SlotState.IN_USE
 _CHECKING = SlotState.CHECKING
-_CLOSED = SlotState.CLOSED
+_FORGOTTEN = SlotState.FORGOTTEN
 _names = itertools.count(1)
 
 #: Events a listener can subscribe to with :meth:`ConnectionPool.on`.
-EVENTS = ("connect", "checkout", "checkin", "discard")
+EVENTS = ("connect", "checkout", "checkin", "discard", "close")
 
 
 class ConnectionPool(Generic[C]):
@@ -85,6 +77,10 @@ class ConnectionPool(Generic[C]):
     #: Whether :meth:`_reset` may wait on I/O, and so runs under ``keepalive_timeout``.  A
     #: subclass whose reset only checks state sets False: no timer on every return.
     reset_waits: bool = True
+    #: Whether a connect that overruns ``connect_timeout`` fails the oldest waiting ``get()``
+    #: with :class:`~geventpool.ConnectTimeout` at once (eventlet's contract), instead of
+    #: letting it wait out its own timeout while the pool retries.
+    fail_waiter_on_connect_timeout: bool = False
 
     def __init__(
         self,
@@ -102,7 +98,8 @@ class ConnectionPool(Generic[C]):
         max_idle: float = 600.0,
         max_lifetime: float = 1800.0,
         ping_after: float | None = None,
-        num_workers: int = 3,
+        max_connecting: int = 2,
+        num_workers: int | None = None,
         reconnect_timeout: float = 300.0,
         reconnect_failed: Callable[[ConnectionPool[Any]], None] | None = None,
         leak_threshold: float | None = None,
@@ -112,72 +109,42 @@ class ConnectionPool(Generic[C]):
         rng: Callable[[], float] = random.random,
     ) -> None:
         owner = type(self).__name__
-        if size is not None and (min_size is not None or max_size is not None):
-            raise ConfigurationError(f"{owner}: give size, or min_size/max_size, not both")
-        if size is not None:
-            min_size = max_size = check_count(owner, "size", size, 1)
-        if min_size is None and max_size is None:
-            min_size = max_size = 10
-        elif max_size is None:
-            max_size = max(check_count(owner, "min_size", min_size), 1)
-        elif min_size is None:
-            min_size = check_count(owner, "max_size", max_size, 1)
-        self._check_sizes(owner, min_size, max_size)
-        assert min_size is not None and max_size is not None
-        self.name: str = name if name is not None else f"{owner}-{next(_names)}"
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigurationError(f"{owner}: name must be a non-empty str, got {name!r}")
-        self.min_size = min_size
-        self.max_size = max_size
-        self.exc_classes = check_exc_classes(owner, exc_classes)
-        self.timeout = check_seconds(owner, "timeout", timeout)
-        self.connect_timeout = check_seconds(owner, "connect_timeout", connect_timeout, allow_zero=False)
-        self.keepalive = check_optional_seconds(owner, "keepalive", keepalive, allow_zero=False)
-        self.keepalive_timeout = check_seconds(
-            owner, "keepalive_timeout", keepalive_timeout, allow_zero=False
-        )
-        self.max_waiting = check_count(owner, "max_waiting", max_waiting)
-        self.max_idle = check_seconds(owner, "max_idle", max_idle, allow_zero=False)
-        self.max_lifetime = check_seconds(owner, "max_lifetime", max_lifetime, allow_zero=False)
-        self.ping_after = check_optional_seconds(owner, "ping_after", ping_after)
-        self.num_workers = check_count(owner, "num_workers", num_workers, 1)
-        self.reconnect_timeout = check_seconds(
-            owner, "reconnect_timeout", reconnect_timeout, allow_zero=False
-        )
-        self.leak_threshold = check_optional_seconds(
-            owner, "leak_threshold", leak_threshold, allow_zero=False
-        )
-        if reconnect_failed is not None and not callable(reconnect_failed):
-            raise ConfigurationError(f"{owner}: reconnect_failed must be callable, got {reconnect_failed!r}")
-        if not callable(clock) or not callable(rng):
-            raise ConfigurationError(f"{owner}: clock and rng must be callables")
-        self.reconnect_failed = reconnect_failed
         self._can_check = type(self)._keepalive is not ConnectionPool._keepalive
-        if (self.keepalive is not None or self.ping_after is not None) and not self._can_check:
-            raise ConfigurationError(
-                f"{owner}: keepalive and ping_after need a _keepalive(conn) method to check connections"
-            )
-        if self.keepalive is not None and self.keepalive >= self.max_lifetime:
-            raise ConfigurationError(
-                f"{owner}: keepalive ({self.keepalive!r}) must be shorter than "
-                f"max_lifetime ({self.max_lifetime!r})"
-            )
-        if self.timeout and self.keepalive_timeout > self.timeout and self.ping_after is not None:
-            raise ConfigurationError(
-                f"{owner}: keepalive_timeout ({self.keepalive_timeout!r}) must not exceed "
-                f"timeout ({self.timeout!r})"
-            )
-        self._lifo = bool(lifo)
+        settings = PoolSettings.check(
+            owner, size=size, exc_classes=exc_classes, keepalive=keepalive, min_size=min_size,
+            max_size=max_size, name=name if name is not None else f"{owner}-{next(_names)}",
+            timeout=timeout, connect_timeout=connect_timeout, keepalive_timeout=keepalive_timeout,
+            max_waiting=max_waiting, max_idle=max_idle, max_lifetime=max_lifetime, ping_after=ping_after,
+            max_connecting=max_connecting if num_workers is None else num_workers,
+            connecting_label="max_connecting" if num_workers is None else "num_workers",
+            reconnect_timeout=reconnect_timeout, reconnect_failed=reconnect_failed,
+            leak_threshold=leak_threshold, servers=servers, clock=clock, rng=rng,
+            can_check=self._can_check,
+        )
+        self.name: str = settings.name
+        self.min_size = settings.min_size
+        self.max_size = settings.max_size
+        self.exc_classes = settings.exc_classes
+        self.timeout = settings.timeout
+        self.connect_timeout = settings.connect_timeout
+        self.keepalive = settings.keepalive
+        self.keepalive_timeout = settings.keepalive_timeout
+        self.max_waiting = settings.max_waiting
+        self.max_idle = settings.max_idle
+        self.max_lifetime = settings.max_lifetime
+        self.ping_after = settings.ping_after
+        self.max_connecting = settings.max_connecting
+        self.reconnect_timeout = settings.reconnect_timeout
+        self.reconnect_failed = reconnect_failed
+        self.leak_threshold = settings.leak_threshold
         #: Where new connections go: a ServerPool (a plain list is given the default strategy), or None.
-        self.server_pool: ServerPool | None = None if servers is None else as_server_pool(servers)
-        self._takes_server = _opening.takes_server(self)
-        if self.server_pool is not None and not self._takes_server:
-            raise ConfigurationError(f"{owner}: servers= needs a _new_connection(self, server) method")
+        self.server_pool: ServerPool | None = settings.server_pool
+        self._lifo = bool(lifo)
+        self._clock = clock
+        self._rng = rng
         self._connect_errors: tuple[type[BaseException], ...] = (
             *self.exc_classes, OSError, ConnectTimeout, BackendUnavailable,
         )
-        self._clock = clock
-        self._rng = rng
         self._has_reset = type(self)._reset is not ConnectionPool._reset
         self._slot_numbers = itertools.count(1)
         self._track_frames = self.leak_threshold is not None
@@ -185,53 +152,40 @@ class ConnectionPool(Generic[C]):
         self._pinging = self.ping_after is not None
         self._listeners: dict[str, list[Callable[..., None]]] = {event: [] for event in EVENTS}
         self._set_fresh_state()
+        if self.server_pool is not None and not self._connector.takes_server:
+            raise ConfigurationError(f"{owner}: servers= needs a _new_connection(self, server) method")
         _fork.register(self)
 
-    @staticmethod
-    def _check_sizes(owner: str, min_size: Any, max_size: Any) -> None:
-        check_count(owner, "min_size", min_size)
-        check_count(owner, "max_size", max_size, 1)
-        if min_size > max_size:
-            raise ConfigurationError(
-                f"{owner}: min_size ({min_size}) must not exceed max_size ({max_size})"
-            )
+    @property
+    def num_workers(self) -> int:
+        """The former name of ``max_connecting``."""
+        return self.max_connecting
 
     def _set_fresh_state(self) -> None:
         """Empty the pool's state; used by __init__ and in a forked child (no I/O)."""
-        self._idle: deque[Slot[C]] = deque()  # mutated in place, never replaced
-        self._pop_idle = self._idle.pop if self._lifo else self._idle.popleft
-        self._busy: dict[int, Slot[C]] = {}  # id(conn) -> slot, in use or being checked
-        self._opening = 0
-        self._connectors = 0
-        self._waiters: deque[_Waiter] = deque()
+        self._table: SlotTable[C] = SlotTable(self._lifo)
+        self._idle = self._table.idle  # the same deque: read by the inlined paths
+        self._pop_idle = self._table.pop_idle
+        self._waiters = self._table.waiters
+        self._connector: Connector[C] = Connector(self)
+        self._acquired: dict[int, Lease[C]] = {}  # id(conn) -> lease, for acquire()/release()
         self._group: gevent.pool.Group | None = None
         self._filled = gevent.event.Event()
         self._started = False
         self._closed = False
-        self._fast = False  # started, open, not above max_size: the inlined paths apply
+        self._fast = False  # started, open, within max_size, connecting works: the inlined paths apply
+        self._observed = self._track_frames
         self._closed_uses = 0  # checkouts served by connections since closed
         self._leaks_out = 0  # connections reported as leaked and not yet returned
         self._usage = 0.0
         self._epoch = object()  # background greenlets of an older epoch stop
-        self._failures = 0
-        self._failing_since: float | None = None
-        self._last_error: BaseException | None = None
-        self._broken_hook: BaseException | None = None
         self._inherited: list[Any] = []
         self._counters: dict[str, float] = dict.fromkeys(
             (
-                "requests_queued",
-                "requests_wait_ms",
-                "requests_errors",
-                "requests_too_many",
-                "returns_bad",
-                "connections_num",
-                "connections_ms",
-                "connections_errors",
-                "connections_lost",
-                "connections_discarded",
-                "keepalives",
-                "leaks",
+                "requests_queued", "requests_wait_ms", "requests_errors", "requests_too_many",
+                "returns_bad", "connections_num", "connections_ms", "connections_errors",
+                "connections_lost", "connections_discarded", "connections_reclaimed",
+                "keepalives", "leaks",
             ),
             0,
         )
@@ -241,9 +195,12 @@ class ConnectionPool(Generic[C]):
     def _new_connection(self) -> C:
         """Open and return a new connection; raise on failure.
 
-        Runs in a background greenlet under ``connect_timeout``.  Errors in
+        Runs in a background greenlet; ``connect_timeout`` bounds the whole
+        call (every address tried included) with a timer whose exception is
+        not an ``Exception``, so the hook cannot swallow it.  Errors in
         ``exc_classes`` (and ``OSError``) are retried with backoff; any other
-        error is passed to a waiting caller unchanged.
+        error is passed to a waiting caller unchanged.  With ``servers=``,
+        the signature is ``_new_connection(self, server)``.
         """
         raise NotImplementedError(f"{type(self).__name__} must override _new_connection()")
 
@@ -252,10 +209,10 @@ class ConnectionPool(Generic[C]):
         raise NotImplementedError
 
     def _reset(self, conn: C) -> None:
-        """Make a connection clean for the next user after an ordinary exception."""
+        """Make a connection clean for the next user after an ordinary exception; raise if impossible."""
 
     def _close_connection(self, conn: C) -> None:
-        """Close a discarded connection (its ``close()`` method, if it has one)."""
+        """Close a connection (its ``close()`` method, if it has one); bounded by ``keepalive_timeout``."""
         close = getattr(conn, "close", None)
         if close is not None:
             close()
@@ -282,129 +239,152 @@ class ConnectionPool(Generic[C]):
         """
         return isinstance(error, self._connect_errors)
 
+    def _has_served(self, conn: C) -> bool:
+        """Tell whether ``conn`` already answered its server (a bind, a query) when it was opened.
+
+        Such a connection breaking on its first use says nothing against the
+        connect: it is not counted as a failed connect.  Default False.
+        """
+        return False
+
     # -- checkout ----------------------------------------------------------------
 
-    def get(self, timeout: float | None = None) -> Slot[C]:
+    def get(self, timeout: float | None = None) -> Lease[C]:
         """Check out a connection: ``with pool.get() as conn: ...``.
 
-        Waits up to ``timeout`` (default: the pool's) in FIFO order.  On exit
-        of the block the connection is returned; it is discarded (closed and
-        replaced in the background) if the block raised one of
-        ``exc_classes`` or a ``BaseException`` that is not an ``Exception``
-        (``gevent.Timeout``, ``GreenletExit``, ``KeyboardInterrupt``).
+        Returns a new :class:`~geventpool.Lease`, valid once.  Waits up to
+        ``timeout`` (default: the pool's) in FIFO order.  On exit of the block
+        the connection is returned; it is discarded (closed and replaced in
+        the background) if the block raised one of ``exc_classes`` or a
+        ``BaseException`` that is not an ``Exception`` (``gevent.Timeout``,
+        ``GreenletExit``, ``KeyboardInterrupt``).
 
         :raises PoolTimeout: no connection within the timeout
             (:class:`BackendUnavailable` when connecting keeps failing).
         :raises TooManyWaiters: ``max_waiting`` greenlets are already waiting.
         :raises PoolClosed: the pool was closed.
         """
-        if timeout is not None:
-            timeout = check_seconds(self.name, "timeout", timeout)  # refused even when not waiting
-        # The common case, inlined: an idle connection that needs no check.
-        if self._fast and self._idle:
+        if self._fast and timeout is None and self._idle:
             slot = self._pop_idle()
             now = self._clock()
-            if now < slot.good_until:
-                # check-then-update: no greenlet switch in here
-                slot.state = _IN_USE
-                slot.checked_out_at = now
-                slot.holder = getcurrent()
-                slot.uses += 1
-                self._busy[slot.key] = slot
-                if self._track_frames:
-                    slot.frame = frame = sys._getframe(1)
-                    slot.frame_line = frame.f_lasti  # the line is worked out only for a report
-                return slot
-            self._idle.append(slot)
-        return self._checkout(timeout)
+            if now >= slot.good_until:  # due for a check: the slow path decides
+                self._idle.append(slot)
+                slot, now = self._checkout(timeout)
+        else:
+            slot, now = self._checkout(timeout)
+        # check-then-update: no greenlet switch from taking the slot to here
+        slot.state = _IN_USE
+        slot.checked_out_at = now
+        slot.uses += 1
+        slot.holder = getcurrent()
+        slot.lease = lease = Lease(self, slot)
+        if self._observed:  # leak tracking or checkout listeners
+            if self._track_frames:
+                slot.where = _where(sys._getframe(1))
+            if self._listeners["checkout"]:
+                self._emit_checkout(lease)
+        return lease
 
     def acquire(self, timeout: float | None = None) -> C:
         """Check out a connection; give it back with :meth:`release`.  Raises as :meth:`get`."""
-        return self.get(timeout).conn
+        lease = self.get(timeout)
+        conn = lease.conn
+        self._acquired[id(conn)] = lease
+        return conn
 
     def release(self, conn: C, error: BaseException | None = None) -> None:
         """Return a connection got from :meth:`acquire`, applying the discard rule to ``error``.
 
-        :raises ValueError: ``conn`` is not checked out from this pool.
+        From the greenlet that acquired it, or any greenlet once that one has
+        ended.
+
+        :raises ValueError: ``conn`` is not checked out from this pool (returned
+            already, or lent to another greenlet since).
         """
-        slot = self._busy.get(id(conn))
-        if slot is None or slot.conn is not conn or slot.state is not _IN_USE:
+        lease = self._acquired.get(id(conn))
+        if lease is None or lease.conn is not conn or not lease.active:
             self._counters["returns_bad"] += 1
             raise ValueError(f"{self.name}: {conn!r} is not checked out from this pool")
-        slot.__exit__(None if error is None else type(error), error, None)
+        holder = lease._slot.holder
+        if holder is not None and holder is not getcurrent() and not holder.dead:
+            self._counters["returns_bad"] += 1
+            raise ValueError(
+                f"{self.name}: {conn!r} is checked out by another greenlet ({holder!r}); "
+                "only its borrower may release it"
+            )
+        del self._acquired[id(conn)]
+        lease.release(error)
 
-    def _checkout(self, timeout: float | None) -> Slot[C]:
+    def _checkout(self, timeout: float | None) -> tuple[Slot[C], float]:
+        """The slow path of :meth:`get`: a slot ready to lend, and the time.
+
+        Idle connections due for a check are checked (a broken one is
+        replaced); with none idle, the caller waits in FIFO order.
+        """
+        if timeout is not None:
+            timeout = PoolSettings.seconds(self.name, "timeout", timeout)  # refused even when not waiting
         if not self._started:
             self._start()
         if self._closed:
             raise PoolClosed(f"{self.name} is closed")
         if timeout is None:
             timeout = self.timeout
+        table = self._table
         deadline = 0.0  # set by the first check: checking idle connections counts against timeout
-        idle = self._idle
-        while idle:
-            slot = self._pop_idle()
+        while table.idle:
+            slot = table.pop_idle()
             now = self._clock()
             if now >= slot.expires_at:
-                self._drop(slot, None)
+                self._close(slot, "lifetime")
                 continue
-            if now >= slot.good_until:
-                if not deadline:
-                    deadline = now + timeout
-                remaining = deadline - now
-                if remaining <= 0:
-                    if self._lifo:  # put it back where it came from, unchecked
-                        idle.append(slot)
-                    else:
-                        idle.appendleft(slot)
-                    self._counters["requests_errors"] += 1
-                    raise self._timeout_error(timeout) from self._last_error
-                self._lend(slot, now)
-                if not self._check_lent(slot, remaining):
-                    continue
-            else:
-                self._lend(slot, now)
-            if self._listeners["checkout"]:
-                self._emit_checkout(slot)
-            return slot
+            if now < slot.good_until:
+                return slot, now
+            if not self._can_check:
+                self._close(slot, "unchecked")
+                continue
+            if not deadline:
+                deadline = now + timeout
+            remaining = deadline - now
+            if remaining <= 0:
+                table.offer(slot, now)  # back where it came from, unchecked
+                self._counters["requests_errors"] += 1
+                raise self._timeout_error(timeout) from self._connector.last_error
+            table.start_check(slot)
+            if self._check(slot, remaining):
+                return slot, self._clock()
         if deadline:
             timeout = max(deadline - self._clock(), 0.0)
-        slot = self._wait(timeout)
-        if self._listeners["checkout"]:
-            self._emit_checkout(slot)
-        return slot
+        return self._wait(timeout), self._clock()
 
-    def _lend(self, slot: Slot[C], now: float) -> None:
-        # check-then-update: no greenlet switch in here
-        slot.state = _IN_USE
-        slot.checked_out_at = now
-        slot.uses += 1
-        slot.holder = getcurrent()
-        if self._track_frames:
-            slot.frame = frame = sys._getframe(3)
-            slot.frame_line = frame.f_lasti
-        self._busy[slot.key] = slot
-
-    def _check_lent(self, slot: Slot[C], limit: float | None = None) -> bool:
-        """Check a just-lent connection with ``_keepalive`` (within ``keepalive_timeout``, or
-        ``limit`` if shorter: the caller's time left); discard it if broken."""
-        slot.uses -= 1  # counted again only if the check passes
-        if not self._can_check:
-            self._busy.pop(slot.key, None)
-            self._drop(slot, None)
-            return False
-        slot.state = _CHECKING
+    def _emit_checkout(self, lease: Lease[C]) -> None:
         try:
-            seconds = self.keepalive_timeout if limit is None else min(limit, self.keepalive_timeout)
-            with gevent.Timeout(seconds, _CheckTimeout(self.name)):
+            self._emit("checkout", lease.conn)
+        except BaseException as interrupted:
+            slot = lease._slot
+            slot.lease = None
+            self._discard(slot, interrupted)
+            raise
+
+    def _check(self, slot: Slot[C], limit: float | None = None) -> bool:
+        """Check a connection being checked (``start_check``) with ``_keepalive`` within
+        ``keepalive_timeout`` (or ``limit`` if shorter: the caller's time left); discard it if broken,
+        else it is in use again."""
+        self._counters["keepalives"] += 1
+        table = self._table
+        seconds = self.keepalive_timeout if limit is None else min(limit, self.keepalive_timeout)
+        try:
+            with _deadline.limit(seconds, f"{self.name}: check took longer than {seconds:g} s"):
                 self._keepalive(slot.conn)
         except BaseException as error:
+            if slot.state is not _CHECKING:  # closed meanwhile (the pool was closed)
+                raise
             self._discard(slot, error)
-            if not isinstance(error, Exception) and not isinstance(error, _CheckTimeout):
+            if not isinstance(error, (Exception, _deadline.Expired)):
                 raise
             return False
-        slot.state = _IN_USE
-        slot.uses += 1
+        if slot.state is not _CHECKING:
+            return False
+        table.end_check(slot)
         self._mark_checked(slot)
         return True
 
@@ -412,21 +392,25 @@ class ConnectionPool(Generic[C]):
         """A check passed: the connection is good until its next ping is due."""
         now = slot.checked_at = self._clock()
         slot.good_until = min(slot.expires_at, now + self._ping_window)
+        slot.generation = self._table.generation
+        if not slot.proved:
+            slot.proved = True
+            self._connector.proved()
 
     def _wait(self, timeout: float) -> Slot[C]:
-        if self.max_waiting and len(self._waiters) >= self.max_waiting:
+        table = self._table
+        if self.max_waiting and len(table.waiters) >= self.max_waiting:
             self._counters["requests_too_many"] += 1
             raise TooManyWaiters(
-                f"{self.name}: {len(self._waiters)} greenlets already waiting "
-                f"(max_waiting={self.max_waiting})"
+                f"{self.name}: {len(table.waiters)} greenlets already waiting (max_waiting={self.max_waiting})"
             )
         if self.server_pool is not None and self.server_pool.all_down():
             self._counters["requests_errors"] += 1
             raise self._all_down_error()
-        waiter = _Waiter()
-        self._waiters.append(waiter)
+        waiter = Waiter()
+        table.waiters.append(waiter)
         self._counters["requests_queued"] += 1
-        self._ensure_connectors()
+        self._connector.ensure()
         started = self._clock()
         try:
             waiter.wait(timeout)
@@ -441,64 +425,57 @@ class ConnectionPool(Generic[C]):
             self._counters["requests_errors"] += 1
             if waiter.error is not None:
                 raise waiter.error
-            raise self._timeout_error(timeout) from self._last_error
-        slot.holder = getcurrent()
-        if self._track_frames:
-            slot.frame = frame = sys._getframe(3)
-            slot.frame_line = frame.f_lasti
+            raise self._timeout_error(timeout) from self._connector.last_error
         return slot
 
-    def _abandon(self, waiter: _Waiter) -> None:
-        """A waiter leaves: take it out of the queue, or pass on what it was given."""
-        slot = waiter.slot
+    def _abandon(self, waiter: Waiter) -> None:
+        slot = self._table.abandon(waiter)
         if slot is not None:
-            waiter.slot = None
-            self._busy.pop(slot.key, None)
             self._give_back(slot)
-        elif waiter.error is None:
-            try:
-                self._waiters.remove(waiter)
-            except ValueError:
-                pass
-
-    def _fail_oldest_waiter(self, error: BaseException) -> None:
-        """Wake the greenlet that has waited longest with ``error`` (no switch here)."""
-        if self._waiters:
-            self._waiters.popleft().fail(error)
-
-    def _fail_all_waiters(self, error: BaseException) -> None:
-        while self._waiters:
-            self._waiters.popleft().fail(error)
 
     def _timeout_error(self, timeout: float) -> PoolTimeout:
         counts = self._counts_text()
-        if self._failing_since is not None and self._last_error is not None:
+        connector = self._connector
+        if connector.failing_since is not None and connector.last_error is not None:
             return BackendUnavailable(
                 f"{self.name}: no connection within {timeout:g} s; connecting keeps failing "
-                f"({self._failures} failures, last: {self._last_error!r}) [{counts}]"
+                f"({connector.failures} failures, last: {connector.last_error!r}) [{counts}]"
             )
         return PoolTimeout(f"{self.name}: no connection within {timeout:g} s [{counts}]")
 
     def _all_down_error(self) -> BackendUnavailable:
-        error = BackendUnavailable(
-            f"{self.name}: every server is down ({self.server_pool!r}) [{self._counts_text()}]"
-        )
-        error.__cause__ = self._last_error
+        error = BackendUnavailable(f"{self.name}: every server is down ({self.server_pool!r}) [{self._counts_text()}]")
+        error.__cause__ = self._connector.last_error
         return error
 
     def _counts_text(self) -> str:
+        s = self._table.snapshot()
         return (
-            f"size={self.size} idle={len(self._idle)} in_use={len(self._busy)} "
-            f"opening={self._opening} waiting={len(self._waiters)} max_size={self.max_size}"
+            f"size={s.size} idle={s.idle} in_use={s.in_use + s.checking} opening={s.opening} "
+            f"closing={s.closing} waiting={s.waiting} max_size={self.max_size}"
         )
 
     # -- checkin and the discard rule ----------------------------------------------
 
+    def _return(self, lease: Lease[C], error: BaseException | None) -> None:
+        """A lease comes back (the slow path of ``Lease.__exit__``).
+
+        :raises ValueError: it came back before, or the pool took it back.
+        """
+        slot = lease._slot
+        if slot.lease is not lease:
+            if slot.state is _FORGOTTEN:
+                return  # borrowed in the parent before fork(): forgotten, never touched
+            self._counters["returns_bad"] += 1
+            raise ValueError(
+                f"{self.name}: connection {slot.number} returned twice, or after the pool took it back"
+            )
+        slot.lease = None
+        slot.holder = None
+        self._finish(slot, error)
+
     def _finish(self, slot: Slot[C], error: BaseException | None) -> None:
         """The discard rule, in one place: return, reset and return, or discard."""
-        if slot.state is not _IN_USE or self._busy.get(slot.key) is not slot:
-            self._counters["returns_bad"] += 1
-            raise ValueError(f"{self.name}: connection returned twice or to the wrong pool")
         if self._listeners["checkin"]:
             try:
                 self._emit("checkin", slot.conn, error)
@@ -515,51 +492,155 @@ class ConnectionPool(Generic[C]):
                 self._run_reset(slot.conn)
             except BaseException as reset_error:
                 self._discard(slot, reset_error)
-                if not isinstance(reset_error, Exception):
+                if not isinstance(reset_error, (Exception, _deadline.Expired)):
                     raise
                 return
             now = self._clock()
         if slot.leak_reported:
-            slot.leak_reported = False
-            self._leaks_out -= 1
-            self._refresh_fast()
+            self._unleak(slot)
             logger.info("%s: connection %d returned (unleaked)", self.name, slot.number)
-        del self._busy[slot.key]
-        slot.holder = None
-        slot.frame = None
+        if not slot.proved and error is None:
+            slot.proved = True
+            self._connector.proved()
         slot.last_used = now
-        slot.good_until = min(slot.expires_at, now + self._ping_window)
-        retired_server = (
-            slot.server is not None and self.server_pool is not None and slot.server not in self.server_pool
-        )
-        if self._closed or now >= slot.expires_at or self.size >= self.max_size or retired_server:
-            self._drop(slot, None)
-            self._refresh_fast()
+        if slot.good_until >= 0:
+            slot.good_until = min(slot.expires_at, now + self._ping_window)
+        reason = self._retire_reason(slot, now)
+        if reason is not None:
+            self._close(slot, reason)
             return
-        self._offer(slot)
+        self._table.offer(slot, now)
+
+    def _retire_reason(self, slot: Slot[C], now: float) -> str | None:
+        """Why a returned connection is closed instead of reused (None: it is reused)."""
+        if self._closed:
+            return "pool closed"
+        if slot.retire is not None:
+            return slot.retire
+        if now >= slot.expires_at:
+            return "lifetime"
+        if self._table.size > self.max_size:
+            return "resize"
+        if slot.server is not None and self.server_pool is not None and slot.server not in self.server_pool:
+            return "server removed"
+        return None
+
+    def _run_reset(self, conn: C) -> None:
+        """Run ``_reset(conn)`` within ``keepalive_timeout``: a reset that hangs condemns the connection."""
+        if not self.reset_waits:
+            self._reset(conn)
+            return
+        seconds = self.keepalive_timeout
+        with _deadline.limit(seconds, f"{self.name}: reset took longer than {seconds:g} s"):
+            self._reset(conn)
+
+    def _give_back(self, slot: Slot[C]) -> None:
+        """Put back a free connection: offer it, or close it if the pool is closed."""
+        if self._closed:
+            self._close(slot, "pool closed")
+        else:
+            self._table.offer(slot, self._clock())
+
+    def _discard(self, slot: Slot[C], error: BaseException | None) -> None:
+        """Take a broken connection out of the pool and close it; refill behind it."""
+        self._counters["connections_discarded"] += 1
+        if error is not None and isinstance(error, (*self.exc_classes, OSError, _deadline.Expired)):
+            self._counters["connections_lost"] += 1
+            # A server restart breaks every older connection: check each before its next use.
+            self._table.mark_all_suspect()
+            if (
+                not slot.proved
+                and slot.uses <= 1
+                and self._clock() - slot.created < max(self.connect_timeout, 1.0)
+                and not self._has_served(slot.conn)
+            ):
+                # broken on its first use, just opened: the server accepts but does not serve
+                self._connector.failed(error, slot)
+        logger.debug("%s: discarding connection %d after %r", self.name, slot.number, error)
+        if self._listeners["discard"]:
+            self._emit("discard", slot.conn, error)
+        self._close(slot, "broken")
+
+    def _close(self, slot: Slot[C], reason: str) -> None:
+        """Take ``slot`` out and close its connection (it counts against ``max_size`` until closed)."""
+        if self._table.take_out(slot):
+            self._finish_close(slot, reason)
+
+    def _finish_close(self, slot: Slot[C], reason: str) -> None:
+        """Close the connection of a slot taken out of the table (may switch; bounded)."""
+        table = self._table
+        if slot.leak_reported:
+            self._unleak(slot)
+        self._closed_uses += slot.uses
+        try:
+            seconds = self.keepalive_timeout
+            with _deadline.limit(seconds, f"{self.name}: close took longer than {seconds:g} s"):
+                self._close_connection(slot.conn)
+        except (Exception, _deadline.Expired) as close_error:
+            logger.debug("%s: closing connection %d failed: %r", self.name, slot.number, close_error)
+        finally:
+            table.closed_one(slot)
+            if self._listeners["close"]:
+                self._emit("close", slot.conn, reason)
+            self._connector.ensure()
+
+    def _close_later(self, slot: Slot[C], reason: str) -> None:
+        """Close ``slot`` in a pool greenlet (for callers that must not switch)."""
+        if self._group is not None:
+            self._spawn(self._close, slot, reason)
+        else:
+            gevent.spawn(self._close, slot, reason)
+
+    def _close_quietly(self, conn: C) -> None:
+        """Close a connection no slot holds (a half-built one), logging any failure."""
+        try:
+            with _deadline.limit(self.keepalive_timeout, f"{self.name}: close timed out"):
+                self._close_connection(conn)
+        except (Exception, _deadline.Expired) as error:
+            logger.debug("%s: closing a connection failed: %r", self.name, error)
+
+    def _unleak(self, slot: Slot[C]) -> None:
+        slot.leak_reported = False
+        self._leaks_out -= 1
+        self._refresh_fast()
+
+    def _reclaim(self, slot: Slot[C], why: str) -> None:
+        """Take back a connection whose borrower is gone; discard it (its state is unknown)."""
+        self._counters["connections_reclaimed"] += 1
+        lease = self._acquired.get(slot.key)
+        if lease is not None and lease._slot is slot:
+            del self._acquired[slot.key]
+        logger.warning("%s", leak_message(self.name, slot, self._clock(), f"reclaimed: {why}"))
+        slot.lease = None  # the lease is stale from here on
+        self._close(slot, "reclaimed")
 
     def _refresh_fast(self) -> None:
+        self._observed = self._track_frames or bool(self._listeners["checkout"])
         self._fast = (
             self._started
             and not self._closed
-            and self.size <= self.max_size
+            and self._table.size <= self.max_size
             and not self._listeners["checkout"]
             and not self._listeners["checkin"]
             and not (self._has_reset and self.reset_on_return)
             and not self._leaks_out
+            and not self._connector.failures
         )
 
     # -- listeners ---------------------------------------------------------------------
 
     def on(self, event: str, callback: Callable[..., None]) -> None:
-        """Call ``callback(pool, conn)`` on ``event``; for tracing and metrics.
+        """Call ``callback(pool, conn, ...)`` on ``event``; for tracing and metrics.
 
         Events: ``"connect"`` (a new connection opened), ``"checkout"``,
         ``"checkin"`` (``callback(pool, conn, error)``: before the discard
-        rule applies) and ``"discard"`` (``callback(pool, conn, error)``).
-        Callbacks run in the greenlet concerned; their exceptions are logged
-        and swallowed.  Checkout and checkin listeners move ``get()`` off its
-        inlined fast path.
+        rule applies), ``"discard"`` (``callback(pool, conn, error)``: a broken
+        connection) and ``"close"`` (``callback(pool, conn, reason)``, for every
+        connection closed: ``"pool closed"``, ``"idle"``, ``"lifetime"``,
+        ``"broken"``, ``"drop_idle"``, ``"server removed"``, ``"failback"``,
+        ``"resize"``, ``"reclaimed"``, ``"unchecked"``).  Callbacks run in the
+        greenlet concerned; their exceptions are logged and swallowed.
+        Checkout and checkin listeners move ``get()`` off its inlined fast path.
 
         :raises ConfigurationError: unknown event, or ``callback`` not callable.
         """
@@ -577,207 +658,12 @@ class ConnectionPool(Generic[C]):
             except Exception:
                 logger.exception("%s: %s listener %r raised", self.name, event, callback)
 
-    def _emit_checkout(self, slot: Slot[C]) -> None:
-        try:
-            self._emit("checkout", slot.conn)
-        except BaseException as interrupted:
-            self._discard(slot, interrupted)
-            raise
-
-    def _run_reset(self, conn: C) -> None:
-        """Run ``_reset(conn)`` within ``keepalive_timeout``: a reset that hangs condemns the connection.
-
-        :raises Exception: what ``_reset`` raised, or an internal timeout error.
-        """
-        if not self.reset_waits:
-            self._reset(conn)
-            return
-        limit = self.keepalive_timeout
-        with gevent.Timeout(limit, _CheckTimeout(f"{self.name}: reset took longer than {limit:g} s")):
-            self._reset(conn)
-
-    def _give_back(self, slot: Slot[C]) -> None:
-        """Put back a connection counted nowhere: offer it, or close it if the pool is closed."""
-        if self._closed:
-            self._drop(slot, None)
-        else:
-            self._offer(slot)
-
-    def _offer(self, slot: Slot[C]) -> None:
-        """Hand a free connection to the oldest waiter, or make it idle (no switch)."""
-        waiters = self._waiters
-        if waiters:
-            waiter = waiters.popleft()
-            slot.state = _IN_USE
-            slot.checked_out_at = self._clock()
-            slot.uses += 1
-            self._busy[slot.key] = slot
-            waiter.hand(slot)
-            return
-        slot.state = _IDLE
-        self._idle.append(slot)
-
-    def _discard(self, slot: Slot[C], error: BaseException | None) -> None:
-        """Take a broken connection out of the pool and close it; refill behind it."""
-        self._busy.pop(slot.key, None)
-        self._counters["connections_discarded"] += 1
-        if error is not None and isinstance(error, (*self.exc_classes, OSError)):
-            self._counters["connections_lost"] += 1
-            # A server restart breaks every older connection: check idle ones before reuse.
-            for idle in self._idle:
-                idle.good_until = -1.0
-            if (
-                slot.server is not None
-                and slot.uses <= 1
-                and self._clock() - slot.created < max(self.connect_timeout, 1.0)
-            ):
-                # broken on its first use, just opened: the server accepts but does not serve
-                slot.server.health.record_failure(error)
-        logger.debug("%s: discarding connection %d after %r", self.name, slot.number, error)
-        if self._listeners["discard"]:
-            try:
-                self._emit("discard", slot.conn, error)
-            finally:
-                self._drop(slot, error)
-            return
-        self._drop(slot, error)
-
-    def _drop(self, slot: Slot[C], error: BaseException | None) -> None:
-        """Close a connection that is no longer counted anywhere, then top the pool up."""
-        if slot.leak_reported:
-            slot.leak_reported = False
-            self._leaks_out -= 1
-            self._refresh_fast()
-        slot.state = _CLOSED
-        slot.holder = None
-        slot.frame = None
-        self._closed_uses += slot.uses
-        self._ensure_connectors()
-        try:
-            self._close_connection(slot.conn)
-        except Exception as close_error:
-            logger.debug("%s: closing connection %d failed: %r", self.name, slot.number, close_error)
-
-    # -- connecting ----------------------------------------------------------------------
+    # -- background work ----------------------------------------------------------------------
 
     @property
     def size(self) -> int:
-        """Connections open or being opened (idle + in use + opening)."""
-        return len(self._idle) + len(self._busy) + self._opening
-
-    def _wants_connection(self) -> bool:
-        size = len(self._idle) + len(self._busy) + self._opening
-        if self._closed or size >= self.max_size:
-            return False
-        if self._broken_hook is not None:
-            return len(self._waiters) > self._opening
-        if size < self.min_size:
-            return True
-        # grow one connection at a time, and only for greenlets that wait
-        return bool(self._waiters) and self._opening == 0
-
-    def _ensure_connectors(self) -> None:
-        while (
-            self._started
-            and self._connectors < self.num_workers
-            and self._wants_connection()
-        ):
-            self._connectors += 1
-            self._opening += 1  # reserved before the greenlet runs
-            self._spawn(self._connector, self._epoch)
-
-    def _connector(self, epoch: object) -> None:
-        """Open connections while the pool wants them; back off on failure."""
-        try:
-            while True:
-                try:
-                    slot = self._open_one()
-                except BaseException as error:
-                    if epoch is not self._epoch:
-                        return
-                    self._opening -= 1
-                    if not isinstance(error, Exception):
-                        raise
-                    self._connect_failed(error)
-                    delay = self._backoff_delay()
-                    if self._broken_hook is not None:
-                        logger.warning(
-                            "%s: connect failed (%r); not retried until a caller asks", self.name, error
-                        )
-                    else:
-                        logger.warning(
-                            "%s: connect failed (%r); next attempt in %.3f s", self.name, error, delay
-                        )
-                    gevent.sleep(delay)
-                else:
-                    if epoch is not self._epoch:
-                        return
-                    self._opening -= 1
-                    self._connect_succeeded()
-                    self._give_back(slot)
-                    if len(self._idle) + len(self._busy) >= self.min_size:
-                        self._filled.set()
-                if epoch is not self._epoch or not self._wants_connection():
-                    return
-                self._opening += 1
-        finally:
-            if epoch is self._epoch:
-                self._connectors -= 1
-
-    def _open_one(self) -> Slot[C]:
-        """Open one connection and wrap it in a new slot (see ``_opening.open_slot``)."""
-        return _opening.open_slot(self)
-
-    def _probe_server(self, server: Server) -> None:
-        """Probe ``server`` for its circuit breaker (runs in the server's probe greenlet)."""
-        if self._closed:
-            raise PoolClosed(f"{self.name} is closed")
-        _opening.probe_server(self, server)
-
-    def _connect_failed(self, error: Exception) -> None:
-        self._counters["connections_errors"] += 1
-        # Keep the error, not its frames: they may hold the half-built socket open.
-        self._last_error = error.with_traceback(None)
-        self._failures += 1
-        now = self._clock()
-        if self._failing_since is None:
-            self._failing_since = now
-        if not self._is_connect_error(error):
-            # Not a transient failure: hand it to the oldest waiter; retry only on demand.
-            self._broken_hook = error
-            self._fail_oldest_waiter(error)
-            return
-        if self.server_pool is not None and self.server_pool.all_down():
-            # Every circuit is open: waiters learn it now instead of at their timeout.
-            self._fail_all_waiters(self._all_down_error())
-        if now - self._failing_since >= self.reconnect_timeout:
-            self._failing_since = now
-            if self.reconnect_failed is not None:
-                try:
-                    self.reconnect_failed(self)
-                except Exception:
-                    logger.exception("%s: reconnect_failed callback raised", self.name)
-
-    def _connect_succeeded(self) -> None:
-        self._failures = 0
-        self._failing_since = None
-        self._broken_hook = None
-
-    def _backoff_delay(self) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2 ** (failures - 1))].
-
-        Never past the end of the current ``reconnect_timeout`` window, so that
-        ``reconnect_failed`` fires on time even when attempts are sparse.
-        """
-        cap = min(self.reconnect_backoff_max, self.reconnect_backoff * 2.0 ** (self._failures - 1))
-        delay = float(cap * self._rng())
-        if self._failing_since is not None:
-            until_window_ends = self._failing_since + self.reconnect_timeout - self._clock()
-            if 0 < until_window_ends < delay:
-                delay = until_window_ends
-        return delay
-
-    # -- background work ----------------------------------------------------------------------
+        """Connections counted against ``max_size``: idle, in use, opening and closing."""
+        return self._table.size
 
     def _start(self) -> None:
         """Start background work on first use (never in __init__)."""
@@ -788,11 +674,17 @@ class ConnectionPool(Generic[C]):
             for server in self.server_pool:  # this pool can probe them from now on
                 server.health.set_probe(self._probe_server)
         self._spawn(self._housekeeper, self._epoch)
-        self._ensure_connectors()
+        self._connector.ensure()
 
     def _spawn(self, func: Callable[..., None], *args: Any) -> None:
         assert self._group is not None
         self._group.spawn(func, *args)
+
+    def _probe_server(self, server: Server) -> None:
+        """Probe ``server`` for its circuit breaker (runs in the server's probe greenlet)."""
+        if self._closed:
+            raise PoolClosed(f"{self.name} is closed")
+        self._connector.probe(server)
 
     def _housekeeper(self, epoch: object) -> None:
         while epoch is self._epoch and not self._closed:
@@ -813,7 +705,7 @@ class ConnectionPool(Generic[C]):
         return period
 
     def run_housekeeping(self) -> None:
-        """Run one housekeeping pass now: expire, shrink, keepalive, report leaks, refill.
+        """Run one housekeeping pass now: expire, shrink, keepalive, reclaim, report leaks, refill.
 
         Called every ``housekeeping_interval`` by a background greenlet; tests
         call it to step the pool deterministically.
@@ -823,53 +715,38 @@ class ConnectionPool(Generic[C]):
         if not self._started:
             self._start()
         now = self._clock()
+        table = self._table
         # check-then-update: decide and re-file without switching; I/O after
-        plan = _housekeeping.plan(self, self._idle, now)
-        self._idle.clear()
-        self._idle.extend(plan.keep)
+        plan = _housekeeping.plan(self, table.snapshot(), now)
+        closing = [(slot, reason) for slot, reason in plan.close if table.take_out(slot)]
         for slot in plan.check:
-            slot.state = _CHECKING
-            self._busy[slot.key] = slot
-            self._spawn(self._keepalive_one, slot)
+            table.idle.remove(slot)
+            table.start_check(slot)
+            self._spawn(self._check_idle, slot)
         for slot in plan.retire_on_return:
-            slot.expires_at = now  # the return path closes it instead of re-filing it
-        for slot in plan.close:
-            self._drop(slot, None)
+            slot.retire = "failback"
+            slot.expires_at = now  # the inlined return path sees it too
         if self.leak_threshold is not None:
             self._report_leaks(now)
-        self._ensure_connectors()
+        for slot, reason in closing:
+            self._finish_close(slot, reason)
+        for slot, why in plan.orphaned:
+            self._reclaim(slot, why)
+        self._connector.ensure()
 
-    def _keepalive_one(self, slot: Slot[C]) -> None:
-        self._counters["keepalives"] += 1
-        try:
-            with gevent.Timeout(self.keepalive_timeout, _CheckTimeout(self.name)):
-                self._keepalive(slot.conn)
-        except BaseException as error:
-            if slot.state is not _CHECKING:
-                raise
-            self._discard(slot, error)
-            if not isinstance(error, (Exception, _CheckTimeout)):
-                raise
-            return
-        if slot.state is not _CHECKING:
-            return
-        del self._busy[slot.key]
-        self._mark_checked(slot)
-        self._give_back(slot)
+    def _check_idle(self, slot: Slot[C]) -> None:
+        if self._check(slot):
+            self._give_back(slot)
 
     def _report_leaks(self, now: float) -> None:
         assert self.leak_threshold is not None
-        for slot in list(self._busy.values()):
-            if (
-                slot.state is _IN_USE
-                and not slot.leak_reported
-                and now - slot.checked_out_at >= self.leak_threshold
-            ):
+        for slot in list(self._table.open.values()):
+            if slot.state is _IN_USE and not slot.leak_reported and now - slot.checked_out_at >= self.leak_threshold:
                 slot.leak_reported = True
                 self._leaks_out += 1
                 self._fast = False
                 self._counters["leaks"] += 1
-                logger.warning("%s", leak_message(self.name, slot, now))
+                logger.warning("%s", leak_message(self.name, slot, now, "possible leak"))
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -880,20 +757,20 @@ class ConnectionPool(Generic[C]):
             with the last connect error as ``__cause__`` if connecting failed).
         :raises PoolClosed: the pool is closed.
         """
-        check_seconds(self.name, "timeout", timeout)
+        PoolSettings.seconds(self.name, "timeout", timeout)
         if self._closed:
             raise PoolClosed(f"{self.name} is closed")
         if not self._started:
             self._start()
         deadline = self._clock() + timeout
-        while len(self._idle) + len(self._busy) < self.min_size:
+        while len(self._table.open) < self.min_size:
             if self._closed:
                 raise PoolClosed(f"{self.name} is closed")
             remaining = deadline - self._clock()
             if remaining <= 0:
-                raise self._timeout_error(timeout) from self._last_error
+                raise self._timeout_error(timeout) from self._connector.last_error
             self._filled.clear()
-            self._ensure_connectors()
+            self._connector.ensure()
             self._filled.wait(min(remaining, 0.05))
 
     def drop_idle(self) -> int:
@@ -901,12 +778,13 @@ class ConnectionPool(Generic[C]):
 
         Connections in use are not touched.
         """
-        # check-then-update: take them all out before the first close (which may switch)
-        idle = list(self._idle)
-        self._idle.clear()
-        for slot in idle:
-            self._drop(slot, None)
-        return len(idle)
+        return self._close_all(self._table.take_idle(), "drop_idle")
+
+    def _close_all(self, slots: list[Slot[C]], reason: str) -> int:
+        """Close slots taken out together, before the first close switched."""
+        for slot in slots:
+            self._finish_close(slot, reason)
+        return len(slots)
 
     def resize(self, min_size: int | None = None, max_size: int | None = None) -> None:
         """Change the pool's bounds; extra idle connections are closed at once.
@@ -915,12 +793,16 @@ class ConnectionPool(Generic[C]):
         """
         new_min = self.min_size if min_size is None else min_size
         new_max = self.max_size if max_size is None else max_size
-        self._check_sizes(self.name, new_min, new_max)
+        PoolSettings.sizes(self.name, new_min, new_max)
         self.min_size, self.max_size = new_min, new_max
-        while self._idle and self.size > self.max_size:
-            self._drop(self._idle.popleft(), None)
+        table = self._table
+        extra = []
+        while table.idle and table.size - len(extra) > self.max_size:
+            extra.append(table.idle[0])
+            table.idle.rotate(-1)
+        self._close_all([s for s in extra if table.take_out(s)], "resize")
         self._refresh_fast()
-        self._ensure_connectors()
+        self._connector.ensure()
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the pool: idempotent; returns within about ``timeout`` seconds.
@@ -929,7 +811,7 @@ class ConnectionPool(Generic[C]):
         up to ``timeout`` for checked-out ones to come back (they are closed
         on return, however late), then stops every background greenlet.
         """
-        check_seconds(self.name, "timeout", timeout)
+        PoolSettings.seconds(self.name, "timeout", timeout)
         if self._closed:
             return
         self._closed = True
@@ -937,11 +819,11 @@ class ConnectionPool(Generic[C]):
         if self.server_pool is not None:
             for server in self.server_pool:
                 server.health.drop_probe(self)  # a closed pool connects no more, probes included
-        self._fail_all_waiters(PoolClosed(f"{self.name} is closed"))
-        while self._idle:
-            self._drop(self._idle.popleft(), None)
+        table = self._table
+        table.fail_all(PoolClosed(f"{self.name} is closed"))
+        self._close_all(table.take_idle(), "pool closed")
         deadline = self._clock() + timeout
-        while any(s.state is _IN_USE for s in self._busy.values()) and self._clock() < deadline:
+        while table.in_use > 0 and self._clock() < deadline:
             gevent.sleep(min(0.01, max(deadline - self._clock(), 0)))
         group = self._group
         if group is not None:
@@ -950,10 +832,6 @@ class ConnectionPool(Generic[C]):
                 if greenlet is not current:
                     greenlet.kill(block=False)
             group.join(timeout=max(deadline - self._clock(), 0.1))
-            if all(greenlet.dead for greenlet in group):
-                # connectors killed before they ran never released their reservation
-                self._opening = 0
-                self._connectors = 0
         self._filled.set()
 
     @property
@@ -963,18 +841,23 @@ class ConnectionPool(Generic[C]):
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: forget inherited connections without I/O, start afresh."""
-        inherited = [slot.conn for slot in itertools.chain(self._idle, self._busy.values())]
+        inherited = list(self._table.open.values())
         was_closed = self._closed
         self._set_fresh_state()
         self._closed = was_closed
-        self._fast = False
-        for conn in inherited:
-            self._forget_connection(conn)
+        for slot in inherited:
+            slot.state = _FORGOTTEN
+            slot.lease = None  # the parent's leases are stale; leaving their block is quiet
+            self._forget_connection(slot.conn)
 
     def __reduce__(self) -> Any:
         raise TypeError(f"{type(self).__name__} objects cannot be pickled")
 
     # -- reporting ---------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The pool's accounting at this instant (counts, slots, waiters): what reports read."""
+        return self._table.snapshot()
 
     def stats(self) -> dict[str, float]:
         """Return counters and gauges (psycopg_pool's names, plus a few)."""
@@ -998,47 +881,11 @@ class ConnectionPool(Generic[C]):
         return True
 
 
-class _Waiter:
-    """One greenlet waiting for a connection: woken with a slot, an error, or by its timeout.
-
-    The outcome is recorded before the wake-up is scheduled, so a greenlet
-    woken by its timer (or killed) in the same loop iteration still sees
-    what it was handed and can pass it on.
-    """
-
-    __slots__ = ("_waiter", "_hub", "error", "slot")
-
-    def __init__(self) -> None:
-        self._hub = gevent.get_hub()
-        self._waiter = Waiter(self._hub)
-        self.slot: Slot[Any] | None = None
-        self.error: BaseException | None = None
-
-    def wait(self, timeout: float) -> None:
-        """Sleep until handed a slot or an error, or ``timeout`` passes (no wait if 0)."""
-        if timeout <= 0:
-            return
-        timer = self._hub.loop.timer(timeout)
-        timer.start(self._waiter.switch, None)
-        try:
-            self._waiter.get()
-        finally:
-            timer.close()
-
-    def hand(self, slot: Slot[Any]) -> None:
-        self.slot = slot
-        self._hub.loop.run_callback(self._waiter.switch, None)
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self._hub.loop.run_callback(self._waiter.switch, None)
-
-    @property
-    def woken(self) -> bool:
-        """Whether a slot or an error was handed to this waiter."""
-        return self.slot is not None or self.error is not None
+_PACKAGE = __name__.rsplit(".", 1)[0] + "."
 
 
-class _CheckTimeout(PoolError):
-    """A connection check overran ``keepalive_timeout`` (internal, never raised to callers)."""
-
+def _where(frame: Any) -> tuple[Any, int]:
+    """(code, bytecode offset) of the first frame outside geventpool: where a checkout was made."""
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(_PACKAGE):
+        frame = frame.f_back
+    return frame.f_code, frame.f_lasti

@@ -10,7 +10,8 @@ from typing import Any
 
 from gevent import getcurrent
 
-from .._slot import Slot, SlotState
+from .._slot import SlotState
+from .._state import Snapshot
 from ..pool import ConnectionPool
 
 __all__ = ["check_invariants", "pool_problems"]
@@ -21,7 +22,7 @@ def check_invariants(pool: ConnectionPool[Any], *, max_size: int | None = None) 
 
     Checks, without I/O and without yielding:
 
-    - ``idle + in use (or being checked) + opening <= max_size``, and no
+    - ``idle + in use + checking + opening + closing <= max_size``, and no
       negative count; the inlined fast paths are off when closed or oversize;
     - every idle slot is IDLE, every checked-out slot IN_USE or CHECKING,
       filed under its own connection's id, and belongs to this pool;
@@ -61,92 +62,83 @@ def pool_problems(pool: ConnectionPool[Any], *, max_size: int | None = None) -> 
         raise TypeError(f"check_invariants needs a geventpool.ConnectionPool, got {pool!r}")
     bound = pool.max_size if max_size is None else max_size
     problems: list[str] = []
-    idle: list[Slot[Any]] = list(pool._idle)
-    busy: dict[int, Slot[Any]] = dict(pool._busy)
-    opening = pool._opening
-    _check_counts(problems, pool, len(idle), len(busy), opening, bound)
-    _check_slots(problems, pool, idle, busy)
-    _check_waiters(problems, pool, idle)
-    if pool._closed:
-        _check_closed(problems, pool, idle, opening)
+    state = pool.snapshot()
+    _check_counts(problems, pool, state, bound)
+    _check_slots(problems, state)
+    _check_waiters(problems, pool, state)
+    if pool.closed:
+        _check_closed(problems, pool, state)
     return problems
 
 
-def _check_counts(
-    problems: list[str], pool: ConnectionPool[Any], idle: int, busy: int, opening: int, bound: int
-) -> None:
-    if opening < 0:
-        problems.append(f"negative opening count: {opening}")
-    if pool._connectors < 0:
-        problems.append(f"negative connector count: {pool._connectors}")
-    elif pool._connectors > pool.num_workers:
-        problems.append(f"{pool._connectors} connector greenlets, more than num_workers={pool.num_workers}")
-    total = idle + busy + opening
-    if total > bound:
+def _check_counts(problems: list[str], pool: ConnectionPool[Any], state: Snapshot, bound: int) -> None:
+    for label in ("idle", "in_use", "checking", "opening", "closing"):
+        value = getattr(state, label)
+        if value < 0:
+            problems.append(f"negative {label} count: {value}")
+    connecting = pool._connector.running
+    if connecting < 0:
+        problems.append(f"negative connector count: {connecting}")
+    elif connecting > pool.max_connecting:
+        problems.append(f"{connecting} connector greenlets, more than max_connecting={pool.max_connecting}")
+    if state.size > bound:
         problems.append(
-            f"idle ({idle}) + in use/checking ({busy}) + opening ({opening}) = {total}"
-            f" exceeds max_size={bound}"
+            f"idle ({state.idle}) + in use ({state.in_use}) + checking ({state.checking}) + opening "
+            f"({state.opening}) + closing ({state.closing}) = {state.size} exceeds max_size={bound}"
         )
     # the inlined checkout/return paths may run only in an open pool within its bound
-    if getattr(pool, "_fast", False) and (pool._closed or total > pool.max_size):
-        state = "closed" if pool._closed else f"size {total} > max_size {pool.max_size}"
-        problems.append(f"the fast path is enabled although the pool is {state}")
+    if getattr(pool, "_fast", False) and (pool.closed or state.size > pool.max_size):
+        why = "closed" if pool.closed else f"size {state.size} > max_size {pool.max_size}"
+        problems.append(f"the fast path is enabled although the pool is {why}")
 
 
-def _check_slots(
-    problems: list[str], pool: ConnectionPool[Any], idle: list[Slot[Any]], busy: dict[int, Slot[Any]]
-) -> None:
-    seen_conns: dict[int, str] = {}
-    seen_slots: dict[int, str] = {}
-
-    def seen(slot: Slot[Any], where: str) -> None:
-        # getattr: these two fields are newer than the checker's oldest pools
-        if getattr(slot, "pool", pool) is not pool:
-            problems.append(f"{where}: connection {slot.number} belongs to another pool")
-        if getattr(slot, "key", id(slot.conn)) != id(slot.conn):
-            problems.append(f"{where}: connection {slot.number} has a stale key (not its connection's id)")
-        for table, key, what in ((seen_slots, id(slot), "slot"), (seen_conns, id(slot.conn), "connection")):
-            if key in table:
-                problems.append(
-                    f"{what} of connection {slot.number} is filed twice ({table[key]} and {where})"
-                )
-            else:
-                table[key] = where
-
-    for position, slot in enumerate(idle):
+def _check_slots(problems: list[str], state: Snapshot) -> None:
+    idle_ids = set()
+    for position, slot in enumerate(state.idle_slots):
         where = f"idle[{position}]"
         if slot.state is not SlotState.IDLE:
             problems.append(f"{where}: connection {slot.number} is idle but its state is {slot.state.name}")
-        seen(slot, where)
-    for key, slot in busy.items():
-        where = f"in use (connection {slot.number})"
-        if slot.state not in (SlotState.IN_USE, SlotState.CHECKING):
-            problems.append(f"{where}: checked out but its state is {slot.state.name}")
-        if key != id(slot.conn):
-            problems.append(f"{where}: filed under a key that is not the id of its connection")
-        seen(slot, where)
+        if slot.lease is not None:
+            problems.append(f"{where}: connection {slot.number} is idle but still leased")
+        if id(slot) in idle_ids:
+            problems.append(f"connection {slot.number} is filed twice as idle")
+        idle_ids.add(id(slot))
+    filed = {id(slot) for slot in state.slots}
+    for slot in state.idle_slots:
+        if id(slot) not in filed:
+            problems.append(f"idle connection {slot.number} is not counted as open")
+    conns: dict[int, int] = {}
+    for slot in state.slots:
+        if slot.key != id(slot.conn):
+            problems.append(f"connection {slot.number} has a stale key (not its connection's id)")
+        if id(slot.conn) in conns:
+            problems.append(f"connection of slot {slot.number} is filed twice (also slot {conns[id(slot.conn)]})")
+        conns[id(slot.conn)] = slot.number
+        if id(slot) not in idle_ids and slot.state not in (SlotState.IN_USE, SlotState.CHECKING):
+            problems.append(f"in use (connection {slot.number}): checked out but its state is {slot.state.name}")
+    checking = sum(1 for slot in state.slots if slot.state is SlotState.CHECKING)
+    if checking != state.checking:
+        problems.append(f"{checking} connection(s) being checked, but {state.checking} counted")
 
 
-def _check_waiters(problems: list[str], pool: ConnectionPool[Any], idle: list[Slot[Any]]) -> None:
-    waiters = list(pool._waiters)
+def _check_waiters(problems: list[str], pool: ConnectionPool[Any], state: Snapshot) -> None:
+    waiters = state.waiters
     asleep = sum(1 for waiter in waiters if not waiter.woken)
-    if asleep and idle:
-        problems.append(f"{asleep} greenlet(s) wait while {len(idle)} connection(s) are idle")
+    if asleep and state.idle:
+        problems.append(f"{asleep} greenlet(s) wait while {state.idle} connection(s) are idle")
     if asleep != len(waiters):
         problems.append(f"{len(waiters) - asleep} queued waiter(s) already have a result")
     if pool.max_waiting and len(waiters) > pool.max_waiting:
         problems.append(f"{len(waiters)} waiters queued, more than max_waiting={pool.max_waiting}")
 
 
-def _check_closed(
-    problems: list[str], pool: ConnectionPool[Any], idle: list[Slot[Any]], opening: int
-) -> None:
-    if idle:
-        problems.append(f"closed, yet {len(idle)} connection(s) are idle")
-    if pool._waiters:
-        problems.append(f"closed, yet {len(pool._waiters)} greenlet(s) are queued for a connection")
-    if opening:
-        problems.append(f"closed, yet {opening} connection(s) are counted as opening")
+def _check_closed(problems: list[str], pool: ConnectionPool[Any], state: Snapshot) -> None:
+    if state.idle:
+        problems.append(f"closed, yet {state.idle} connection(s) are idle")
+    if state.waiting:
+        problems.append(f"closed, yet {state.waiting} greenlet(s) are queued for a connection")
+    if state.opening:
+        problems.append(f"closed, yet {state.opening} connection(s) are counted as opening")
     group = pool._group
     if group is not None:
         current = getcurrent()

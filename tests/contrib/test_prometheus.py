@@ -87,7 +87,7 @@ def test_scrape_follows_the_pool(echo_server: EchoServer, registry: CollectorReg
             echo(conn)
     with pytest.raises(OSError), pool.get() as conn:
         raise OSError("connection reset (simulated by the caller)")  # discards: socket.error
-    wait_until(lambda: pool.size >= 2 and not pool._opening, 5)
+    wait_until(lambda: pool.size >= 2 and not pool.snapshot().opening, 5)
     # three holders and one waiter: the gauges show them while they wait
     hold = gevent.event.Event()
     holders_in = []

@@ -25,7 +25,7 @@ def test_c1_timeout_or_kill_while_waiting_costs_no_slot(server: LineServer) -> N
     killed = gevent.spawn(pool.acquire, timeout=5)
     gevent.sleep(0)
     killed.kill()
-    assert not pool._waiters
+    assert not pool.snapshot().waiting
     live = gevent.spawn(pool.acquire, timeout=5)
     gevent.sleep(0)
     pool.release(held.pop())
@@ -99,7 +99,7 @@ def test_c2_interrupted_connect_frees_the_slot_and_fd(server: LineServer, how: s
         wait_until(lambda: pool.stats()["connections_errors"] >= 1)
         pool.close(timeout=1)
     wait_until(lambda: fd_count() <= baseline, timeout=5)
-    assert pool._opening == 0
+    assert pool.snapshot().opening == 0
     check_invariants(pool)
 
 
@@ -107,7 +107,7 @@ def test_c2_interrupted_connect_frees_the_slot_and_fd(server: LineServer, how: s
 def test_c3_interrupted_request_discards_the_connection(server: LineServer, error: str) -> None:
     pool = LinePool(server.address, 1)
     pool.wait(5)
-    first = pool._idle[0].conn
+    first = pool.snapshot().idle_slots[0].conn
     sent = gevent.event.Event()
 
     def user() -> None:
@@ -212,7 +212,7 @@ def test_c6_foreign_and_nested_timeouts(server: LineServer) -> None:
     with gevent.Timeout(5):
         with pytest.raises(PoolTimeout):
             pool.get(timeout=0.05)
-    assert not pool._waiters
+    assert not pool.snapshot().waiting
     pool.release(held)
     check_invariants(pool)
     pool.close()

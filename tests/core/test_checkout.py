@@ -50,7 +50,7 @@ def test_b2_fifo_fairness_and_reuse(server: LineServer) -> None:
         greenlets.append(gevent.spawn(worker, n))
         gevent.sleep(0)  # each one asks in turn
     wait_until(lambda: len(order) == 2)
-    assert len(pool._waiters) == 4
+    assert pool.snapshot().waiting == 4
     release.set()
     gevent.joinall(greenlets, raise_error=True)
     assert order == [0, 1, 2, 3, 4, 5]
@@ -87,7 +87,7 @@ def test_b4_waiters_woken_on_discard(server: LineServer) -> None:
 
     greenlets = [gevent.spawn(waiter, n) for n in range(5)]
     gevent.sleep(0)
-    assert len(pool._waiters) == 5
+    assert pool.snapshot().waiting == 5
     pool.release(a, ConnectionResetError("broken"))  # discarded: a replacement is opened
     wait_until(lambda: got[:1] == [0])
     pool.release(b)
@@ -136,8 +136,8 @@ def test_b6_spike_is_absorbed_without_growing_to_max(server: LineServer) -> None
             gevent.sleep(0.002)
 
     gevent.joinall([gevent.spawn(work) for _ in range(50)], raise_error=True)
-    wait_until(lambda: pool._opening == 0)
-    assert pool.size < 7
+    wait_until(lambda: pool.snapshot().opening == 0)
+    assert pool.size <= 5 + pool.max_connecting  # grows by at most max_connecting at a time
     check_invariants(pool)
     pool.close()
 

@@ -156,7 +156,7 @@ def test_keepalive_that_raises_or_hangs_discards_the_connection(server: LineServ
     pool.mode = mode
     pool.wait(5)
     now[0] = 1.0  # every idle connection is now due for a keepalive
-    first = pool._idle[0].conn
+    first = pool.snapshot().idle_slots[0].conn
     pool.run_housekeeping()
     wait_until(lambda: pool.stats()["connections_discarded"] >= 1, timeout=5)
     assert first.fileno() == -1  # closed, not leaked

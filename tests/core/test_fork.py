@@ -20,7 +20,7 @@ from .helpers import LinePool, LineServer, echo
 def test_i1_forked_children_never_touch_inherited_connections(server: LineServer, tmp_path: Path) -> None:
     pool = LinePool(server.address, 5)
     pool.wait(5)
-    parent_ports = {slot.conn.getsockname()[1] for slot in pool._idle}
+    parent_ports = {slot.conn.getsockname()[1] for slot in pool.snapshot().idle_slots}
     before = {port: server.received.get(port, 0) for port in parent_ports}
     children = []
     for _ in range(4):

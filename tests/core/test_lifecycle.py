@@ -58,7 +58,7 @@ def test_i5_debug_logging_through_a_slow_handler(server: LineServer) -> None:
         for _ in range(3):
             with pytest.raises(ConnectionResetError), pool.get():
                 raise ConnectionResetError("forces a discard log line")
-        wait_until(lambda: pool.size == 4 and pool._opening == 0)
+        wait_until(lambda: pool.size == 4 and pool.snapshot().opening == 0)
         check_invariants(pool)
         pool.close()
     finally:
@@ -108,11 +108,11 @@ def test_i6_close_during_start_up_and_refill(server: LineServer) -> None:
     pool = Slow(server.address, 5)
     pool.run_housekeeping()  # starts the refill
     gevent.sleep(0.05)
-    assert pool._opening > 0
+    assert pool.snapshot().opening > 0
     started = time.monotonic()
     pool.close(timeout=1)
     assert time.monotonic() - started < 2
-    assert pool._opening == 0 and pool.size == 0
+    assert pool.snapshot().opening == 0 and pool.size == 0
     assert all(g.dead for g in (pool._group or []))
     check_invariants(pool)
     wait_until(lambda: fd_count() <= baseline, timeout=5)
@@ -121,10 +121,10 @@ def test_i6_close_during_start_up_and_refill(server: LineServer) -> None:
 
 def test_close_waits_for_a_connection_returned_in_time(server: LineServer) -> None:
     pool = LinePool(server.address, 1)
-    conn = pool.acquire()
-    gevent.spawn_later(0.1, pool.release, conn)
+    lease = pool.get()
+    gevent.spawn_later(0.1, lease.release)
     pool.close(timeout=5)
-    assert conn.fileno() == -1
+    assert lease.conn.fileno() == -1
     assert pool.size == 0
 
 

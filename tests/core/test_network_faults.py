@@ -44,7 +44,7 @@ def test_e1_e2_e3_faulty_connection_is_discarded_then_refilled(proxy: FaultProxy
     assert time.monotonic() - started < 5  # bounded by t_op, never the kernel's timers
     assert pool.stats()["connections_discarded"] >= 1 or mode in ("corrupt",)
     proxy.set_mode("pass")
-    wait_until(lambda: pool.size == 2 and pool._opening == 0)
+    wait_until(lambda: pool.size == 2 and pool.snapshot().opening == 0)
     for _ in range(3):
         try:
             pool.call()
@@ -76,7 +76,7 @@ def test_e5_slow_drip_hits_the_total_deadline(proxy: FaultProxy) -> None:
         pool.call(b"x" * 40 + b"\n")
     assert pool.stats()["connections_discarded"] == 1
     proxy.set_mode("pass")
-    wait_until(lambda: pool.size == 1 and pool._opening == 0)
+    wait_until(lambda: pool.size == 1 and pool.snapshot().opening == 0)
     assert pool.call() == b"hello\n"
     pool.close()
 

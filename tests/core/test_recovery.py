@@ -122,7 +122,7 @@ def test_d6_lifetimes_are_jittered_and_in_use_never_recycled(server: LineServer)
     draws = iter([i / 10 for i in range(10)] + [0.5] * 100)
     pool = LinePool(server.address, 10, max_lifetime=2.0, clock=lambda: now[0], rng=lambda: next(draws))
     pool.wait(5)
-    expiries = sorted(slot.expires_at for slot in pool._idle)
+    expiries = sorted(slot.expires_at for slot in pool.snapshot().idle_slots)
     assert expiries[-1] - expiries[0] >= 0.15  # spread by up to 10% of 2 s
     held = pool.acquire()
     now[0] = 5.0
@@ -191,7 +191,7 @@ def test_discard_logs_and_refills_in_background(server: LineServer, debug_log: A
     with pytest.raises(ConnectionResetError):
         with pool.get():
             raise ConnectionResetError("peer reset")
-    wait_until(lambda: pool.size == 2 and pool._opening == 0)
+    wait_until(lambda: pool.size == 2 and pool.snapshot().opening == 0)
     assert pool.connects == 3
     assert any("discarding connection" in r.getMessage() for r in debug_log.records)
     assert all(r.levelno < logging.ERROR for r in debug_log.records)

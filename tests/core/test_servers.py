@@ -61,7 +61,7 @@ def make(srvs: list[LineServer], **kwargs: Any) -> list[Server]:
 
 
 def server_counts(pool: MultiPool) -> collections.Counter[str]:
-    return collections.Counter(str(s.server) for s in (*pool._idle, *pool._busy.values()))
+    return collections.Counter(str(s.server) for s in pool.snapshot().slots)
 
 
 def test_round_robin_really_alternates(servers: list[LineServer]) -> None:
@@ -165,7 +165,7 @@ def test_failback_to_the_preferred_server(servers: list[LineServer]) -> None:
         before = server_counts(pool).get(backup.name, 0)
         pool.run_housekeeping()
         retired.append(before - server_counts(pool).get(backup.name, 0))
-        wait_until(lambda: pool.size == 4 and pool._opening == 0)
+        wait_until(lambda: pool.size == 4 and pool.snapshot().opening == 0)
         if server_counts(pool) == {primary.name: 4}:
             break
     assert server_counts(pool) == {primary.name: 4}
@@ -306,7 +306,7 @@ def test_failback_also_happens_when_the_pool_is_saturated(servers: list[LineServ
     for conn in held:
         echo(conn)
         pool.release(conn)
-    wait_until(lambda: pool.size == 2 and pool._opening == 0)
+    wait_until(lambda: pool.size == 2 and pool.snapshot().opening == 0)
     assert server_counts(pool)[primary.name] >= 1  # one retired per pass, on return
     check_invariants(pool)
     pool.close()

@@ -40,7 +40,7 @@ def _assert_refused_once(pool: ConnectionPool, expected: str) -> None:
     with pytest.raises(psycopg2.OperationalError, match=expected):
         pool.get()
     assert pool.stats()["connections_errors"] == 1
-    wait_until(lambda: pool._connectors == 0, timeout=10)  # nothing retries in the background
+    wait_until(lambda: pool._connector.running == 0, timeout=10)  # nothing retries in the background
     assert pool.stats()["connections_errors"] == 1
 
 

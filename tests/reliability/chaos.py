@@ -353,8 +353,8 @@ def run(
                 last[target.name] = current
                 samples.append(Sample(
                     now, target.name, current[0] - previous[0], current[1] - previous[1],
-                    current[2] - previous[2], pool.size, len(pool._idle), len(pool._busy),
-                    len(pool._waiters), sessions, fds, rss,
+                    current[2] - previous[2], pool.size, pool.snapshot().idle, pool.snapshot().in_use,
+                    pool.snapshot().waiting, sessions, fds, rss,
                 ))
             if now >= warmup and not warm:
                 warm["fd"], warm["rss"] = fds, rss
@@ -405,7 +405,7 @@ def run(
             final_sessions[target.name] = target.sessions()
             members = target.members() if target.members is not None else [target.pool]
             final_pool_sizes[target.name] = ", ".join(
-                f"{m.name}: size {m.size} idle {len(m._idle)} busy {len(m._busy)} opening {m._opening}"
+                f"{m.name}: {m.snapshot()[:6]}"
                 for m in members
             )
     elapsed = time.monotonic() - start

@@ -68,4 +68,4 @@ class TcpPool(geventpool.ConnectionPool[socket.socket]):
         return {id(s) for s in self.opened}
 
     def pooled_sockets(self) -> set[int]:
-        return {id(slot.conn) for slot in self._idle} | {id(slot.conn) for slot in self._busy.values()}
+        return {id(slot.conn) for slot in self.snapshot().slots}

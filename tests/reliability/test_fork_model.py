@@ -69,7 +69,7 @@ SCRIPT = textwrap.dedent(
         elif action == "housekeeping":
             pool.run_housekeeping()
         elif action == "fork":
-            slots = list(pool._idle) + list(pool._busy.values())
+            slots = list(pool.snapshot().slots)
             parent_ports = {{slot.conn.getsockname()[1] for slot in slots}}
             before = {{port: stat(port) for port in parent_ports}}
             pids = []

@@ -218,7 +218,7 @@ class PoolModel(RuleBasedStateMachine):
     @invariant()
     def closed_pool_serves_nobody(self) -> None:
         if self.pool.closed:
-            assert not self.pool._idle and not self.pool._waiters
+            assert not self.pool.snapshot().idle and not self.pool.snapshot().waiting
 
     def teardown(self) -> None:
         try:

@@ -169,7 +169,7 @@ def test_core_pool_error_paths(sentinel: str, evidence: Evidence) -> None:
             pool = AuthPool(proxy.address, sentinel, size=2, timeout=0.3, keepalive=0.5,
                             keepalive_timeout=0.2, leak_threshold=0.05, name="auth-ok")
             with pool.get() as conn:
-                evidence.add("slot repr", repr(pool._busy[id(conn)]))
+                evidence.add("slot repr", repr(pool.snapshot().slots))
             held = pool.acquire()
             gevent.sleep(0.15)
             pool.run_housekeeping()  # reports the leak
@@ -182,7 +182,7 @@ def test_core_pool_error_paths(sentinel: str, evidence: Evidence) -> None:
             evidence.error("timeout", timed_out.value)
             pool.release(other)
             proxy.set_mode("blackhole")
-            pool._idle[0].last_used -= 10  # due for a keepalive
+            pool.snapshot().idle_slots[0].last_used -= 10  # due for a keepalive
             pool.run_housekeeping()
             wait_until(lambda: pool.stats()["connections_discarded"] >= 2, timeout=5)
             proxy.set_mode("pass")

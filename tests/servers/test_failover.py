@@ -149,7 +149,7 @@ def test_failback_is_gradual(replicas: list[Slapd], make_pool: MakePool) -> None
             passes += 1
             assert passes <= 40, on_replica
             pool.run_housekeeping()
-            wait_until(lambda: pool.size == 6 and not pool._opening, timeout=10)
+            wait_until(lambda: pool.size == 6 and not pool.snapshot().opening, timeout=10)
             gevent.sleep(0.02)  # let the callers return what they hold: the next pass sees it idle
             on_replica.append(_on(pool, replica.port))
         # one connection at a time, never a jump

@@ -1,0 +1,276 @@
+"""Opening connections for a pool: how many at once, where, and how long to back off.
+
+The :class:`Connector` owns the pool's connector greenlets (at most
+``max_connecting`` connects in flight), picks the server and fails over,
+bounds each connect by ``connect_timeout`` (all addresses included), and
+judges connects by their outcome: a connection that breaks on its first
+use or check soon after it opened counts as a failed connect, for the
+backoff and for its server's health.  A connector greenlet never dies of
+an error: it counts it, tells the oldest waiter, backs off and goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import gevent
+from gevent import GreenletExit
+
+from . import _deadline
+from ._slot import Slot
+from .backoff import backoff_delay
+from .errors import BackendUnavailable, ConnectTimeout
+from .servers import Server
+
+if TYPE_CHECKING:
+    from .pool import ConnectionPool
+
+__all__ = ["Connector", "takes_server"]
+
+C = TypeVar("C")
+
+logger = logging.getLogger("geventpool")
+
+
+def takes_server(pool: ConnectionPool[Any]) -> bool:
+    """Whether the pool's ``_new_connection`` accepts the chosen server as an argument."""
+    parameters = inspect.signature(pool._new_connection).parameters.values()
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
+    )
+
+
+class Connector(Generic[C]):
+    """The pool's connects, their failures and their backoff.  Greenlet-safe; no I/O but connects."""
+
+    def __init__(self, pool: ConnectionPool[C]) -> None:
+        self.pool = pool
+        self.takes_server = takes_server(pool)
+        self.running = 0  # connector greenlets alive
+        self.failures = 0  # consecutive failed connects (by outcome)
+        self.failing_since: float | None = None
+        self.retry_at = 0.0  # no connect before this time
+        self.last_error: BaseException | None = None
+        self.refused: BaseException | None = None  # not transient: retried only on demand
+
+    # -- how many ------------------------------------------------------------------------------
+
+    def wanted(self) -> bool:
+        """Whether one more connect should start now."""
+        pool = self.pool
+        table = pool._table
+        if pool._closed or table.size >= pool.max_size:
+            return False
+        waiting = len(table.waiters)
+        if self.refused is not None:
+            return waiting > table.opening
+        if len(table.open) + table.opening < pool.min_size:
+            return True
+        return table.opening < min(waiting, pool.max_connecting)
+
+    def ensure(self) -> None:
+        """Start connector greenlets while connects are wanted (at most ``max_connecting``)."""
+        pool = self.pool
+        while pool._started and self.running < pool.max_connecting and self.wanted():
+            self.running += 1
+            pool._spawn(self._run, pool._epoch)
+            if self.retry_at > pool._clock():
+                return  # backing off: one greenlet waits for the next attempt
+
+    def _run(self, epoch: object) -> None:
+        pool = self.pool
+        table = pool._table
+        try:
+            while epoch is pool._epoch and self.wanted():
+                delay = self.retry_at - pool._clock()
+                if delay > 0:
+                    gevent.sleep(delay)
+                    continue
+                table.reserve()
+                try:
+                    slot = self.open_slot()
+                except (GreenletExit, KeyboardInterrupt, SystemExit):
+                    if epoch is pool._epoch:
+                        table.release_reservation()
+                    raise
+                except BaseException as error:
+                    if epoch is not pool._epoch:
+                        return
+                    table.release_reservation()
+                    self.failed(error, None)
+                    continue
+                if epoch is not pool._epoch:
+                    pool._forget_connection(slot.conn)
+                    return
+                table.admit(slot)
+                self.refused = None  # a connect went through: whatever refused it is fixed
+                pool._give_back(slot)
+        finally:
+            if epoch is pool._epoch:
+                self.running -= 1
+
+    # -- one connect -----------------------------------------------------------------------------
+
+    def open_slot(self) -> Slot[C]:
+        """Open one connection (failing over across the pool's servers) and wrap it in a slot.
+
+        :raises BackendUnavailable: no server may be tried now.
+        :raises ConnectTimeout: the connect took longer than ``connect_timeout``.
+        """
+        pool = self.pool
+        started = pool._clock()
+        server: Server | None = None
+        if pool.server_pool is None:
+            conn = self.connect(None)
+        else:
+            conn, server = self._connect_any()
+        now = pool._clock()
+        pool._counters["connections_num"] += 1
+        pool._counters["connections_ms"] += (now - started) * 1000.0
+        lifetime = pool.max_lifetime * (1.0 - pool.lifetime_jitter * pool._rng())
+        slot = Slot(conn, next(pool._slot_numbers), now, now + lifetime, server, pool._table.generation)
+        # a new connection idles like a returned one: checked once idle past ping_after
+        slot.good_until = min(slot.expires_at, now + pool._ping_window)
+        if pool._listeners["connect"]:
+            try:
+                pool._emit("connect", conn)
+            except BaseException:
+                pool._close_quietly(conn)
+                raise
+        return slot
+
+    def connect(self, server: Server | None) -> C:
+        """Call ``_new_connection`` bounded by the connect timeout (the server's, if it has one)."""
+        pool = self.pool
+        seconds = pool.connect_timeout
+        if server is not None and server.connect_timeout is not None:
+            seconds = server.connect_timeout
+        where = f" to {server.name}" if server is not None else ""
+        what = f"{pool.name}: connect{where} took longer than {seconds:g} s"
+        with _deadline.limit(seconds, what, ConnectTimeout):
+            if self.takes_server:
+                conn = pool._new_connection(server)  # type: ignore[call-arg]
+            else:
+                conn = pool._new_connection()
+        if conn is None:
+            raise TypeError(f"{type(pool).__name__}._new_connection() returned None")
+        return conn
+
+    def _connect_any(self) -> tuple[C, Server]:
+        pool = self.pool
+        assert pool.server_pool is not None
+        last_error: BaseException | None = None
+        for server in pool.server_pool.candidates():
+            health = server.health
+            if not health.begin_attempt():
+                continue
+            health.set_probe(pool._probe_server)
+            try:
+                conn = self.connect(server)
+                if health.failures and pool._can_check:
+                    self._verify(conn)  # a recovering server must answer, not merely accept
+            except BaseException as error:
+                if pool._is_connect_error(error):
+                    health.record_failure(error)
+                    last_error = error
+                    continue
+                health.end_attempt()
+                raise
+            health.record_success()
+            return conn, server
+        if last_error is not None:
+            raise last_error
+        raise BackendUnavailable(f"{pool.name}: every server is down ({pool.server_pool!r})")
+
+    def _verify(self, conn: C) -> None:
+        pool = self.pool
+        try:
+            with _deadline.limit(pool.keepalive_timeout, f"{pool.name}: check timed out", ConnectTimeout):
+                pool._keepalive(conn)
+        except BaseException:
+            pool._close_quietly(conn)
+            raise
+
+    def probe(self, server: Server) -> None:
+        """Check ``server`` for its circuit breaker: a fresh connection, ``_keepalive``, close.
+
+        :raises Exception: whatever connecting or checking raised.
+        """
+        pool = self.pool
+        conn = self.connect(server)
+        try:
+            if pool._can_check:
+                with _deadline.limit(pool.keepalive_timeout, f"{pool.name}: probe check timed out",
+                                     ConnectTimeout):
+                    pool._keepalive(conn)
+        finally:
+            pool._close_quietly(conn)
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def failed(self, error: BaseException, slot: Slot[C] | None) -> None:
+        """A connect failed, or the connection ``slot`` broke before it ever served.
+
+        Counted, backed off; a refusal no retry can fix (and any error that is
+        not an ``Exception``) goes to the oldest waiter now.
+        """
+        pool = self.pool
+        pool._counters["connections_errors"] += 1
+        self.last_error = error.with_traceback(None)  # not its frames: they may hold the socket open
+        self.failures += 1
+        now = pool._clock()
+        if self.failing_since is None:
+            self.failing_since = now
+        delay = self._delay(now)
+        self.retry_at = now + delay
+        pool._refresh_fast()
+        if slot is not None and slot.server is not None:
+            slot.server.health.record_failure(error)
+        if not isinstance(error, Exception):
+            # the hook raised a BaseException (its own gevent.Timeout...): the oldest waiter learns it
+            handed = BackendUnavailable(f"{pool.name}: _new_connection raised {error!r}")
+            handed.__cause__ = error
+            pool._table.fail_oldest(handed)
+        elif not pool._is_connect_error(error):
+            self.refused = error  # wrong credentials, a bug: retried only when a caller asks
+            logger.warning("%s: connect failed (%r); not retried until a caller asks", pool.name, error)
+            pool._table.fail_oldest(error)
+            return
+        elif pool.fail_waiter_on_connect_timeout and isinstance(error, ConnectTimeout):
+            handed = ConnectTimeout(str(error))
+            handed.__cause__ = error
+            pool._table.fail_oldest(handed)
+        logger.warning("%s: connect failed (%r); next attempt in %.3f s", pool.name, error, delay)
+        if pool.server_pool is not None and pool.server_pool.all_down():
+            pool._table.fail_all(pool._all_down_error())  # waiters learn it now, not at their timeout
+        if now - self.failing_since >= pool.reconnect_timeout:
+            self.failing_since = now
+            if pool.reconnect_failed is not None:
+                try:
+                    pool.reconnect_failed(pool)
+                except Exception:
+                    logger.exception("%s: reconnect_failed callback raised", pool.name)
+
+    def proved(self) -> None:
+        """A connection served (a clean return, a passed check): connecting works again."""
+        if self.failures or self.refused is not None:
+            self.failures = 0
+            self.failing_since = None
+            self.refused = None
+            self.retry_at = 0.0
+            self.pool._refresh_fast()
+
+    def _delay(self, now: float) -> float:
+        """Full jitter, never past the end of the ``reconnect_timeout`` window (so that
+        ``reconnect_failed`` fires on time even when attempts are sparse)."""
+        pool = self.pool
+        delay = backoff_delay(
+            self.failures, pool.reconnect_backoff, 2.0, pool.reconnect_backoff_max, 1.0, pool._rng
+        )
+        if self.failing_since is not None:
+            until_window_ends = self.failing_since + pool.reconnect_timeout - now
+            if 0 < until_window_ends < delay:
+                delay = until_window_ends
+        return delay

@@ -1,0 +1,238 @@
+"""The slot table: the one owner of a pool's accounting.
+
+Idle, in use, checking, opening and closing connections and the queue of
+waiting greenlets live here and change only through the methods below.
+None of them does I/O or switches greenlets, so a caller may chain them
+inside a check-then-update region.  Everyone else reads a :class:`Snapshot`.
+
+The bound the table keeps: ``idle + in_use + checking + opening + closing``
+never exceeds the pool's ``max_size`` (a connection counts until its close
+has returned).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import gevent
+from gevent.hub import Waiter as _HubWaiter
+
+from ._slot import Slot, SlotState
+
+__all__ = ["SlotTable", "Snapshot", "Waiter"]
+
+C = TypeVar("C")
+
+_IDLE = SlotState.IDLE
+_IN_USE = SlotState.IN_USE
+_CHECKING = SlotState.CHECKING
+_CLOSING = SlotState.CLOSING
+
+
+class Snapshot(NamedTuple):
+    """A pool's state at one instant (copies: safe to keep and compare)."""
+
+    idle: int
+    in_use: int
+    checking: int
+    opening: int
+    closing: int
+    waiting: int
+    generation: int
+    slots: tuple[Slot[Any], ...]
+    idle_slots: tuple[Slot[Any], ...]
+    waiters: tuple[Waiter, ...]
+
+    @property
+    def size(self) -> int:
+        """Every connection counted against ``max_size``."""
+        return self.idle + self.in_use + self.checking + self.opening + self.closing
+
+
+class Waiter:
+    """One greenlet waiting for a connection: woken with a slot, an error, or by its timeout.
+
+    The outcome is recorded before the wake-up is scheduled, so a greenlet
+    woken by its timer (or killed) in the same loop iteration still sees
+    what it was handed and can pass it on.
+    """
+
+    __slots__ = ("_waiter", "_hub", "error", "slot")
+
+    def __init__(self) -> None:
+        self._hub = gevent.get_hub()
+        self._waiter = _HubWaiter(self._hub)
+        self.slot: Slot[Any] | None = None
+        self.error: BaseException | None = None
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until handed a slot or an error, or ``timeout`` passes (no wait if 0)."""
+        if timeout <= 0:
+            return
+        timer = self._hub.loop.timer(timeout)
+        timer.start(self._waiter.switch, None)
+        try:
+            self._waiter.get()
+        finally:
+            timer.close()
+
+    def hand(self, slot: Slot[Any]) -> None:
+        self.slot = slot
+        self._hub.loop.run_callback(self._waiter.switch, None)
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self._hub.loop.run_callback(self._waiter.switch, None)
+
+    @property
+    def woken(self) -> bool:
+        """Whether a slot or an error was handed to this waiter."""
+        return self.slot is not None or self.error is not None
+
+
+class SlotTable(Generic[C]):
+    """Who holds which connection.  Greenlet-safe by construction: no method switches."""
+
+    __slots__ = ("idle", "open", "opening", "closing", "checking", "waiters", "generation", "pop_idle")
+
+    def __init__(self, lifo: bool) -> None:
+        self.idle: deque[Slot[C]] = deque()  # mutated in place, never replaced
+        self.pop_idle = self.idle.pop if lifo else self.idle.popleft
+        self.open: dict[int, Slot[C]] = {}  # id(conn) -> slot: idle, in use or checking
+        self.opening = 0  # reserved for connects in flight
+        self.closing = 0  # taken out, their close not yet returned
+        self.checking = 0
+        self.waiters: deque[Waiter] = deque()
+        self.generation = 0  # bumped when a connection error suggests a server restart
+
+    @property
+    def size(self) -> int:
+        """Connections counted against ``max_size`` (open, opening and closing)."""
+        return len(self.open) + self.opening + self.closing
+
+    @property
+    def in_use(self) -> int:
+        return len(self.open) - len(self.idle) - self.checking
+
+    # -- opening ---------------------------------------------------------------------
+
+    def reserve(self) -> None:
+        """Count one connection being opened."""
+        self.opening += 1
+
+    def release_reservation(self) -> None:
+        """A connect failed (or was abandoned): it no longer counts."""
+        self.opening -= 1
+
+    def admit(self, slot: Slot[C]) -> None:
+        """A reserved connect succeeded: file the new connection (the caller then offers it)."""
+        self.opening -= 1
+        slot.state = _IN_USE  # until offered
+        self.open[slot.key] = slot
+
+    # -- lending -----------------------------------------------------------------------
+
+    def start_check(self, slot: Slot[C]) -> None:
+        """An idle or just-lent slot is being checked (not lent, not idle)."""
+        slot.state = _CHECKING
+        self.checking += 1
+
+    def end_check(self, slot: Slot[C]) -> None:
+        self.checking -= 1
+        slot.state = _IN_USE
+
+    def offer(self, slot: Slot[C], now: float) -> None:
+        """Hand a free connection to the oldest waiter, or file it idle."""
+        waiters = self.waiters
+        if waiters:
+            waiter = waiters.popleft()
+            slot.state = _IN_USE
+            slot.holder = None  # until the waiter runs
+            waiter.hand(slot)
+            return
+        slot.state = _IDLE
+        slot.holder = None
+        slot.where = None
+        self.idle.append(slot)
+
+    def take_out(self, slot: Slot[C]) -> bool:
+        """Take ``slot`` out for closing (from idle, in use or checking); it counts as closing.
+
+        Returns False if it was not filed (already taken out).
+        """
+        if self.open.get(slot.key) is not slot:
+            return False
+        del self.open[slot.key]
+        slot.lease = None  # any lease of it is stale now
+        state = slot.state
+        if state is _IDLE:
+            try:
+                self.idle.remove(slot)
+            except ValueError:
+                pass  # popped by a checkout that is deciding its fate
+        elif state is _CHECKING:
+            self.checking -= 1
+        slot.state = _CLOSING
+        slot.holder = None
+        self.closing += 1
+        return True
+
+    def closed_one(self, slot: Slot[C]) -> None:
+        """The close of a taken-out slot returned: it no longer counts."""
+        self.closing -= 1
+        slot.state = SlotState.CLOSED
+
+    def take_idle(self) -> list[Slot[C]]:
+        """Take every idle slot out for closing."""
+        taken = list(self.idle)
+        for slot in taken:
+            self.take_out(slot)
+        return taken
+
+    def mark_all_suspect(self) -> None:
+        """A connection error: every connection is checked before its next use."""
+        self.generation += 1
+        for slot in self.open.values():
+            slot.good_until = -1.0
+
+    # -- waiters -------------------------------------------------------------------------
+
+    def abandon(self, waiter: Waiter) -> Slot[C] | None:
+        """A waiter leaves: take it out of the queue; return a slot it was handed (to be offered)."""
+        slot = waiter.slot
+        if slot is not None:
+            waiter.slot = None
+            return slot
+        if waiter.error is None:
+            try:
+                self.waiters.remove(waiter)
+            except ValueError:
+                pass
+        return None
+
+    def fail_oldest(self, error: BaseException) -> None:
+        if self.waiters:
+            self.waiters.popleft().fail(error)
+
+    def fail_all(self, error: BaseException) -> None:
+        while self.waiters:
+            self.waiters.popleft().fail(error)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        slots = tuple(sorted(self.open.values(), key=lambda s: s.number))
+        idle = len(self.idle)
+        return Snapshot(
+            idle=idle,
+            in_use=len(self.open) - idle - self.checking,
+            checking=self.checking,
+            opening=self.opening,
+            closing=self.closing,
+            waiting=len(self.waiters),
+            generation=self.generation,
+            slots=slots,
+            idle_slots=tuple(self.idle),
+            waiters=tuple(self.waiters),
+        )
