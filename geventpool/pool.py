@@ -315,6 +315,15 @@ class ConnectionPool(Generic[C]):
         del self._acquired[id(conn)]
         lease.release(error)
 
+    def _lease_of(self, conn: C) -> Lease[C] | None:
+        """The active lease of ``conn`` (None if it is not checked out): for a subclass whose
+        callers return connections, not leases (``put(conn)``)."""
+        slot = self._table.open.get(id(conn))
+        if slot is None or slot.conn is not conn:
+            return None
+        lease: Lease[C] | None = slot.lease
+        return lease
+
     def _checkout(self, timeout: float | None) -> tuple[Slot[C], float]:
         """The slow path of :meth:`get`: a slot ready to lend, and the time.
 
@@ -350,7 +359,7 @@ class ConnectionPool(Generic[C]):
                 self._counters["requests_errors"] += 1
                 raise self._timeout_error(timeout) from self._connector.last_error
             table.start_check(slot)
-            if self._check(slot, remaining):
+            if self._check_slot(slot, remaining):
                 return slot, self._clock()
         if deadline:
             timeout = max(deadline - self._clock(), 0.0)
@@ -365,7 +374,7 @@ class ConnectionPool(Generic[C]):
             self._discard(slot, interrupted)
             raise
 
-    def _check(self, slot: Slot[C], limit: float | None = None) -> bool:
+    def _check_slot(self, slot: Slot[C], limit: float | None = None) -> bool:
         """Check a connection being checked (``start_check``) with ``_keepalive`` within
         ``keepalive_timeout`` (or ``limit`` if shorter: the caller's time left); discard it if broken,
         else it is in use again."""
@@ -398,6 +407,8 @@ class ConnectionPool(Generic[C]):
             self._connector.proved()
 
     def _wait(self, timeout: float) -> Slot[C]:
+        if self._closed:  # closed while this caller checked an idle connection
+            raise PoolClosed(f"{self.name} is closed")
         table = self._table
         if self.max_waiting and len(table.waiters) >= self.max_waiting:
             self._counters["requests_too_many"] += 1
@@ -735,7 +746,7 @@ class ConnectionPool(Generic[C]):
         self._connector.ensure()
 
     def _check_idle(self, slot: Slot[C]) -> None:
-        if self._check(slot):
+        if self._check_slot(slot):
             self._give_back(slot)
 
     def _report_leaks(self, now: float) -> None:

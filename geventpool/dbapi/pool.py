@@ -15,11 +15,11 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-import gevent
 
+from .. import _deadline
 from .._config import check_seconds
-from .._slot import Slot
-from ..errors import ConfigurationError, ConnectTimeout
+from .._lease import Lease
+from ..errors import ConfigurationError
 from ..pool import ConnectionPool as CorePool
 from . import psycopg2 as green
 from .drivers import ACTIVE, CLOSED, IDLE, INERROR, INTRANS, Driver, _PrivateMemory, _WeakTLS, driver_for
@@ -37,10 +37,6 @@ class _Unclean(Exception):
 
 class _CloseOnReturn(Exception):
     """Internal: ``max_idle=0`` or ``max_age=0``: close every connection on return."""
-
-
-class _Leaked(Exception):
-    """Internal: a proxy was garbage-collected without being returned."""
 
 
 _CLOSE_ON_RETURN = _CloseOnReturn("max_idle=0 or max_age=0: closed on return")
@@ -250,6 +246,9 @@ class ConnectionPool(CorePool[Any]):
             if not installed():
                 logger.warning("%s: psycopg2 without a gevent wait callback blocks the hub", self.name)
 
+    #: eventlet's contract: a get() that waits on a hanging connect raises ConnectTimeout.
+    fail_waiter_on_connect_timeout = True
+
     # -- eventlet's API --------------------------------------------------------------------------
 
     def get(self, timeout: float | None = None) -> PooledConnection:  # type: ignore[override]
@@ -275,19 +274,24 @@ class ConnectionPool(CorePool[Any]):
         :raises ConfigurationError: ``cleanup`` is neither callable nor None.
         """
         self._check_cleanup(cleanup)
+        self._hand_back(self._take_lease(conn), None, cleanup)
+
+    def _take_lease(self, conn: Any) -> Lease[Any]:
+        """The lease behind ``conn`` (a proxy of this pool, or its raw connection); the proxy dies.
+
+        :raises ValueError: returned already, or not from this pool.
+        """
         if isinstance(conn, PooledConnection):
             if conn._pool is not self:
                 raise ValueError(f"{self.name}: {conn!r} is not from this pool")
-            slot = conn._detach()
-            if slot is None:
-                self._counters["returns_bad"] += 1
+            lease = conn._detach()
+            if lease is None or not lease.active:
                 raise ValueError(f"{self.name}: connection returned twice")
-        else:
-            slot = self._busy.get(id(conn))
-            if slot is None or slot.conn is not conn:
-                self._counters["returns_bad"] += 1
-                raise ValueError(f"{self.name}: {conn!r} is not checked out from this pool")
-        self._return(slot, None, cleanup)
+            return lease
+        lease = self._lease_of(conn)
+        if lease is None:
+            raise ValueError(f"{self.name}: {conn!r} is not checked out from this pool")
+        return lease
 
     def _check_cleanup(self, cleanup: Any) -> None:
         if cleanup is not _MISSING and cleanup is not None and not callable(cleanup):
@@ -316,23 +320,20 @@ class ConnectionPool(CorePool[Any]):
         if error is None:
             self.put(conn)
             return
-        slot = conn._detach() if isinstance(conn, PooledConnection) else self._busy.get(id(conn))
-        if slot is None:
-            raise ValueError(f"{self.name}: connection returned twice or not from this pool")
-        self._return(slot, error)
+        self._hand_back(self._take_lease(conn), error)
 
     def free(self) -> int:
         """How many ``get()`` calls would not wait: idle connections plus room to open more."""
-        return len(self._idle) + max(self.max_size - self.size, 0)
+        state = self.snapshot()
+        return state.idle + max(self.max_size - state.size, 0)
 
     def waiting(self) -> int:
         """How many greenlets wait in ``get()``."""
-        return len(self._waiters)
+        return self.snapshot().waiting
 
     def clear(self) -> None:
         """Close every idle connection now (the pool stays open; checked-out ones are untouched)."""
-        while self._idle:
-            self._drop(self._idle.popleft(), None)
+        self.drop_idle()
 
     def resize(  # type: ignore[override]
         self, new_size: int | None = None, *, min_size: int | None = None, max_size: int | None = None
@@ -346,21 +347,21 @@ class ConnectionPool(CorePool[Any]):
 
     # -- return hygiene -----------------------------------------------------------------------
 
-    def _return(self, slot: Slot[Any], error: BaseException | None, cleanup: Any = _MISSING) -> None:
+    def _hand_back(self, lease: Lease[Any], error: BaseException | None, cleanup: Any = _MISSING) -> None:
         if error is not None:
-            self._finish(slot, error)  # the discard rule; _reset() runs for ordinary errors
+            lease.release(error)  # the discard rule; _reset() runs for ordinary errors
             return
         if self._close_on_return:
-            self._finish(slot, _CLOSE_ON_RETURN)
+            lease.release(_CLOSE_ON_RETURN)
             return
         try:
-            self._reset(slot.conn, cleanup)  # its I/O is bounded by _io_deadline
+            self._reset(lease.conn, cleanup)  # its I/O is bounded by _io_deadline
         except BaseException as reset_error:
-            self._finish(slot, reset_error if self._is_broken(reset_error) else _Unclean(repr(reset_error)))
-            if not isinstance(reset_error, Exception):
+            lease.release(reset_error if self._is_broken(reset_error) else _Unclean(repr(reset_error)))
+            if not isinstance(reset_error, (Exception, _deadline.Expired)):
                 raise
             return
-        slot.__exit__(None, None, None)
+        lease.release()
 
     def _reset(self, conn: Any, cleanup: Any = _MISSING) -> None:
         """Make ``conn`` clean: roll back, restore session attributes, run ``reset`` (or ``cleanup``,
@@ -385,11 +386,10 @@ class ConnectionPool(CorePool[Any]):
             if after is not IDLE and driver.tracks_state:
                 raise _Unclean(f"reset left the connection in state {after!r}")
 
-    def _io_deadline(self, what: str) -> gevent.Timeout:
-        """Bound the return path's I/O by ``keepalive_timeout``; overrunning it condemns the connection."""
-        return gevent.Timeout(
-            self.keepalive_timeout, _Unclean(f"{what} took longer than {self.keepalive_timeout:g} s")
-        )
+    def _io_deadline(self, what: str) -> Any:
+        """Bound the return path's I/O by ``keepalive_timeout``; overrunning it condemns the connection
+        (with an internal timeout that the driver's own ``except Exception`` cannot swallow)."""
+        return _deadline.limit(self.keepalive_timeout, f"{what} took longer than {self.keepalive_timeout:g} s")
 
     def is_disconnect(self, exc: BaseException) -> bool:
         """Tell whether ``exc`` means the connection is unusable; override to add your own cases.
@@ -407,21 +407,9 @@ class ConnectionPool(CorePool[Any]):
     def _is_broken(self, error: BaseException) -> bool:
         if not isinstance(error, Exception):
             return True
-        if isinstance(error, (_Unclean, _CloseOnReturn, _Leaked, OSError)):
+        if isinstance(error, (_Unclean, _CloseOnReturn, OSError)):
             return True
         return self.is_disconnect(error)
-
-    def _reclaim(self, slot: Slot[Any]) -> None:
-        """A proxy was garbage-collected while checked out: discard its connection from a pool greenlet."""
-        logger.warning(
-            "%s: connection %d was garbage-collected without put(); discarding it", self.name, slot.number
-        )
-        if self._group is not None:
-            self._spawn(self._finish_leaked, slot)
-
-    def _finish_leaked(self, slot: Slot[Any]) -> None:
-        if self._busy.get(slot.key) is slot:
-            self._finish(slot, _Leaked("garbage-collected while checked out"))
 
     # -- hooks of the core pool ----------------------------------------------------------------
 
@@ -444,20 +432,13 @@ class ConnectionPool(CorePool[Any]):
             if self.green:
                 green.register_canceller(conn, self._side_connection)
         except BaseException:
-            self._close_quietly(conn)
+            self._close_half_built(conn)
             raise
         return conn
 
     def _side_connection(self) -> Any:
         """A connection opened like the pool's, outside the pool (for cancel requests)."""
         return self._connect(*self._connect_args, **self._connect_kwargs)
-
-    def _open_one(self) -> Slot[Any]:
-        slot = super()._open_one()
-        # A new connection idles like a returned one: checked once idle past ping_after.
-        good_until = slot.created + self._ping_window
-        slot.good_until = min(slot.good_until, good_until)
-        return slot
 
     def _learn_driver(self, conn: Any) -> None:
         name = type(conn).__module__.split(".")[0]
@@ -495,19 +476,11 @@ class ConnectionPool(CorePool[Any]):
                 logger.debug("%s: cancel failed: %r", self.name, error)
         conn.close()
 
-    def _close_quietly(self, conn: Any) -> None:
+    def _close_half_built(self, conn: Any) -> None:
         try:
             conn.close()
         except Exception:
             logger.debug("%s: closing a half-configured connection failed", self.name)
-
-    def _connect_failed(self, error: Exception) -> None:
-        super()._connect_failed(error)
-        # eventlet's contract: a get() that waits on a hanging connect raises ConnectTimeout.
-        if isinstance(error, ConnectTimeout) and self._waiters:
-            timeout_error = ConnectTimeout(str(error))
-            timeout_error.__cause__ = error
-            self._fail_oldest_waiter(timeout_error)
 
 
 class _Checkout:

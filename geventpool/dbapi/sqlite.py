@@ -27,7 +27,7 @@ import gevent
 from .wrapper import PooledConnection
 
 if TYPE_CHECKING:
-    from .._slot import Slot
+    from .._lease import Lease
     from .pool import ConnectionPool
 
 __all__ = ["SqliteConnection", "GreenCursor", "is_busy", "retry_busy"]
@@ -118,8 +118,8 @@ class SqliteConnection(PooledConnection):
 
     __slots__ = ("_busy_timeout",)
 
-    def __init__(self, pool: ConnectionPool, slot: Slot[Any]) -> None:
-        super().__init__(pool, slot)
+    def __init__(self, pool: ConnectionPool, lease: Lease[Any]) -> None:
+        super().__init__(pool, lease)
         object.__setattr__(self, "_busy_timeout", getattr(pool.driver, "busy_timeout", 5.0))
 
     def cursor(self, *args: Any, **kwargs: Any) -> Any:

@@ -10,9 +10,9 @@ functions.  Once the connection is returned (``pool.put(conn)`` or
 :class:`ConnectionReturned`.
 
 A proxy belongs to the greenlet that checked it out; it is not meant to be
-shared.  A proxy dropped without being returned is noticed by the garbage
-collector: its connection is discarded (closed by a pool greenlet, never in
-the finalizer) and a warning is logged.
+shared.  A proxy dropped without being returned (or held only by the
+traceback of a greenlet that died) is noticed by the pool's next
+housekeeping pass: its connection is discarded and a warning is logged.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PoolError
 
 if TYPE_CHECKING:
-    from .._slot import Slot
+    from .._lease import Lease
     from .pool import ConnectionPool
 
 __all__ = ["PooledConnection", "ConnectionReturned", "unwrap"]
@@ -38,15 +38,15 @@ class ConnectionReturned(PoolError):
 class PooledConnection:
     """A checked-out connection of a :class:`~geventpool.dbapi.ConnectionPool` (see the module doc)."""
 
-    __slots__ = ("_base", "_slot", "_pool", "_cursors")
+    __slots__ = ("_base", "_lease", "_pool", "_cursors")
     _base: Any
-    _slot: Slot[Any] | None
+    _lease: Lease[Any] | None
     _pool: ConnectionPool
 
-    def __init__(self, pool: ConnectionPool, slot: Slot[Any]) -> None:
+    def __init__(self, pool: ConnectionPool, lease: Lease[Any]) -> None:
         _set(self, "_pool", pool)
-        _set(self, "_slot", slot)
-        _set(self, "_base", slot.conn)
+        _set(self, "_lease", lease)
+        _set(self, "_base", lease.conn)
         _set(self, "_cursors", [])
 
     # -- the proxy ----------------------------------------------------------------------------
@@ -126,7 +126,7 @@ class PooledConnection:
 
     def close(self) -> None:
         """Return the connection to its pool (eventlet's meaning); a second call does nothing."""
-        if self._slot is not None:
+        if self._lease is not None:
             self._pool.put(self)
 
     def __enter__(self) -> PooledConnection:
@@ -147,11 +147,11 @@ class PooledConnection:
             raise self._dead()
         return base.__exit__(exc_type, exc, tb)
 
-    def _detach(self) -> Slot[Any] | None:
-        """Kill the proxy, close its client-side cursors, and return its slot (None if it was
+    def _detach(self) -> Lease[Any] | None:
+        """Kill the proxy, close its client-side cursors, and return its lease (None if it was
         already returned).  Server-side (named) cursors are left to the return's rollback: closing
         them is I/O."""
-        slot = self._slot
+        lease = self._lease
         cursors = self._cursors
         for cursor in cursors:
             if getattr(cursor, "name", None) is None:
@@ -160,17 +160,9 @@ class PooledConnection:
                 except Exception:  # a cursor of a broken connection: nothing to protect
                     pass
         cursors.clear()
-        _set(self, "_slot", None)
+        _set(self, "_lease", None)
         _set(self, "_base", None)
-        return slot
-
-    def __del__(self) -> None:
-        slot = self._slot
-        if slot is not None:
-            try:
-                self._pool._reclaim(slot)
-            except Exception:  # interpreter shutdown; never raise from a finalizer
-                pass
+        return lease
 
     def __reduce__(self) -> Any:
         raise TypeError("pooled connections cannot be pickled")

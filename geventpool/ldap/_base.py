@@ -108,12 +108,7 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
     def _reset(self, conn: LDAPConnection) -> None:
         if conn.broken:
             raise _Condemned(f"{self.name}: connection broken during use")
-        servers = self.server_pool
-        slot = self._busy.get(id(conn))
-        server = None if slot is None else slot.server
-        if server is not None and servers is not None and server not in servers:
-            # removed from the ServerPool: retired on its return (a busy pool has no idle ones to retire)
-            raise _Condemned(f"{self.name}: {server.name} was removed from the servers")
+        # (a connection to a server removed from the ServerPool is closed by the core on return)
         if self.check_identity and (
             not conn.identity_ok or conn.__dict__.get("_identity_key") != self._credentials.key
         ):
@@ -122,13 +117,11 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
     def _close_connection(self, conn: LDAPConnection) -> None:
         conn.close()
 
-    def _discard(self, slot: Any, error: BaseException | None) -> None:
-        # The core counts a connection lost on its first use against its server's health ("it
-        # accepts but does not serve").  A connection that answered its bind did serve: its loss
-        # is a restart or a network fault, which the next connect attempts will judge.
-        if slot.server is not None and slot.uses <= 1 and slot.conn.__dict__.get("_served"):
-            slot.server = None
-        super()._discard(slot, error)
+    def _has_served(self, conn: LDAPConnection) -> bool:
+        # The core counts a connection lost on its first use as a failed connect ("it accepts but
+        # does not serve").  One that answered its bind did serve: its loss is a restart or a
+        # network fault, which the next connect attempts will judge.
+        return bool(conn.__dict__.get("_served"))
 
     @property
     def credentials_dn(self) -> str:
@@ -136,7 +129,7 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
         return self._credentials.dn
 
     def _slots(self) -> list[Any]:
-        return sorted([*self._idle, *self._busy.values()], key=lambda s: s.number)
+        return list(self.snapshot().slots)
 
 
 class IdentityPool(LDAPHooks):

@@ -132,7 +132,7 @@ class ConnectionPool:
         stats = pool.stats()
         idle = int(stats["pool_available"])
         taken: list[LDAPConnection] = []
-        while pool._idle and len(taken) < idle:  # only what is idle now: never wait, never open
+        while pool.snapshot().idle and len(taken) < idle:  # only what is idle now: never wait, never open
             try:
                 taken.append(pool.acquire(0))
             except PoolError:

@@ -528,7 +528,7 @@ class LDAPConnectionManager:
             return
         preferred = self.connection_infos[0]
         target = (preferred.host, preferred.port)
-        elsewhere = [slot for slot in list(pool._idle) if server_of(slot.conn) != target]
+        elsewhere = [slot for slot in pool.snapshot().idle_slots if server_of(slot.conn) != target]
         if not elsewhere:
             return
         limit = self.failover_timeout or preferred.timeout

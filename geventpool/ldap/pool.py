@@ -20,6 +20,7 @@ import gevent.lock
 import ldap
 
 from .._config import check_count, check_seconds
+from .._state import Snapshot
 from ..errors import BackendUnavailable, ConfigurationError, ConnectTimeout, PoolClosed, PoolTimeout
 from ..servers import Server, ServerPool
 from ._base import DEFAULT_LDAP_EXC_CLASSES, AuthPool, IdentityPool, LDAPHooks
@@ -309,7 +310,7 @@ class LDAPPool(LDAPHooks):
         if pool is not None:
             identities.move_to_end(credentials.key)
             return pool
-        if self._closed:
+        if self.closed:
             raise PoolClosed(f"{self.name} is closed")
         victim = self._detach_idle_identity() if len(identities) >= self.max_identities else None
         new: IdentityPool = self._subpool(IdentityPool, credentials, self.identity_size, credentials.dn)
@@ -348,7 +349,7 @@ class LDAPPool(LDAPHooks):
         """
         identities = self._identities
         victim = next(
-            (key for key, p in identities.items() if not p._busy and not p._waiters and not p._opening), None
+            (key for key, p in identities.items() if _unused(p.snapshot())), None
         )
         if victim is None:
             logger.debug("%s: %d identities, all busy: max_identities exceeded for now", self.name,
@@ -366,14 +367,14 @@ class LDAPPool(LDAPHooks):
     @contextmanager
     def _unpooled_connection(self, credentials: Credentials) -> Iterator[LDAPConnection]:
         # use_pool=False keeps the pool's promises: at most ``size`` at once, a bounded wait, closed
-        if self._closed:
+        if self.closed:
             raise PoolClosed(f"{self.name} is closed")
         if not self._unpooled.acquire(timeout=self.timeout):
             raise MaxConnectionReachedError(
                 f"{self.name}: no connection within {self.timeout:g} s (all in use; use_pool=False)"
             )
         try:
-            if self._closed:
+            if self.closed:
                 raise PoolClosed(f"{self.name} is closed")
             conn = self._open_unpooled(credentials)
             try:
@@ -450,3 +451,8 @@ def _lend(pool: LDAPHooks) -> Any:
         raise BackendError(str(error)) from error.__cause__
     except PoolTimeout as error:
         raise MaxConnectionReachedError(str(error)) from error.__cause__
+
+
+def _unused(state: Snapshot) -> bool:
+    """Whether a sub-pool has nothing lent, checked, opening or waited for."""
+    return not (state.in_use or state.checking or state.opening or state.waiting)

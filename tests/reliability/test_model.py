@@ -226,8 +226,14 @@ class PoolModel(RuleBasedStateMachine):
                 user.tell("put")
             self.pool.close(timeout=1)
             self.proxy.set_mode("pass")
-            wait_until(lambda: all(u.state == "done" for u in self.users), timeout=5,
-                       message="every user finished")
+
+            def everyone_finished() -> bool:
+                # a waiter may have been handed a connection put back above: it holds it now
+                for user in self._live("holding"):
+                    user.tell("put")
+                return all(u.state == "done" for u in self.users)
+
+            wait_until(everyone_finished, timeout=5, message="every user finished")
             check_invariants(self.pool, max_size=self.bound)
             assert not self.pool.open_sockets(), "sockets left open after close"
             wait_until(lambda: self.server.connections == 0, timeout=5, message="server sessions ended")

@@ -12,7 +12,7 @@ import pytest
 from gevent import socket as gsocket
 
 from geventpool import ConnectionPool, PoolError
-from geventpool.pool import _Waiter
+from geventpool._state import Waiter
 from geventpool.testing import EchoServer, FaultProxy, check_invariants, pool_problems, wait_until
 
 
@@ -71,14 +71,14 @@ def test_a_real_pool_keeps_its_invariants_through_faults(pool: EchoPool, through
         through.reset_all()
         talk(conn)
     check_invariants(pool)
-    wait_until(lambda: pool.size >= pool.min_size and not pool._opening, message="the pool refilled")
+    wait_until(lambda: pool.size >= pool.min_size and not pool.snapshot().opening, message="the pool refilled")
     check_invariants(pool)
 
     # waiters queued behind a full pool get the connections back in order
     held = [pool.acquire(timeout=2) for _ in range(pool.max_size)]
     got: list[object] = []
     waiters = [gevent.spawn(lambda: got.append(pool.acquire(timeout=2))) for _ in range(2)]
-    wait_until(lambda: len(pool._waiters) == 2, message="two waiters queued")
+    wait_until(lambda: pool.snapshot().waiting == 2, message="two waiters queued")
     check_invariants(pool)
     pool.release(held.pop())
     pool.release(held.pop(), error=ConnectionResetError("broken"))
@@ -115,79 +115,83 @@ def test_shrunk_pool_may_exceed_its_new_bound_until_returns(pool: EchoPool) -> N
 
 
 def corruptions() -> list[tuple[str, Callable[[EchoPool], Callable[[], None]], str]]:
-    """(id, corrupt(pool) -> undo, expected message fragment)."""
+    """(id, corrupt(pool) -> undo, expected message fragment).  The checker reads the slot table,
+    so these corrupt the table itself (the only test code that touches it)."""
 
     def idle_state(pool: EchoPool) -> Callable[[], None]:
-        slot = pool._idle[0]
+        slot = pool._table.idle[0]
         slot.state = slot.state.__class__.IN_USE
         return lambda: setattr(slot, "state", slot.state.__class__.IDLE)
 
     def busy_state(pool: EchoPool) -> Callable[[], None]:
-        conn = pool.acquire(timeout=1)
-        slot = pool._busy[id(conn)]
+        lease = pool.get(timeout=1)
+        slot = lease._slot
         slot.state = slot.state.__class__.IDLE
 
         def undo() -> None:
             slot.state = slot.state.__class__.IN_USE
-            pool.release(conn)
+            lease.release()
 
         return undo
 
     def filed_twice(pool: EchoPool) -> Callable[[], None]:
-        pool._idle.append(pool._idle[0])
+        table = pool._table
+        table.idle.append(table.idle[0])
+        return table.idle.pop
+
+    def idle_and_leased(pool: EchoPool) -> Callable[[], None]:
+        lease = pool.get(timeout=1)
+        slot = lease._slot
+        pool._table.idle.append(slot)
 
         def undo() -> None:
-            pool._idle.pop()
-
-        return undo
-
-    def idle_and_busy(pool: EchoPool) -> Callable[[], None]:
-        conn = pool.acquire(timeout=1)
-        slot = pool._busy[id(conn)]
-        pool._idle.append(slot)
-
-        def undo() -> None:
-            pool._idle.remove(slot)
-            pool.release(conn)
+            pool._table.idle.remove(slot)
+            lease.release()
 
         return undo
 
     def oversize(pool: EchoPool) -> Callable[[], None]:
-        pool._opening += 2
-        return lambda: setattr(pool, "_opening", pool._opening - 2)
-
-    def negative(pool: EchoPool) -> Callable[[], None]:
-        old = pool._opening
-        pool._opening = -1
-        return lambda: setattr(pool, "_opening", old)
-
-    def sleeping_waiter(pool: EchoPool) -> Callable[[], None]:
-        waiter = _Waiter()
-        pool._waiters.append(waiter)
-        return lambda: pool._waiters.remove(waiter)
-
-    def answered_waiter(pool: EchoPool) -> Callable[[], None]:
-        idle = list(pool._idle)
-        pool._idle.clear()
-        waiter = _Waiter()
-        waiter.error = PoolError("answered")
-        pool._waiters.append(waiter)
+        pool._table.opening += 2
 
         def undo() -> None:
-            pool._waiters.remove(waiter)
-            pool._idle.extend(idle)
+            pool._table.opening -= 2
+
+        return undo
+
+    def negative(pool: EchoPool) -> Callable[[], None]:
+        old = pool._table.closing
+        pool._table.closing = -1
+        return lambda: setattr(pool._table, "closing", old)
+
+    def sleeping_waiter(pool: EchoPool) -> Callable[[], None]:
+        waiter = Waiter()
+        pool._table.waiters.append(waiter)
+        return lambda: pool._table.waiters.remove(waiter)
+
+    def answered_waiter(pool: EchoPool) -> Callable[[], None]:
+        table = pool._table
+        idle = list(table.idle)
+        table.idle.clear()
+        waiter = Waiter()
+        waiter.error = PoolError("answered")
+        table.waiters.append(waiter)
+
+        def undo() -> None:
+            table.waiters.remove(waiter)
+            table.idle.extend(idle)
 
         return undo
 
     def stale_key(pool: EchoPool) -> Callable[[], None]:
-        slot = pool._idle[0]
+        slot = pool._table.idle[0]
         key, slot.key = slot.key, 0
         return lambda: setattr(slot, "key", key)
 
-    def foreign(pool: EchoPool) -> Callable[[], None]:
-        slot = pool._idle[0]
-        owner, slot.pool = slot.pool, EchoPool(("127.0.0.1", 1))
-        return lambda: setattr(slot, "pool", owner)
+    def uncounted(pool: EchoPool) -> Callable[[], None]:
+        table = pool._table
+        slot = table.idle[0]
+        del table.open[slot.key]
+        return lambda: table.open.__setitem__(slot.key, slot)
 
     def closed_with_idle(pool: EchoPool) -> Callable[[], None]:
         pool._closed = True
@@ -200,14 +204,18 @@ def corruptions() -> list[tuple[str, Callable[[EchoPool], Callable[[], None]], s
         return undo
 
     def fast_when_closed(pool: EchoPool) -> Callable[[], None]:
-        idle = list(pool._idle)
-        pool._idle.clear()
+        table = pool._table
+        idle = table.take_idle()
         pool._closed = True
         pool._fast = True
 
         def undo() -> None:
             pool._closed = False
-            pool._idle.extend(idle)
+            for slot in idle:
+                table.closing -= 1
+                table.open[slot.key] = slot
+                table.offer(slot, 0.0)
+            pool._refresh_fast()
 
         return undo
 
@@ -215,13 +223,13 @@ def corruptions() -> list[tuple[str, Callable[[EchoPool], Callable[[], None]], s
         ("idle-state", idle_state, "is idle but its state is IN_USE"),
         ("busy-state", busy_state, "checked out but its state is IDLE"),
         ("filed-twice", filed_twice, "filed twice"),
-        ("idle-and-busy", idle_and_busy, "filed twice"),
+        ("idle-and-leased", idle_and_leased, "is idle but still leased"),
         ("oversize", oversize, "exceeds max_size=3"),
-        ("negative", negative, "negative opening count"),
+        ("negative", negative, "negative closing count"),
         ("sleeping-waiter", sleeping_waiter, "wait while 2 connection(s) are idle"),
         ("answered-waiter", answered_waiter, "already have a result"),
         ("stale-key", stale_key, "stale key"),
-        ("foreign-slot", foreign, "belongs to another pool"),
+        ("uncounted", uncounted, "is not counted as open"),
         ("closed-with-idle", closed_with_idle, "closed, yet 2 connection(s) are idle"),
         ("fast-when-closed", fast_when_closed, "fast path is enabled although the pool is closed"),
     ]
