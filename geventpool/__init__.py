@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+from ._lease import Lease
 from ._slot import Slot, SlotState
+from ._state import Snapshot
+from .backoff import backoff_delay
 from .errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -17,7 +20,7 @@ from .errors import (
     TooManyWaiters,
 )
 from .pool import DEFAULT_EXC_CLASSES, ConnectionPool
-from .retry import backoff_delay, retry
+from .retry import retry
 from .servers import (
     GET_ALL_INFO,
     GET_DSA_INFO,
@@ -39,6 +42,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConnectionPool",
+    "Lease",
+    "Snapshot",
     "Slot",
     "SlotState",
     "retry",

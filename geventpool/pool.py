@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-import socket
 import sys
 import time
 from typing import Any, Callable, Generic, Iterable, TypeVar
@@ -28,14 +27,12 @@ from ._report import leak_message, server_stats, stats_of, status_table
 from ._slot import Slot, SlotState
 from ._state import SlotTable, Snapshot, Waiter
 from .errors import BackendUnavailable, ConfigurationError, ConnectTimeout, PoolClosed, PoolTimeout, TooManyWaiters
+from .retry import DEFAULT_EXC_CLASSES
 from .servers import Server, ServerLike, ServerPool
 
 __all__ = ["ConnectionPool", "DEFAULT_EXC_CLASSES", "EVENTS"]
 
 C = TypeVar("C")
-
-#: Errors that mark a connection as broken when ``exc_classes`` is not given.
-DEFAULT_EXC_CLASSES: tuple[type[BaseException], ...] = (socket.error,)
 
 logger = logging.getLogger("geventpool")
 

@@ -10,18 +10,19 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import random
 import socket
 import time
 from typing import Any, Callable, Iterable, TypeVar, overload
 
 import gevent
 
+from .backoff import backoff_delay
 from .errors import ConfigurationError
 
 __all__ = ["retry", "backoff_delay", "DEFAULT_EXC_CLASSES"]
 
-#: The errors retried when ``exc_classes`` is not given (geventconnpool's default).
+#: The errors retried (``@retry``) and that mark a connection broken (pools) when ``exc_classes``
+#: is not given: geventconnpool's default.
 DEFAULT_EXC_CLASSES: tuple[type[BaseException], ...] = (socket.error,)
 
 _DEFAULT_RETRY_MESSAGE = (
@@ -30,24 +31,6 @@ _DEFAULT_RETRY_MESSAGE = (
 _DEFAULT_GIVE_UP_MESSAGE = "Max retries reached for '{f}'. Aborting."
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def backoff_delay(
-    attempt: int,
-    interval: float,
-    backoff: float = 1.0,
-    max_interval: float = 30.0,
-    jitter: float = 0.0,
-    rand: Callable[[], float] = random.random,
-) -> float:
-    """Return the delay before retry number ``attempt`` (1 for the first retry).
-
-    ``interval * backoff ** (attempt - 1)``, capped at ``max_interval``, then
-    reduced by a random fraction of up to ``jitter`` (1.0 is "full jitter").
-    A pure function of its arguments and ``rand()``.
-    """
-    delay = min(max_interval, interval * backoff ** (attempt - 1))
-    return delay * (1.0 - jitter * rand())
 
 
 def _check_nonnegative(name: str, value: Any, allow_none: bool = False) -> None:

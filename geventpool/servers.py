@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 
 import gevent
 
-from .errors import ConfigurationError
+from . import _deadline
+from .backoff import backoff_delay
+from .errors import ConfigurationError, ConnectTimeout
 
 __all__ = [
     "Server",
@@ -114,6 +116,7 @@ class ServerHealth:
         self.opened_at: float | None = None
         self.open_until = 0.0
         self._cooldown = self.cooldown
+        self._trials = 0  # failed half-open trials since the circuit opened
         self._trial_in_flight = False
         self._clock = clock
         #: The open pools' probes (held weakly); the first live one is used.
@@ -148,6 +151,7 @@ class ServerHealth:
         self.failures = 0
         self.opened_at = None
         self._cooldown = self.cooldown
+        self._trials = 0
         self._trial_in_flight = False
 
     def record_failure(self, error: BaseException) -> None:
@@ -158,7 +162,8 @@ class ServerHealth:
         now = self._clock()
         if self.state == CircuitState.HALF_OPEN:
             self._trial_in_flight = False
-            self._cooldown = min(self._cooldown * 2, self.max_cooldown)
+            self._trials += 1
+            self._cooldown = backoff_delay(self._trials + 1, self.cooldown, 2.0, self.max_cooldown)
             self._open(now)
         elif self.state == CircuitState.CLOSED and self.failures >= self.failure_threshold:
             self._open(now)
@@ -171,6 +176,7 @@ class ServerHealth:
         if self.state == CircuitState.CLOSED:
             self.opened_at = now
             self._cooldown = self.cooldown
+            self._trials = 0
             logger.warning(
                 "server %s is failing (%d failures, last: %r): circuit open for %.1f s",
                 self._name(), self.failures, self.last_error, self._cooldown,
@@ -222,7 +228,7 @@ class ServerHealth:
                 return
             server = _server_of(self.key)
             try:
-                with gevent.Timeout(self.probe_timeout, OSError("probe timed out")):
+                with _deadline.limit(self.probe_timeout, f"probe of {self._name()} timed out", ConnectTimeout):
                     probe(server)
             except Exception as error:
                 self.failures += 1

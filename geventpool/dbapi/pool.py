@@ -146,7 +146,7 @@ class ConnectionPool(CorePool[Any]):
     :param name: the pool's name in logs and errors (default: driver and
         target, never a password).
     :param pool_options: more keyword arguments of the core pool
-        (``max_waiting``, ``leak_threshold``, ``keepalive``, ``num_workers``...).
+        (``max_waiting``, ``leak_threshold``, ``keepalive``, ``max_connecting``...).
     :param kwargs: keyword arguments of ``connect``.
     """
 
