@@ -66,12 +66,17 @@ class TrivialConnection:
 
 @dataclass
 class Bench:
-    """A built pool: ``loop(n)`` runs n cycles; ``close()`` tears the pool down."""
+    """A built pool: ``loop(n)`` runs n cycles; ``close()`` tears the pool down.
+
+    ``stats()``, if set, is called after each timed run; the worker sends what it returns to the
+    parent with the times (contention.py records waits there).
+    """
 
     loop: Callable[[int], None]
     close: Callable[[], None]
     pool: Any = None
     versions: dict[str, str] = field(default_factory=dict)
+    stats: Callable[[], dict[str, Any]] | None = None
 
 
 def _versions(*names: str) -> dict[str, str]:
@@ -411,9 +416,9 @@ def measure(key: str, iterations: int, rounds: int, warmup: int | None = None) -
 # -- the worker (one per implementation, in its own process) ------------------------------------------
 
 
-def _worker(key: str) -> int:
+def _worker(key: str, impls: dict[str, Impl] | None = None) -> int:
     """Serve ``run N`` requests on stdin with one JSON line each on the real stdout."""
-    impl = BY_KEY[key]
+    impl = (BY_KEY if impls is None else impls)[key]
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything a library prints goes to stderr, not into the protocol
     sys.stdout = sys.stderr
@@ -435,7 +440,10 @@ def _worker(key: str) -> int:
         command = line.split()
         if command[:1] == ["run"]:
             cpu, wall = time_loop(bench.loop, int(command[1]))
-            protocol.write(json.dumps({"cpu": cpu, "wall": wall}) + "\n")
+            answer: dict[str, Any] = {"cpu": cpu, "wall": wall}
+            if bench.stats is not None:
+                answer["stats"] = bench.stats()
+            protocol.write(json.dumps(answer) + "\n")
         else:
             break
     bench.close()
@@ -445,13 +453,14 @@ def _worker(key: str) -> int:
 class WorkerProcess:
     """The parent's handle on one worker subprocess."""
 
-    def __init__(self, impl: Impl, python: Path, env: dict[str, str], timeout: float) -> None:
+    def __init__(self, impl: Impl, python: Path, env: dict[str, str], timeout: float,
+                 script: Path | None = None) -> None:
         self.impl = impl
         self.timeout = timeout
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - open for the worker's life
         self.stderr_tail = ""
         self.proc = subprocess.Popen(
-            [str(python), str(Path(__file__).resolve()), "--worker", impl.key],
+            [str(python), str(script or Path(__file__).resolve()), "--worker", impl.key],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env, text=True,
             cwd=str(REPO),
         )
@@ -472,6 +481,11 @@ class WorkerProcess:
 
     def run(self, n: int) -> tuple[float, float]:
         """Time n cycles in the worker: (CPU seconds, wall seconds)."""
+        answer = self.request(n)
+        return float(answer["cpu"]), float(answer["wall"])
+
+    def request(self, n: int) -> dict[str, Any]:
+        """Time n cycles in the worker: its whole answer (``cpu``, ``wall``, and ``stats`` if any)."""
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(f"run {n}\n")
@@ -479,8 +493,7 @@ class WorkerProcess:
         except (OSError, ValueError):
             self.stop()
             raise RuntimeError("worker died: " + (self.stderr_tail or "no output")) from None
-        answer = self._read()
-        return float(answer["cpu"]), float(answer["wall"])
+        return self._read()
 
     def stop(self) -> None:
         """Ask the worker to close its pool and exit; kill it (by PID) if it does not."""
@@ -582,14 +595,21 @@ class Round:
     cpu_us: float
     wall_us: float
     floor_cpu_us: float
+    stats: dict[str, Any] = field(default_factory=dict)  # the worker's Bench.stats(), if any
 
 
 Figures = dict[str, list[Round]]
 
 
 def run_all(keys: list[str], iterations: int, rounds: int, no_peers: bool, timeout: float,
-            log: Callable[[str], None]) -> tuple[Figures, dict[str, str], dict[str, str], Path]:
-    """Run the interleaved rounds; return per-key rounds, skip reasons, versions and the gevent python."""
+            log: Callable[[str], None], impls: dict[str, Impl] | None = None,
+            script: Path | None = None) -> tuple[Figures, dict[str, str], dict[str, str], Path]:
+    """Run the interleaved rounds; return per-key rounds, skip reasons, versions and the gevent python.
+
+    ``impls`` and ``script`` (default: this file's rows and this file) let another benchmark
+    run its own rows in workers started from its own script.
+    """
+    by_key = BY_KEY if impls is None else impls
     python = _gevent_python(no_peers)
     results: Figures = {}
     skipped: dict[str, str] = {}
@@ -599,17 +619,17 @@ def run_all(keys: list[str], iterations: int, rounds: int, no_peers: bool, timeo
     base_env = dict(os.environ)
     base_env.pop("PYTHONPATH", None)
     try:
-        if any(BY_KEY[k].postgres for k in keys) and not no_peers and PEERS_PYTHON.exists():
+        if any(by_key[k].postgres for k in keys) and not no_peers and PEERS_PYTHON.exists():
             try:
                 pg = _start_postgres()
                 base_env[CONNINFO_ENV] = pg.dsn + " connect_timeout=10"
             except Exception as error:
                 pg = None
                 for key in keys:
-                    if BY_KEY[key].postgres:
+                    if by_key[key].postgres:
                         skipped[key] = f"not run: no PostgreSQL here ({type(error).__name__}: {error})"
         for key in keys:
-            impl = BY_KEY[key]
+            impl = by_key[key]
             if key in skipped:
                 continue
             if impl.peer and (no_peers or not PEERS_PYTHON.exists()):
@@ -620,7 +640,7 @@ def run_all(keys: list[str], iterations: int, rounds: int, no_peers: bool, timeo
             env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (REPO, *impl.pythonpath))
             log(f"starting {key}")
             try:
-                worker = WorkerProcess(impl, PEERS_PYTHON if impl.peer else python, env, timeout)
+                worker = WorkerProcess(impl, PEERS_PYTHON if impl.peer else python, env, timeout, script)
                 worker.run(max(iterations // 5, 1000))  # warm-up, not recorded
             except RuntimeError as error:
                 skipped[key] = f"failed: {error}"
@@ -636,12 +656,14 @@ def run_all(keys: list[str], iterations: int, rounds: int, no_peers: bool, timeo
             log(f"round {r + 1}/{rounds}")
             for key in order[r % len(order):] + order[: r % len(order)]:
                 # the floor runs right before each row: the pair sees the same machine
-                floor_cpu, floor_wall = workers["floor"].run(iterations)
-                results["floor"].append(Round(floor_cpu * to_us, floor_wall * to_us, floor_cpu * to_us))
+                floor = workers["floor"].request(iterations)
+                floor_cpu = float(floor["cpu"])
+                results["floor"].append(Round(floor_cpu * to_us, float(floor["wall"]) * to_us,
+                                              floor_cpu * to_us, floor.get("stats", {})))
                 if key == "floor":
                     continue
                 try:
-                    cpu, wall = workers[key].run(iterations)
+                    answer = workers[key].request(iterations)
                 except RuntimeError as error:
                     skipped[key] = f"failed: {error}"
                     order.remove(key)
@@ -649,7 +671,8 @@ def run_all(keys: list[str], iterations: int, rounds: int, no_peers: bool, timeo
                     if not order:
                         order = ["floor"]
                     continue
-                results[key].append(Round(cpu * to_us, wall * to_us, floor_cpu * to_us))
+                results[key].append(Round(float(answer["cpu"]) * to_us, float(answer["wall"]) * to_us,
+                                          floor_cpu * to_us, answer.get("stats", {})))
     finally:
         for worker in workers.values():
             worker.stop()

@@ -74,7 +74,10 @@ class PoolSettings(NamedTuple):
     leak_threshold: float | None
     server_pool: Any
 
-    seconds = staticmethod(check_seconds)
+    @staticmethod
+    def seconds(owner: str, name: str, value: Any) -> float:
+        """Refuse a value that is not a finite number of seconds >= 0."""
+        return check_seconds(owner, name, value)
 
     @staticmethod
     def sizes(owner: str, min_size: Any, max_size: Any) -> None:
@@ -114,7 +117,9 @@ class PoolSettings(NamedTuple):
         keepalive = check_optional_seconds(owner, "keepalive", given["keepalive"], allow_zero=False)
         ping_after = check_optional_seconds(owner, "ping_after", given["ping_after"])
         timeout = check_seconds(owner, "timeout", given["timeout"])
-        keepalive_timeout = check_seconds(owner, "keepalive_timeout", given["keepalive_timeout"], allow_zero=False)
+        keepalive_timeout = check_seconds(
+            owner, "keepalive_timeout", given["keepalive_timeout"], allow_zero=False
+        )
         max_lifetime = check_seconds(owner, "max_lifetime", given["max_lifetime"], allow_zero=False)
         if (keepalive is not None or ping_after is not None) and not given["can_check"]:
             raise ConfigurationError(
@@ -135,7 +140,9 @@ class PoolSettings(NamedTuple):
             max_size=max_size,
             exc_classes=check_exc_classes(owner, given["exc_classes"]),
             timeout=timeout,
-            connect_timeout=check_seconds(owner, "connect_timeout", given["connect_timeout"], allow_zero=False),
+            connect_timeout=check_seconds(
+                owner, "connect_timeout", given["connect_timeout"], allow_zero=False
+            ),
             keepalive=keepalive,
             keepalive_timeout=keepalive_timeout,
             max_waiting=check_count(owner, "max_waiting", given["max_waiting"]),

@@ -21,7 +21,7 @@ from gevent import GreenletExit
 from . import _deadline
 from ._slot import Slot
 from .backoff import backoff_delay
-from .errors import BackendUnavailable, ConnectTimeout
+from .errors import BackendUnavailable, ConnectTimeout, PoolError
 from .servers import Server
 
 if TYPE_CHECKING:
@@ -150,10 +150,7 @@ class Connector(Generic[C]):
         where = f" to {server.name}" if server is not None else ""
         what = f"{pool.name}: connect{where} took longer than {seconds:g} s"
         with _deadline.limit(seconds, what, ConnectTimeout):
-            if self.takes_server:
-                conn = pool._new_connection(server)  # type: ignore[call-arg]
-            else:
-                conn = pool._new_connection()
+            conn = pool._new_connection(server) if self.takes_server else pool._new_connection()  # type: ignore[call-arg]
         if conn is None:
             raise TypeError(f"{type(pool).__name__}._new_connection() returned None")
         return conn
@@ -223,11 +220,20 @@ class Connector(Generic[C]):
         now = pool._clock()
         if self.failing_since is None:
             self.failing_since = now
-        delay = self._delay(now)
-        self.retry_at = now + delay
         pool._refresh_fast()
         if slot is not None and slot.server is not None:
             slot.server.health.record_failure(error)
+        transient = isinstance(error, Exception) and pool._is_connect_error(error)
+        if transient and now - self.failing_since >= pool.reconnect_timeout:
+            self.failing_since = now  # a new window: the delay below ends with it at the latest
+            if pool.reconnect_failed is not None:
+                try:
+                    pool.reconnect_failed(pool)
+                except Exception:
+                    logger.exception("%s: reconnect_failed callback raised", pool.name)
+        delay = self._delay(now)
+        self.retry_at = now + delay
+        handed: PoolError
         if not isinstance(error, Exception):
             # the hook raised a BaseException (its own gevent.Timeout...): the oldest waiter learns it
             handed = BackendUnavailable(f"{pool.name}: _new_connection raised {error!r}")
@@ -245,13 +251,6 @@ class Connector(Generic[C]):
         logger.warning("%s: connect failed (%r); next attempt in %.3f s", pool.name, error, delay)
         if pool.server_pool is not None and pool.server_pool.all_down():
             pool._table.fail_all(pool._all_down_error())  # waiters learn it now, not at their timeout
-        if now - self.failing_since >= pool.reconnect_timeout:
-            self.failing_since = now
-            if pool.reconnect_failed is not None:
-                try:
-                    pool.reconnect_failed(pool)
-                except Exception:
-                    logger.exception("%s: reconnect_failed callback raised", pool.name)
 
     def proved(self) -> None:
         """A connection served (a clean return, a passed check): connecting works again."""

@@ -48,7 +48,8 @@ class Lease(Generic[C]):
     def __enter__(self) -> C:
         if self._slot.lease is not self:
             raise ValueError(f"{self._pool.name}: this checkout was already returned")
-        return self.conn
+        conn: C = self.conn
+        return conn
 
     def __exit__(
         self,

@@ -62,7 +62,9 @@ class Slot(Generic[C]):
         "info",
     )
 
-    def __init__(self, conn: C, number: int, now: float, expires_at: float, server: Any, generation: int) -> None:
+    def __init__(
+        self, conn: C, number: int, now: float, expires_at: float, server: Any, generation: int
+    ) -> None:
         self.conn = conn
         self.key = id(conn)
         self.number = number

@@ -26,7 +26,14 @@ from ._lease import Lease
 from ._report import leak_message, server_stats, stats_of, status_table
 from ._slot import Slot, SlotState
 from ._state import SlotTable, Snapshot, Waiter
-from .errors import BackendUnavailable, ConfigurationError, ConnectTimeout, PoolClosed, PoolTimeout, TooManyWaiters
+from .errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    ConnectTimeout,
+    PoolClosed,
+    PoolTimeout,
+    TooManyWaiters,
+)
 from .retry import DEFAULT_EXC_CLASSES
 from .servers import Server, ServerLike, ServerPool
 
@@ -410,7 +417,8 @@ class ConnectionPool(Generic[C]):
         if self.max_waiting and len(table.waiters) >= self.max_waiting:
             self._counters["requests_too_many"] += 1
             raise TooManyWaiters(
-                f"{self.name}: {len(table.waiters)} greenlets already waiting (max_waiting={self.max_waiting})"
+                f"{self.name}: {len(table.waiters)} greenlets already waiting "
+                f"(max_waiting={self.max_waiting})"
             )
         if self.server_pool is not None and self.server_pool.all_down():
             self._counters["requests_errors"] += 1
@@ -452,7 +460,9 @@ class ConnectionPool(Generic[C]):
         return PoolTimeout(f"{self.name}: no connection within {timeout:g} s [{counts}]")
 
     def _all_down_error(self) -> BackendUnavailable:
-        error = BackendUnavailable(f"{self.name}: every server is down ({self.server_pool!r}) [{self._counts_text()}]")
+        error = BackendUnavailable(
+            f"{self.name}: every server is down ({self.server_pool!r}) [{self._counts_text()}]"
+        )
         error.__cause__ = self._connector.last_error
         return error
 
@@ -749,7 +759,8 @@ class ConnectionPool(Generic[C]):
     def _report_leaks(self, now: float) -> None:
         assert self.leak_threshold is not None
         for slot in list(self._table.open.values()):
-            if slot.state is _IN_USE and not slot.leak_reported and now - slot.checked_out_at >= self.leak_threshold:
+            held = now - slot.checked_out_at
+            if slot.state is _IN_USE and not slot.leak_reported and held >= self.leak_threshold:
                 slot.leak_reported = True
                 self._leaks_out += 1
                 self._fast = False
@@ -804,7 +815,7 @@ class ConnectionPool(Generic[C]):
         PoolSettings.sizes(self.name, new_min, new_max)
         self.min_size, self.max_size = new_min, new_max
         table = self._table
-        extra = []
+        extra: list[Slot[C]] = []
         while table.idle and table.size - len(extra) > self.max_size:
             extra.append(table.idle[0])
             table.idle.rotate(-1)

@@ -228,7 +228,8 @@ class ServerHealth:
                 return
             server = _server_of(self.key)
             try:
-                with _deadline.limit(self.probe_timeout, f"probe of {self._name()} timed out", ConnectTimeout):
+                what = f"probe of {self._name()} timed out"
+                with _deadline.limit(self.probe_timeout, what, ConnectTimeout):
                     probe(server)
             except Exception as error:
                 self.failures += 1

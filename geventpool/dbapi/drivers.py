@@ -19,6 +19,7 @@ import re
 from typing import Any, ClassVar
 
 from ..errors import ConfigurationError
+from .psycopg2 import cancel_query
 
 __all__ = [
     "Driver",
@@ -266,8 +267,6 @@ class Psycopg2Driver(_PostgresDriver):
                 conn.autocommit = False
 
     def cancel(self, conn: Any) -> None:
-        from .psycopg2 import cancel_query
-
         cancel_query(conn)
 
 

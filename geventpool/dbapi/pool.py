@@ -15,14 +15,14 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-
 from .. import _deadline
 from .._config import check_seconds
 from .._lease import Lease
 from ..errors import ConfigurationError
 from ..pool import ConnectionPool as CorePool
-from . import psycopg2 as green
+from . import psycopg2 as green_psycopg2
 from .drivers import ACTIVE, CLOSED, IDLE, INERROR, INTRANS, Driver, _PrivateMemory, _WeakTLS, driver_for
+from .sqlite import SqliteConnection
 from .wrapper import PooledConnection
 
 __all__ = ["ConnectionPool", "RawConnectionPool", "discard_all"]
@@ -237,14 +237,9 @@ class ConnectionPool(CorePool[Any]):
         )
         self.green = bool(green) and self.driver.name == "psycopg2"
         if self.green:
-            from .psycopg2 import install
-
-            install()
-        elif self.driver.name == "psycopg2":
-            from .psycopg2 import installed
-
-            if not installed():
-                logger.warning("%s: psycopg2 without a gevent wait callback blocks the hub", self.name)
+            green_psycopg2.install()
+        elif self.driver.name == "psycopg2" and not green_psycopg2.installed():
+            logger.warning("%s: psycopg2 without a gevent wait callback blocks the hub", self.name)
 
     #: eventlet's contract: a get() that waits on a hanging connect raises ConnectTimeout.
     fail_waiter_on_connect_timeout = True
@@ -389,7 +384,8 @@ class ConnectionPool(CorePool[Any]):
     def _io_deadline(self, what: str) -> Any:
         """Bound the return path's I/O by ``keepalive_timeout``; overrunning it condemns the connection
         (with an internal timeout that the driver's own ``except Exception`` cannot swallow)."""
-        return _deadline.limit(self.keepalive_timeout, f"{what} took longer than {self.keepalive_timeout:g} s")
+        seconds = self.keepalive_timeout
+        return _deadline.limit(seconds, f"{what} took longer than {seconds:g} s")
 
     def is_disconnect(self, exc: BaseException) -> bool:
         """Tell whether ``exc`` means the connection is unusable; override to add your own cases.
@@ -430,7 +426,7 @@ class ConnectionPool(CorePool[Any]):
                     conn.commit()
             self._snapshots[id(conn)] = self.driver.snapshot(conn)
             if self.green:
-                green.register_canceller(conn, self._side_connection)
+                green_psycopg2.register_canceller(conn, self._side_connection)
         except BaseException:
             self._close_half_built(conn)
             raise
@@ -462,7 +458,7 @@ class ConnectionPool(CorePool[Any]):
     def _close_connection(self, conn: Any) -> None:
         self._snapshots.pop(id(conn), None)
         if self.green:
-            green.unregister_canceller(conn)
+            green_psycopg2.unregister_canceller(conn)
         try:
             state = self.driver.state(conn)
         except Exception:
@@ -527,8 +523,6 @@ class _Checkout:
 
 def _wrapper_class(driver: Driver) -> type[PooledConnection]:
     if driver.name == "sqlite3":
-        from .sqlite import SqliteConnection
-
         return SqliteConnection
     return PooledConnection
 

@@ -27,6 +27,7 @@ import os
 import time
 from typing import Any, Callable
 
+import gevent
 from gevent.socket import wait_read, wait_write
 
 __all__ = [
@@ -51,14 +52,14 @@ POLL_WRITE = 2
 
 
 def _operational_error(message: str) -> Exception:
-    import psycopg2
+    import psycopg2  # noqa: PLC0415 - an optional driver, imported when used
 
     error: Exception = psycopg2.OperationalError(message)
     return error
 
 
 def _connect_timeout(conn: Any) -> float | None:
-    import psycopg2.extensions
+    import psycopg2.extensions  # noqa: PLC0415 - an optional driver, imported when used
 
     try:
         value = psycopg2.extensions.parse_dsn(conn.dsn).get("connect_timeout")
@@ -147,8 +148,6 @@ def cancel_query(conn: Any) -> None:
     logged at DEBUG; a connection the pool did not register is left to the
     server.
     """
-    import gevent
-
     if conn.closed:
         return
     entry = _cancellers.get(id(conn))
@@ -160,8 +159,6 @@ def cancel_query(conn: Any) -> None:
 
 
 def _send_cancel(connect: Callable[[], Any], pid: int) -> None:
-    import gevent
-
     side = None
     try:
         with gevent.Timeout(CANCEL_TIMEOUT, _Expired()):
@@ -184,7 +181,7 @@ def _send_cancel(connect: Callable[[], Any], pid: int) -> None:
 
 def installed() -> bool:
     """Whether :func:`wait_callback` is psycopg2's current wait callback."""
-    import psycopg2.extensions
+    import psycopg2.extensions  # noqa: PLC0415 - an optional driver, imported when used
 
     return psycopg2.extensions.get_wait_callback() is wait_callback
 
@@ -194,7 +191,7 @@ def install() -> None:
 
     Replaces another callback (psycogreen's, say) with an INFO log line.
     """
-    import psycopg2.extensions
+    import psycopg2.extensions  # noqa: PLC0415 - an optional driver, imported when used
 
     current = psycopg2.extensions.get_wait_callback()
     if current is wait_callback:
@@ -206,7 +203,7 @@ def install() -> None:
 
 def uninstall() -> None:
     """Remove :func:`wait_callback` (psycopg2 blocks the hub again)."""
-    import psycopg2.extensions
+    import psycopg2.extensions  # noqa: PLC0415 - an optional driver, imported when used
 
     if psycopg2.extensions.get_wait_callback() is wait_callback:
         psycopg2.extensions.set_wait_callback(None)

@@ -52,7 +52,7 @@ def retry_busy(timeout: float, func: Callable[..., Any], *args: Any) -> Any:
     :raises sqlite3.OperationalError: still locked after ``timeout`` seconds
         (or any other error, at once).
     """
-    import sqlite3
+    import sqlite3  # noqa: PLC0415 - optional (a Python built without it, a missing extra)
 
     try:
         return func(*args)

@@ -70,7 +70,7 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
             conn.__dict__["_identity_key"] = credentials.key
             policy = settings.referrals
             if policy is not None:
-                conn.__dict__["_referrals"] = (policy, settings, credentials)
+                conn.__dict__["_referrals"] = (policy, settings, credentials, open_connection)
             if wants_info(server):
                 fetch_info(server, conn, self.name)
             # the server answered (a bind, or the rootDSE read): it serves

@@ -41,6 +41,7 @@ from ldap.ldapobject import SimpleLDAPObject
 
 from ._threads import spawn_blocking
 from .errors import AuthenticationFailed
+from .referrals import collect_with_referrals
 
 __all__ = ["LDAPConnection", "LOST_CONNECTION_ERRORS", "WHOAMI_OID"]
 
@@ -117,7 +118,7 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         d["identity_ok"] = True
         d["_pool_binding"] = False
         d["_thread_pending"] = None
-        d["_referrals"] = None  # (ReferralPolicy, Settings, Credentials) when chasing is allowed
+        d["_referrals"] = None  # (ReferralPolicy, Settings, Credentials, opener) when chasing is allowed
         d["_close_requested"] = False
         d["created"] = time.monotonic()
 
@@ -403,8 +404,6 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         referrals = self.__dict__["_referrals"]
         if referrals is None:
             return self._wait_result(msgid, 1, timeout, 0, 0, 0, True)[1]
-        from .referrals import collect_with_referrals
-
         return collect_with_referrals(self, msgid, referrals, scope, filterstr, attrlist, attrsonly, timeout)
 
     def whoami_s(self, serverctrls: Any = None, clientctrls: Any = None) -> str:

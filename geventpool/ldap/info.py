@@ -97,7 +97,7 @@ class CallbackCredentials(Credentials):
 
     def reveal(self) -> str:
         """Call the callback and return its password, for the bind request only."""
-        from .errors import AuthenticationFailed
+        from .errors import AuthenticationFailed  # noqa: PLC0415 - imports python-ldap; the core reads this module
 
         password = self._callback()
         if isinstance(password, bytes):

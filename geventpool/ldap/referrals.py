@@ -14,7 +14,7 @@ not chased again.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import ldap
 from ldapurl import LDAPUrl
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["ReferralPolicy", "referral_urls", "collect_with_referrals"]
 
 logger = logging.getLogger("geventpool.ldap")
+
+#: How a referral's server is connected to: ``_connect.open_connection(server, settings)``.
+Opener = Callable[[LDAPServer, "Settings"], Any]
 
 
 def referral_urls(error: ldap.REFERRAL) -> list[str]:
@@ -63,11 +66,11 @@ class ReferralPolicy:
 
     def chase(
         self, urls: Sequence[str], settings: Settings, credentials: Credentials, scope: int,
-        filterstr: str, attrlist: Any, attrsonly: int, timeout: float,
+        filterstr: str, attrlist: Any, attrsonly: int, timeout: float, opener: Opener,
     ) -> list[Any] | None:
-        """Follow the first allowed URL; return its entries, or None when none is allowed."""
-        from ._connect import open_connection
-
+        """Follow the first allowed URL (opened with ``opener``: ``_connect.open_connection``,
+        passed in, since that module imports this one); return its entries, or None when none is
+        allowed."""
         for url in urls:
             try:
                 parsed = LDAPUrl(url)
@@ -83,7 +86,7 @@ class ReferralPolicy:
                 logger.info("%s: referral to %s not followed (host not allowed)", settings.owner, url)
                 continue
             port = int(port_text) if port_text else (636 if scheme == "ldaps" else 389)
-            conn = open_connection(LDAPServer(scheme, host, port), settings)
+            conn = opener(LDAPServer(scheme, host, port), settings)
             try:
                 if allow_auth and not credentials.anonymous:
                     conn.bind_as(credentials.dn, credentials.reveal())
@@ -98,7 +101,7 @@ class ReferralPolicy:
 
 
 def collect_with_referrals(
-    conn: Any, msgid: int, referrals: tuple[ReferralPolicy, Settings, Credentials], scope: int,
+    conn: Any, msgid: int, referrals: tuple[ReferralPolicy, Settings, Credentials, Opener], scope: int,
     filterstr: str, attrlist: Any, attrsonly: int, timeout: float,
 ) -> list[Any]:
     """Wait for a search's entries on ``conn``; follow the referrals ``referrals`` allows.
@@ -108,14 +111,15 @@ def collect_with_referrals(
     entries are replaced by theirs.  Referrals that may not be followed are
     left as python-ldap reports them.
     """
-    policy, settings, credentials = referrals
+    policy, settings, credentials, opener = referrals
     if timeout is None or timeout < 0:
         timeout = conn.timeout
     try:
         entries: list[Any] = conn._wait_result(msgid, 1, timeout, 0, 0, 0, True)[1]
     except ldap.REFERRAL as error:
         chased = policy.chase(
-            referral_urls(error), settings, credentials, scope, filterstr, attrlist, attrsonly, timeout
+            referral_urls(error), settings, credentials, scope, filterstr, attrlist, attrsonly, timeout,
+            opener,
         )
         if chased is None:
             raise
@@ -129,6 +133,8 @@ def collect_with_referrals(
             continue
         urls = [u.decode() if isinstance(u, bytes) else u for u in value]
         sub_scope = ldap.SCOPE_SUBTREE if scope != ldap.SCOPE_BASE else scope
-        chased = policy.chase(urls, settings, credentials, sub_scope, filterstr, attrlist, attrsonly, timeout)
+        chased = policy.chase(
+            urls, settings, credentials, sub_scope, filterstr, attrlist, attrsonly, timeout, opener
+        )
         result.extend(chased if chased is not None else [(dn, value)])
     return result

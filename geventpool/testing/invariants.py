@@ -112,10 +112,13 @@ def _check_slots(problems: list[str], state: Snapshot) -> None:
         if slot.key != id(slot.conn):
             problems.append(f"connection {slot.number} has a stale key (not its connection's id)")
         if id(slot.conn) in conns:
-            problems.append(f"connection of slot {slot.number} is filed twice (also slot {conns[id(slot.conn)]})")
+            other = conns[id(slot.conn)]
+            problems.append(f"connection of slot {slot.number} is filed twice (also slot {other})")
         conns[id(slot.conn)] = slot.number
         if id(slot) not in idle_ids and slot.state not in (SlotState.IN_USE, SlotState.CHECKING):
-            problems.append(f"in use (connection {slot.number}): checked out but its state is {slot.state.name}")
+            problems.append(
+                f"in use (connection {slot.number}): checked out but its state is {slot.state.name}"
+            )
     checking = sum(1 for slot in state.slots if slot.state is SlotState.CHECKING)
     if checking != state.checking:
         problems.append(f"{checking} connection(s) being checked, but {state.checking} counted")

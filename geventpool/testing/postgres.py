@@ -261,7 +261,7 @@ class PostgresServer:
     # -- admin queries ---------------------------------------------------------------------
 
     def _admin(self) -> Any:
-        import psycopg2
+        import psycopg2  # noqa: PLC0415 - optional (a Python built without it, a missing extra)
 
         conn = psycopg2.connect(self.dsn, application_name=ADMIN_APPLICATION, connect_timeout=10)
         conn.autocommit = True

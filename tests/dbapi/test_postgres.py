@@ -384,3 +384,43 @@ def test_j1_steady_load(pg: PostgresServer, make_pool: MakePool) -> None:
     assert monitor.max_stall < 0.1
     pool.close()
     assert fd_count() <= fds
+
+
+@pytest.mark.parametrize("how", ["raised", "killed"])
+def test_a_dead_borrowers_connection_is_reclaimed_and_its_session_ends(
+    pg: PostgresServer, make_pool: MakePool, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """Issue 11, item 3: ``conn = pool.get()`` in a greenlet that raises or is killed mid-transaction;
+    the application keeps the greenlet (so its traceback keeps the proxy): the slot comes back."""
+    caplog.set_level(logging.WARNING, logger="geventpool")
+    pool = make_pool(psycopg2, pg.dsn, max_size=2, timeout=5, application_name=f"dead-{how}")
+    started = gevent.event.Event()
+    backends: list[int] = []
+
+    def borrower() -> None:
+        conn = pool.get()
+        cur = conn.cursor()
+        cur.execute("CREATE TEMP TABLE half_done (x int)")  # a transaction left open
+        backends.append(_backend(conn))
+        started.set()
+        if how == "raised":
+            raise RuntimeError("the request failed")
+        gevent.sleep(60)
+
+    kept = []
+    for _ in range(2):
+        started.clear()
+        greenlet = gevent.spawn(borrower)
+        kept.append(greenlet)
+        started.wait(5)
+        if how == "killed":
+            greenlet.kill()
+    pool.run_housekeeping()
+    with pool.item() as conn:  # not a PoolTimeout for ever
+        assert _one(conn, "SELECT 1") == 1
+        assert _backend(conn) not in backends
+    live = {s["pid"] for s in pg.sessions(f"dead-{how}")}
+    wait_until(lambda: not set(backends) & {s["pid"] for s in pg.sessions(f"dead-{how}")}, timeout=5)
+    assert live  # the new session
+    assert sum("reclaimed" in r.getMessage() for r in caplog.records) == 2
+    check_invariants(pool)

@@ -168,7 +168,7 @@ def test_core_pool_error_paths(sentinel: str, evidence: Evidence) -> None:
         with FaultProxy(upstream=server.address) as proxy:
             pool = AuthPool(proxy.address, sentinel, size=2, timeout=0.3, keepalive=0.5,
                             keepalive_timeout=0.2, leak_threshold=0.05, name="auth-ok")
-            with pool.get() as conn:
+            with pool.get():
                 evidence.add("slot repr", repr(pool.snapshot().slots))
             held = pool.acquire()
             gevent.sleep(0.15)

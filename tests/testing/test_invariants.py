@@ -71,7 +71,9 @@ def test_a_real_pool_keeps_its_invariants_through_faults(pool: EchoPool, through
         through.reset_all()
         talk(conn)
     check_invariants(pool)
-    wait_until(lambda: pool.size >= pool.min_size and not pool.snapshot().opening, message="the pool refilled")
+    wait_until(
+        lambda: pool.size >= pool.min_size and not pool.snapshot().opening, message="the pool refilled"
+    )
     check_invariants(pool)
 
     # waiters queued behind a full pool get the connections back in order
