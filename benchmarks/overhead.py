@@ -596,6 +596,7 @@ class Round:
     wall_us: float
     floor_cpu_us: float
     stats: dict[str, Any] = field(default_factory=dict)  # the worker's Bench.stats(), if any
+    floor_wall_us: float = 0.0
 
 
 Figures = dict[str, list[Round]]
@@ -657,9 +658,9 @@ def run_all(keys: list[str], iterations: int, rounds: int, no_peers: bool, timeo
             for key in order[r % len(order):] + order[: r % len(order)]:
                 # the floor runs right before each row: the pair sees the same machine
                 floor = workers["floor"].request(iterations)
-                floor_cpu = float(floor["cpu"])
-                results["floor"].append(Round(floor_cpu * to_us, float(floor["wall"]) * to_us,
-                                              floor_cpu * to_us, floor.get("stats", {})))
+                floor_cpu, floor_wall = float(floor["cpu"]), float(floor["wall"])
+                results["floor"].append(Round(floor_cpu * to_us, floor_wall * to_us, floor_cpu * to_us,
+                                              floor.get("stats", {}), floor_wall * to_us))
                 if key == "floor":
                     continue
                 try:
@@ -672,7 +673,7 @@ def run_all(keys: list[str], iterations: int, rounds: int, no_peers: bool, timeo
                         order = ["floor"]
                     continue
                 results[key].append(Round(float(answer["cpu"]) * to_us, float(answer["wall"]) * to_us,
-                                          floor_cpu * to_us, answer.get("stats", {})))
+                                          floor_cpu * to_us, answer.get("stats", {}), floor_wall * to_us))
     finally:
         for worker in workers.values():
             worker.stop()

@@ -1,22 +1,31 @@
-"""One housekeeping pass of a pool: which connections to close, check, retire or reclaim.
+"""Housekeeping: the pool's periodic pass over its connections.
 
-A pure decision over a :class:`~geventpool._state.Snapshot` (no I/O, no
-greenlet switch); the pool then files the slots and does the closing and
-checking.
+:func:`plan` is a pure decision over a :class:`~geventpool._state.Snapshot`
+(no I/O, no greenlet switch): which connections to close, check, retire or
+reclaim.  The :class:`Housekeeper` runs it every ``housekeeping_interval``,
+files the slots, then does the closing and checking.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
+import gevent
+
+from ._report import leak_message
 from ._slot import Slot, SlotState
 from ._state import Snapshot
 
 if TYPE_CHECKING:
     from .pool import ConnectionPool
 
-__all__ = ["Plan", "plan"]
+__all__ = ["Plan", "plan", "Housekeeper"]
+
+C = TypeVar("C")
+
+logger = logging.getLogger("geventpool")
 
 _refcount = getattr(sys, "getrefcount", None)  # CPython: a dropped lease is found by its count
 
@@ -116,3 +125,71 @@ def _best_rank(pool: ConnectionPool[Any]) -> tuple[int, ...] | None:
         return None
     healthy = [servers.rank(s) for s in servers if s.health.state == "closed"]
     return min(healthy) if healthy else None
+
+
+class Housekeeper(Generic[C]):
+    """Runs a pool's housekeeping passes (in the pool's greenlet group; ``close()`` kills it)."""
+
+    def __init__(self, pool: ConnectionPool[C]) -> None:
+        self.pool = pool
+
+    def period(self) -> float:
+        """Seconds between passes: shorter when ``keepalive`` or ``leak_threshold`` need it."""
+        pool = self.pool
+        period = pool.housekeeping_interval
+        if pool.keepalive is not None:
+            period = min(period, pool.keepalive / 2)
+        if pool.leak_threshold is not None:
+            period = min(period, pool.leak_threshold / 2)
+        return period
+
+    def loop(self, epoch: object) -> None:
+        """Run a pass every :meth:`period` until the pool closes (or forks: a new epoch)."""
+        pool = self.pool
+        while epoch is pool._epoch and not pool.closed:
+            gevent.sleep(self.period())
+            if epoch is not pool._epoch or pool.closed:
+                return
+            try:
+                pool.run_housekeeping()
+            except Exception:
+                logger.exception("%s: housekeeping failed", pool.name)
+
+    def run_pass(self) -> None:
+        """Decide, file the slots (no switch), then close, check and reclaim; refill."""
+        pool = self.pool
+        table = pool._table
+        now = pool._clock()
+        # check-then-update: decide and re-file without switching; I/O after
+        decided = plan(pool, table.snapshot(), now)
+        closing = [(slot, reason) for slot, reason in decided.close if table.take_out(slot)]
+        for slot in decided.check:
+            table.idle.remove(slot)
+            table.start_check(slot)
+            pool._spawn(self._check_idle, slot)
+        for slot in decided.retire_on_return:
+            slot.retire = "failback"
+            slot.expires_at = now  # the inlined return path sees it too
+        if pool.leak_threshold is not None:
+            self._report_leaks(now)
+        for slot, reason in closing:
+            pool._finish_close(slot, reason)
+        for slot, why in decided.orphaned:
+            pool._reclaim(slot, why)
+        pool._connector.ensure()
+
+    def _check_idle(self, slot: Slot[C]) -> None:
+        if self.pool._check_slot(slot):
+            self.pool._give_back(slot)
+
+    def _report_leaks(self, now: float) -> None:
+        pool = self.pool
+        assert pool.leak_threshold is not None
+        for slot in list(pool._table.open.values()):
+            held = now - slot.checked_out_at
+            if slot.state is SlotState.IN_USE and not slot.leak_reported and held >= pool.leak_threshold:
+                slot.leak_reported = True
+                pool._leaks_out += 1
+                pool._fast = False
+                pool._counters["leaks"] += 1
+                logger.warning("%s", leak_message(pool.name, slot, now, "possible leak"))

@@ -6,11 +6,15 @@ from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from ._slot import Slot, SlotState
+from .errors import BackendUnavailable, PoolTimeout
 
 if TYPE_CHECKING:
     from .pool import ConnectionPool
 
-__all__ = ["stats_of", "status_table", "leak_message", "server_stats"]
+__all__ = [
+    "stats_of", "status_table", "leak_message", "server_stats", "timeout_error", "all_down_error",
+    "counts_text",
+]
 
 
 def stats_of(pool: ConnectionPool[Any]) -> dict[str, float]:
@@ -126,3 +130,33 @@ def leak_message(pool_name: str, slot: Slot[Any], now: float, verdict: str) -> s
         f"{pool_name}: connection {slot.number} held for {now - slot.checked_out_at:.1f} s "
         f"by {_holder_name(slot.holder)}; {verdict}{where}"
     )
+
+
+def counts_text(pool: ConnectionPool[Any]) -> str:
+    """``size=.. idle=.. in_use=.. opening=.. closing=.. waiting=.. max_size=..`` for messages."""
+    s = pool.snapshot()
+    return (
+        f"size={s.size} idle={s.idle} in_use={s.in_use + s.checking} opening={s.opening} "
+        f"closing={s.closing} waiting={s.waiting} max_size={pool.max_size}"
+    )
+
+
+def timeout_error(pool: ConnectionPool[Any], timeout: float) -> PoolTimeout:
+    """The error of a checkout that waited ``timeout`` in vain: it names the pool and its counts."""
+    counts = counts_text(pool)
+    connector = pool._connector
+    if connector.failing_since is not None and connector.last_error is not None:
+        return BackendUnavailable(
+            f"{pool.name}: no connection within {timeout:g} s; connecting keeps failing "
+            f"({connector.failures} failures, last: {connector.last_error!r}) [{counts}]"
+        )
+    return PoolTimeout(f"{pool.name}: no connection within {timeout:g} s [{counts}]")
+
+
+def all_down_error(pool: ConnectionPool[Any]) -> BackendUnavailable:
+    """Every server's circuit is open (``__cause__``: the last connect error)."""
+    error = BackendUnavailable(
+        f"{pool.name}: every server is down ({pool.server_pool!r}) [{counts_text(pool)}]"
+    )
+    error.__cause__ = pool._connector.last_error
+    return error

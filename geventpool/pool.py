@@ -19,11 +19,21 @@ import gevent.event
 import gevent.pool
 from gevent import getcurrent
 
-from . import _deadline, _fork, _housekeeping
+from . import _deadline, _fork
 from ._config import PoolSettings
 from ._connector import Connector
+from ._housekeeping import Housekeeper
 from ._lease import Lease
-from ._report import leak_message, server_stats, stats_of, status_table
+from ._listeners import EVENTS, Listeners
+from ._report import (
+    all_down_error,
+    counts_text,
+    leak_message,
+    server_stats,
+    stats_of,
+    status_table,
+    timeout_error,
+)
 from ._slot import Slot, SlotState
 from ._state import SlotTable, Snapshot, Waiter
 from .errors import (
@@ -48,8 +58,6 @@ _CHECKING = SlotState.CHECKING
 _FORGOTTEN = SlotState.FORGOTTEN
 _names = itertools.count(1)
 
-#: Events a listener can subscribe to with :meth:`ConnectionPool.on`.
-EVENTS = ("connect", "checkout", "checkin", "discard", "close")
 
 
 class ConnectionPool(Generic[C]):
@@ -154,7 +162,7 @@ class ConnectionPool(Generic[C]):
         self._track_frames = self.leak_threshold is not None
         self._ping_window = float("inf") if self.ping_after is None else self.ping_after
         self._pinging = self.ping_after is not None
-        self._listeners: dict[str, list[Callable[..., None]]] = {event: [] for event in EVENTS}
+        self._listeners = Listeners()
         self._set_fresh_state()
         if self.server_pool is not None and not self._connector.takes_server:
             raise ConfigurationError(f"{owner}: servers= needs a _new_connection(self, server) method")
@@ -172,6 +180,7 @@ class ConnectionPool(Generic[C]):
         self._pop_idle = self._table.pop_idle
         self._waiters = self._table.waiters
         self._connector: Connector[C] = Connector(self)
+        self._housekeeper: Housekeeper[C] = Housekeeper(self)
         self._acquired: dict[int, Lease[C]] = {}  # id(conn) -> lease, for acquire()/release()
         self._group: gevent.pool.Group | None = None
         self._filled = gevent.event.Event()
@@ -450,28 +459,10 @@ class ConnectionPool(Generic[C]):
             self._give_back(slot)
 
     def _timeout_error(self, timeout: float) -> PoolTimeout:
-        counts = self._counts_text()
-        connector = self._connector
-        if connector.failing_since is not None and connector.last_error is not None:
-            return BackendUnavailable(
-                f"{self.name}: no connection within {timeout:g} s; connecting keeps failing "
-                f"({connector.failures} failures, last: {connector.last_error!r}) [{counts}]"
-            )
-        return PoolTimeout(f"{self.name}: no connection within {timeout:g} s [{counts}]")
+        return timeout_error(self, timeout)
 
     def _all_down_error(self) -> BackendUnavailable:
-        error = BackendUnavailable(
-            f"{self.name}: every server is down ({self.server_pool!r}) [{self._counts_text()}]"
-        )
-        error.__cause__ = self._connector.last_error
-        return error
-
-    def _counts_text(self) -> str:
-        s = self._table.snapshot()
-        return (
-            f"size={s.size} idle={s.idle} in_use={s.in_use + s.checking} opening={s.opening} "
-            f"closing={s.closing} waiting={s.waiting} max_size={self.max_size}"
-        )
+        return all_down_error(self)
 
     # -- checkin and the discard rule ----------------------------------------------
 
@@ -662,19 +653,11 @@ class ConnectionPool(Generic[C]):
 
         :raises ConfigurationError: unknown event, or ``callback`` not callable.
         """
-        if event not in EVENTS:
-            raise ConfigurationError(f"{self.name}: event must be one of {EVENTS}, got {event!r}")
-        if not callable(callback):
-            raise ConfigurationError(f"{self.name}: callback must be callable, got {callback!r}")
-        self._listeners[event].append(callback)
+        self._listeners.add(self.name, event, callback)
         self._refresh_fast()
 
     def _emit(self, event: str, *args: Any) -> None:
-        for callback in list(self._listeners[event]):
-            try:
-                callback(self, *args)
-            except Exception:
-                logger.exception("%s: %s listener %r raised", self.name, event, callback)
+        self._listeners.emit(self, event, *args)
 
     # -- background work ----------------------------------------------------------------------
 
@@ -691,7 +674,7 @@ class ConnectionPool(Generic[C]):
         if self.server_pool is not None:
             for server in self.server_pool:  # this pool can probe them from now on
                 server.health.set_probe(self._probe_server)
-        self._spawn(self._housekeeper, self._epoch)
+        self._spawn(self._housekeeper.loop, self._epoch)
         self._connector.ensure()
 
     def _spawn(self, func: Callable[..., None], *args: Any) -> None:
@@ -704,24 +687,6 @@ class ConnectionPool(Generic[C]):
             raise PoolClosed(f"{self.name} is closed")
         self._connector.probe(server)
 
-    def _housekeeper(self, epoch: object) -> None:
-        while epoch is self._epoch and not self._closed:
-            gevent.sleep(self._housekeeping_period())
-            if epoch is not self._epoch or self._closed:
-                return
-            try:
-                self.run_housekeeping()
-            except Exception:
-                logger.exception("%s: housekeeping failed", self.name)
-
-    def _housekeeping_period(self) -> float:
-        period = self.housekeeping_interval
-        if self.keepalive is not None:
-            period = min(period, self.keepalive / 2)
-        if self.leak_threshold is not None:
-            period = min(period, self.leak_threshold / 2)
-        return period
-
     def run_housekeeping(self) -> None:
         """Run one housekeeping pass now: expire, shrink, keepalive, reclaim, report leaks, refill.
 
@@ -732,40 +697,7 @@ class ConnectionPool(Generic[C]):
             return
         if not self._started:
             self._start()
-        now = self._clock()
-        table = self._table
-        # check-then-update: decide and re-file without switching; I/O after
-        plan = _housekeeping.plan(self, table.snapshot(), now)
-        closing = [(slot, reason) for slot, reason in plan.close if table.take_out(slot)]
-        for slot in plan.check:
-            table.idle.remove(slot)
-            table.start_check(slot)
-            self._spawn(self._check_idle, slot)
-        for slot in plan.retire_on_return:
-            slot.retire = "failback"
-            slot.expires_at = now  # the inlined return path sees it too
-        if self.leak_threshold is not None:
-            self._report_leaks(now)
-        for slot, reason in closing:
-            self._finish_close(slot, reason)
-        for slot, why in plan.orphaned:
-            self._reclaim(slot, why)
-        self._connector.ensure()
-
-    def _check_idle(self, slot: Slot[C]) -> None:
-        if self._check_slot(slot):
-            self._give_back(slot)
-
-    def _report_leaks(self, now: float) -> None:
-        assert self.leak_threshold is not None
-        for slot in list(self._table.open.values()):
-            held = now - slot.checked_out_at
-            if slot.state is _IN_USE and not slot.leak_reported and held >= self.leak_threshold:
-                slot.leak_reported = True
-                self._leaks_out += 1
-                self._fast = False
-                self._counters["leaks"] += 1
-                logger.warning("%s", leak_message(self.name, slot, now, "possible leak"))
+        self._housekeeper.run_pass()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -888,7 +820,7 @@ class ConnectionPool(Generic[C]):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<{type(self).__name__} {self.name!r} {state} {self._counts_text()}>"
+        return f"<{type(self).__name__} {self.name!r} {state} {counts_text(self)}>"
 
     def __str__(self) -> str:
         return status_table(self)

@@ -17,6 +17,7 @@ from typing import Any
 import gevent
 
 from .._config import check_count, check_seconds
+from .._report import counts_text
 from ..errors import ConfigurationError, PoolError
 from ._facade import Lease, OperationCounters, build_pool, checkout, sorted_infos
 from .connection import LDAPConnection
@@ -218,7 +219,7 @@ class ConnectionPool:
 
     def __repr__(self) -> str:
         info = self.connection_info
-        return f"<{type(self).__name__} {self.name!r} {info.host}:{info.port} {self.pool._counts_text()}>"
+        return f"<{type(self).__name__} {self.name!r} {info.host}:{info.port} {counts_text(self.pool)}>"
 
     def __reduce__(self) -> Any:
         raise TypeError(f"{type(self).__name__} objects cannot be pickled")
