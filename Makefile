@@ -4,7 +4,10 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo examples docs bench bench-peers soak package system-deps clean
+#: The other Pythons setup.cfg claims (3.11 is $(PYTHON)); CI runs the whole suite on each.
+OTHER_PYTHONS ?= python3.10 python3.12
+
+.PHONY: test test-pythons lint typecheck pytest demo examples docs bench bench-peers soak package system-deps clean
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +28,21 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 # What CI runs: system packages (as root), lint, types, and the whole suite
-# (the suite builds the docs with -W and runs every example).
-test: system-deps $(STAMP) lint typecheck pytest
+# (the suite builds the docs with -W and runs every example), then the suite again
+# on every other Python that setup.cfg claims.
+test: system-deps $(STAMP) lint typecheck pytest test-pythons
+
+# A missing interpreter fails the target: a version is claimed only where the suite ran.
+test-pythons: system-deps
+	set -e; for py in $(OTHER_PYTHONS); do \
+	    venv=.venv-$$py; \
+	    command -v $$py >/dev/null || { echo "test-pythons: $$py not found" >&2; exit 1; }; \
+	    [ -x $$venv/bin/python ] || $$py -m venv $$venv; \
+	    $$venv/bin/python -m pip install -q -U pip; \
+	    $$venv/bin/python -m pip install -q -e '.[test,dev]'; \
+	    echo "== the suite on $$($$venv/bin/python --version)"; \
+	    $$venv/bin/pytest -q -p no:cacheprovider; \
+	done
 
 demo:
 	$(PYTHON) -m venv $(VENV)
@@ -56,4 +72,4 @@ package: $(STAMP)
 	./scripts/check-package.sh $(BIN)/python
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache docs/_build
+	rm -rf $(VENV) .venv-python3.* build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache docs/_build

@@ -47,29 +47,33 @@ def with_loop(arena: Arena, me: int, checkout: Callable[[], Any]) -> None:
     """One greenlet's loop for a pool checked out with ``with checkout() as conn:``."""
     clock, sleep, waits = time.perf_counter, arena.sleep, arena.waits
     done = 0
-    while arena.left > 0:
-        arena.left -= 1
-        start = clock()
-        with checkout() as _conn:
-            waits.append(clock() - start)
-            sleep(0)
-        done += 1
-    arena.finish(me, done)
+    try:
+        while arena.left > 0:
+            arena.left -= 1
+            start = clock()
+            with checkout() as _conn:
+                waits.append(clock() - start)
+                sleep(0)
+            done += 1
+    finally:
+        arena.finish(me, done)
 
 
 def pair_loop(arena: Arena, me: int, acquire: Callable[[], Any], release: Callable[[Any], Any]) -> None:
     """One greenlet's loop for a pool checked out with ``conn = acquire(); ...; release(conn)``."""
     clock, sleep, waits = time.perf_counter, arena.sleep, arena.waits
     done = 0
-    while arena.left > 0:
-        arena.left -= 1
-        start = clock()
-        conn = acquire()
-        waits.append(clock() - start)
-        sleep(0)
-        release(conn)
-        done += 1
-    arena.finish(me, done)
+    try:
+        while arena.left > 0:
+            arena.left -= 1
+            start = clock()
+            conn = acquire()
+            waits.append(clock() - start)
+            sleep(0)
+            release(conn)
+            done += 1
+    finally:
+        arena.finish(me, done)
 
 
 class Arena:
@@ -79,7 +83,9 @@ class Arena:
         self.runtime = runtime
         self.loop = loop
         self.methods = methods
+        self.spawn: Callable[..., Any]
         self.sleep: Callable[[float], None]
+        self.event: Callable[[], Any]
         if runtime == "eventlet":
             import eventlet
             from eventlet.event import Event
@@ -96,8 +102,8 @@ class Arena:
         self.finish_line: Any = None
 
     def finish(self, me: int, done: int) -> None:
-        """Park a greenlet that found no checkouts left until all have: no greenlet exits (which costs
-        the hub time) while others still wait for a connection."""
+        """Park a greenlet that found no checkouts left (or failed) until all have: no greenlet
+        exits (which costs the hub time) while others still wait for a connection."""
         self.counts[me] = done
         self.finished += 1
         if self.finished == GREENLETS:
@@ -184,9 +190,10 @@ def _median(rounds: list[Round], name: str) -> float:
     return statistics.median(float(r.stats[name]) for r in rounds)
 
 
-def summarize(rounds: list[Round]) -> dict[str, float]:
+def summarize(rounds: list[Round], iterations: int) -> dict[str, float]:
     """The row's figures: medians over rounds, and the worst round for max, max/p99 and fairness."""
     spread = [float(r.stats["max_us"]) / max(float(r.stats["p99_us"]), 1e-9) for r in rounds]
+    worst = rounds[spread.index(max(spread))]
     return {
         "handoffs_per_s_wall": statistics.median(1e6 / r.wall_us for r in rounds),
         "handoffs_per_s_cpu": statistics.median(1e6 / r.cpu_us for r in rounds),
@@ -198,6 +205,8 @@ def summarize(rounds: list[Round]) -> dict[str, float]:
         "wait_max_us_worst": max(float(r.stats["max_us"]) for r in rounds),
         "max_over_p99": statistics.median(spread),
         "max_over_p99_worst": max(spread),
+        # wall minus CPU time of that round: time the worker was not running (preempted), or slept
+        "worst_round_off_cpu_us": (worst.wall_us - worst.cpu_us) * iterations,
         "fairness": _median(rounds, "fairness"),
         "fairness_worst": min(float(r.stats["fairness"]) for r in rounds),
     }
@@ -238,7 +247,8 @@ def target_notes(figures: dict[str, dict[str, float]]) -> list[str]:
             else:
                 verdict = "NOT met"
             notes.append(f"target, {BY_KEY[key].label}: max wait <= {FIFO_TARGET:g}x p99: {verdict} "
-                         f"(median round {f['max_over_p99']:.2f}, worst {f['max_over_p99_worst']:.2f})")
+                         f"(median round {f['max_over_p99']:.2f}, worst {f['max_over_p99_worst']:.2f}; "
+                         f"the worker was off CPU for {f['worst_round_off_cpu_us']:,.0f} µs of that round)")
     return notes
 
 
@@ -272,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results, skipped, versions, python = run_all(keys, iterations, rounds, args.no_peers, args.timeout, log,
                                                  BY_KEY, Path(__file__).resolve())
-    figures = {key: summarize(rounds_) for key, rounds_ in results.items() if rounds_}
+    figures = {key: summarize(rounds_, iterations) for key, rounds_ in results.items() if rounds_}
     table = format_table(keys, figures, skipped)
     command = "python benchmarks/contention.py " + " ".join(argv if argv is not None else sys.argv[1:])
     notes = [

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 import gevent
 from gevent import GreenletExit
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["Connector", "takes_server"]
 
 C = TypeVar("C")
+T = TypeVar("T")
 
 logger = logging.getLogger("geventpool")
 
@@ -156,6 +157,21 @@ class Connector(Generic[C]):
         return conn
 
     def _connect_any(self) -> tuple[C, Server]:
+        return self.connect_any(self._connect_verified)
+
+    def _connect_verified(self, server: Server) -> C:
+        conn = self.connect(server)
+        if server.health.failures and self.pool._can_check:
+            self._verify(conn)  # a recovering server must answer, not merely accept
+        return conn
+
+    def connect_any(self, open_one: Callable[[Server], T]) -> tuple[T, Server]:
+        """``open_one(server)`` on the pool's servers in the order of their strategy, until one
+        works: the one place that fails over.  Connection errors feed each server's health and
+        move on; any other error stops at once (an auth error is never tried on every replica).
+
+        :raises BackendUnavailable: no server may be tried now.
+        """
         pool = self.pool
         assert pool.server_pool is not None
         last_error: BaseException | None = None
@@ -165,9 +181,7 @@ class Connector(Generic[C]):
                 continue
             health.set_probe(pool._probe_server)
             try:
-                conn = self.connect(server)
-                if health.failures and pool._can_check:
-                    self._verify(conn)  # a recovering server must answer, not merely accept
+                conn = open_one(server)
             except BaseException as error:
                 if pool._is_connect_error(error):
                     health.record_failure(error)

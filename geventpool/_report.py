@@ -81,7 +81,7 @@ def status_table(pool: ConnectionPool[Any]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: tuple[str, ...]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"
 
     rule = "+-" + "-+-".join("-" * w for w in widths) + "-+"
     title = repr(pool)

@@ -50,6 +50,7 @@ from .servers import Server, ServerLike, ServerPool
 __all__ = ["ConnectionPool", "DEFAULT_EXC_CLASSES", "EVENTS"]
 
 C = TypeVar("C")
+T = TypeVar("T")
 
 logger = logging.getLogger("geventpool")
 
@@ -327,6 +328,14 @@ class ConnectionPool(Generic[C]):
             )
         del self._acquired[id(conn)]
         lease.release(error)
+
+    def _open_on_any_server(self, open_one: Callable[[Server], T]) -> tuple[T, Server]:
+        """Run ``open_one(server)`` on the first of the pool's servers that takes it, with the
+        pool's failover and health (for a subclass that opens connections outside the pool).
+
+        :raises BackendUnavailable: no server may be tried now; else what ``open_one`` raised.
+        """
+        return self._connector.connect_any(open_one)
 
     def _lease_of(self, conn: C) -> Lease[C] | None:
         """The active lease of ``conn`` (None if it is not checked out): for a subclass whose

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, TypeVar, overload
 import gevent
 
 from .backoff import backoff_delay
+from ._config import check_exc_classes
 from .errors import ConfigurationError
 
 __all__ = ["retry", "backoff_delay", "DEFAULT_EXC_CLASSES"]
@@ -112,20 +113,7 @@ def retry(
 
     :raises ConfigurationError: at decoration time, for a bad argument.
     """
-    # one class is accepted, as the pools accept it
-    if isinstance(exc_classes, type):
-        classes: tuple[Any, ...] = (exc_classes,)
-    else:
-        try:
-            classes = tuple(exc_classes)
-        except TypeError:
-            classes = ()
-    if not classes or not all(
-        isinstance(c, type) and issubclass(c, BaseException) for c in classes
-    ):
-        raise ConfigurationError(
-            f"retry: exc_classes must be exception classes, got {exc_classes!r}"
-        )
+    classes = check_exc_classes("retry", exc_classes)  # one class is accepted, as the pools accept it
     if max_failures is not None and (
         isinstance(max_failures, bool)
         or not isinstance(max_failures, int)

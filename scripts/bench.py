@@ -325,7 +325,7 @@ def overhead_chart(data: dict[str, Any], path: Path) -> bool:
     labels = [r["label"].replace("`", "") for r in rows]
     values = [r["cpu_us_median"] for r in rows]
     bars = ax.barh(range(len(rows)), values, color=[_colour(r["key"]) for r in rows])
-    for bar, row in zip(bars, rows):
+    for bar, row in zip(bars, rows, strict=False):
         ratio = row["ratio_to_floor"]
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
                 f" {row['cpu_us_median']:.2f} µs ({ratio:.2f}x)" if ratio else "", va="center", fontsize=8)
@@ -354,11 +354,11 @@ def grouped_chart(groups: list[tuple[str, list[tuple[str, float]], list[tuple[st
     fig, axes = plt.subplots(rows, columns, figsize=(4.8 * columns, 4.4 * rows + 0.3), squeeze=False)
     for ax in axes.flat[len(groups):]:
         ax.set_visible(False)
-    for ax, (panel, bars, lines) in zip(axes.flat, groups):
+    for ax, (panel, bars, lines) in zip(axes.flat, groups, strict=False):
         names = [n for n, _ in bars]
         values = [v for _, v in bars]
         drawn = ax.bar(range(len(bars)), values, color=[_colour(n) for n in names])
-        for bar, value in zip(drawn, values):
+        for bar, value in zip(drawn, values, strict=False):
             ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{value:.0f}", ha="center",
                     va="bottom", fontsize=7)
         top = max([*values, *(v for _, v in lines)], default=1.0)

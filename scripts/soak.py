@@ -45,10 +45,11 @@ def plot(report: chaos.Report, path: str) -> None:
         if not samples:
             continue
         times = [s.t for s in samples]
-        steps = [b.t - a.t for a, b in zip([samples[0], *samples], samples)]
+        steps = [b.t - a.t for a, b in zip([samples[0], *samples], samples, strict=False)]
         steps[0] = steps[1] if len(steps) > 1 else 1.0
-        axes[0].plot(times, [s.ok / max(dt, 1e-3) for s, dt in zip(samples, steps)], label=f"{name} ok/s")
-        axes[1].plot(times, [s.errors / max(dt, 1e-3) for s, dt in zip(samples, steps)],
+        axes[0].plot(times, [s.ok / max(dt, 1e-3) for s, dt in zip(samples, steps, strict=False)],
+                     label=f"{name} ok/s")
+        axes[1].plot(times, [s.errors / max(dt, 1e-3) for s, dt in zip(samples, steps, strict=False)],
                      label=f"{name} typed errors/s")
         axes[2].plot(times, [s.size for s in samples], label=f"{name} size")
         axes[2].plot(times, [s.in_use for s in samples], linestyle=":", label=f"{name} in use")

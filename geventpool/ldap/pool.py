@@ -19,6 +19,7 @@ import gevent
 import gevent.lock
 import ldap
 
+from .. import _deadline
 from .._config import check_count, check_seconds
 from .._state import Snapshot
 from ..errors import BackendUnavailable, ConfigurationError, ConnectTimeout, PoolClosed, PoolTimeout
@@ -390,28 +391,21 @@ class LDAPPool(LDAPHooks):
         :raises BackendError: no server could be reached (``__cause__``: the last error).
         :raises AuthenticationFailed: the bind was refused (no failover).
         """
-        assert self.server_pool is not None
-        last: BaseException | None = None
         limit = self._connect_bound
-        for server in self.server_pool.candidates():
-            health = server.health
-            if not health.begin_attempt():
-                continue
+
+        def open_one(server: Server) -> LDAPConnection:
             settings = self._options.get(server).settings
-            try:
-                with gevent.Timeout(limit, ConnectTimeout(f"{self.name}: {server.name}: no connection "
-                                                          f"within {limit:g} s")):
-                    conn, _address = open_bound(settings, credentials)
-            except BaseException as error:
-                if self._is_connect_error(error):
-                    health.record_failure(error)
-                    last = error
-                    continue
-                health.end_attempt()
-                raise
-            health.record_success()
-            return conn
-        raise BackendError(f"{self.name}: no LDAP server reachable ({self.server_pool!r})") from last
+            what = f"{self.name}: {server.name}: no connection within {limit:g} s"
+            with _deadline.limit(limit, what, ConnectTimeout):
+                return open_bound(settings, credentials)[0]
+
+        try:
+            conn, _server = self._open_on_any_server(open_one)
+        except BaseException as error:
+            if self._is_connect_error(error):
+                raise BackendError(f"{self.name}: no LDAP server reachable ({self.server_pool!r})") from error
+            raise
+        return conn
 
     # -- lifecycle and reporting --------------------------------------------------------------------
 

@@ -294,7 +294,7 @@ class PostgresServer:
             sql += " AND application_name = %s"
             params.append(application_name)
         keys = ("pid", "state", "query", "application_name", "backend_start", "xact_start")
-        return [dict(zip(keys, row)) for row in self.execute(sql, params)]
+        return [dict(zip(keys, row, strict=False)) for row in self.execute(sql, params)]
 
     def running_queries(self, like: str, application_name: str | None = None) -> list[dict[str, Any]]:
         """Sessions in state ``active`` whose query contains ``like``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "geventpool"
@@ -80,7 +81,7 @@ def test_no_import_cycle_at_run_time() -> None:
             walk(node, [node])
     # a package importing its own submodules is not a cycle unless the submodule imports back
     real = [c for c in cycles if not all(b.startswith(a + ".") or a.startswith(b + ".")
-                                          for a, b in zip(c, c[1:]))]
+                                          for a, b in itertools.pairwise(c))]
     assert not real, "import cycles: " + "; ".join(" -> ".join(c) for c in real)
 
 

@@ -220,7 +220,16 @@ def test_3_a_checkout_held_by_a_live_greenlet_is_never_reclaimed(server: LineSer
 
 
 class PoliteClose(LinePool):
-    """Closes by waiting for the server's goodbye (a slow close)."""
+    """Closes by waiting for the server's goodbye (a slow close).  Its connects are proved by a
+    PING at connect time, so breaking them on first use is not taken for a failing server."""
+
+    def _new_connection(self) -> socket.socket:
+        sock = super()._new_connection()
+        self._keepalive(sock)
+        return sock
+
+    def _has_served(self, conn: socket.socket) -> bool:
+        return True
 
     def _close_connection(self, conn: socket.socket) -> None:
         conn.shutdown(socket.SHUT_WR)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 
@@ -27,7 +26,7 @@ class TimedPool(LinePool):
     op_timeout = 0.3
 
     def call(self, text: bytes = b"hello\n") -> bytes:
-        with self.get() as conn, gevent.Timeout(self.op_timeout, socket.timeout("operation timed out")):
+        with self.get() as conn, gevent.Timeout(self.op_timeout, TimeoutError("operation timed out")):
             return echo(conn, text)
 
 

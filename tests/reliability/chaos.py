@@ -458,7 +458,7 @@ def summary_table(report: Report) -> str:
             str(report.max_sessions.get(name, "")), str(report.final_sessions.get(name, "")),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=False)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     errors: Counter[str] = Counter()
     for t in report.tallies.values():

@@ -7,6 +7,7 @@ configured timeouts, never as speed.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Callable
@@ -153,7 +154,7 @@ def test_failback_is_gradual(replicas: list[Slapd], make_pool: MakePool) -> None
             gevent.sleep(0.02)  # let the callers return what they hold: the next pass sees it idle
             on_replica.append(_on(pool, replica.port))
         # one connection at a time, never a jump
-        assert all(a - b <= 1 for a, b in zip(on_replica, on_replica[1:])), on_replica
+        assert all(a - b <= 1 for a, b in itertools.pairwise(on_replica)), on_replica
         assert passes >= 6
         load.wait_successes_on(primary.uri, count=50, after=time.monotonic())
     finally:
@@ -205,7 +206,7 @@ def test_invalid_credentials_never_fail_over(trio: list[Slapd], make_pool: MakeP
             with pool.connection():
                 pass
     # each operation_count() call binds once itself: subtract those
-    binds = [s.operation_count("Bind") - b - 1 for s, b in zip(trio, before)]
+    binds = [s.operation_count("Bind") - b - 1 for s, b in zip(trio, before, strict=False)]
     assert sum(binds) == 3, binds
     if strategy == "uri":
         assert binds == [3, 0, 0]
