@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterable, TypeVar, overload
 
 import gevent
 
-from .backoff import backoff_delay
 from ._config import check_exc_classes
+from .backoff import backoff_delay
 from .errors import ConfigurationError
 
 __all__ = ["retry", "backoff_delay", "DEFAULT_EXC_CLASSES"]
