@@ -22,8 +22,8 @@ import gevent.event
 import ldap
 
 from geventpool import retry
-from geventpool.ldap import LOST_CONNECTION_ERRORS, LDAPPool
-from geventpool.servers import GET_DSA_INFO, POOLING_STRATEGY_FIRST_ACTIVE, Server, ServerPool
+from geventpool.ldap import GET_DSA_INFO, LOST_CONNECTION_ERRORS, LDAPPool, Server, ServerPool
+from geventpool.servers import POOLING_STRATEGY_FIRST_ACTIVE
 from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, Slapd, user_dn
 
 

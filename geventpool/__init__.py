@@ -22,10 +22,6 @@ from .errors import (
 from .pool import DEFAULT_EXC_CLASSES, ConnectionPool
 from .retry import retry
 from .servers import (
-    GET_ALL_INFO,
-    GET_DSA_INFO,
-    GET_NO_INFO,
-    GET_SCHEMA_INFO,
     POOLING_STRATEGY_FIRST_ACTIVE,
     POOLING_STRATEGY_NONE,
     POOLING_STRATEGY_RANDOM_ACTIVE,
@@ -60,10 +56,6 @@ __all__ = [
     "ServerPool",
     "ServerHealth",
     "CircuitState",
-    "GET_NO_INFO",
-    "GET_DSA_INFO",
-    "GET_SCHEMA_INFO",
-    "GET_ALL_INFO",
     "POOLING_STRATEGY_NONE",
     "POOLING_STRATEGY_FIRST_ACTIVE",
     "POOLING_STRATEGY_ROUND_ROBIN_PASSIVE",

@@ -14,7 +14,7 @@ import random
 import time
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable, Union
+from typing import Any, Callable, ClassVar, Union
 from urllib.parse import urlsplit
 
 import gevent
@@ -28,10 +28,6 @@ __all__ = [
     "ServerPool",
     "ServerHealth",
     "CircuitState",
-    "GET_NO_INFO",
-    "GET_DSA_INFO",
-    "GET_SCHEMA_INFO",
-    "GET_ALL_INFO",
     "POOLING_STRATEGY_NONE",
     "POOLING_STRATEGY_FIRST_ACTIVE",
     "POOLING_STRATEGY_ROUND_ROBIN_PASSIVE",
@@ -43,12 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("geventpool.servers")
-
-GET_NO_INFO = "NO_INFO"
-GET_DSA_INFO = "DSA"
-GET_SCHEMA_INFO = "SCHEMA"
-GET_ALL_INFO = "ALL"
-_INFO_CHOICES = (GET_NO_INFO, GET_DSA_INFO, GET_SCHEMA_INFO, GET_ALL_INFO)
 
 #: Always the first server (by priority, then order); no health check.
 POOLING_STRATEGY_NONE = "NONE"
@@ -71,7 +61,6 @@ STRATEGIES = (
     POOLING_STRATEGY_RANDOM_ACTIVE,
 )
 _ACTIVE = (POOLING_STRATEGY_FIRST_ACTIVE, POOLING_STRATEGY_ROUND_ROBIN_ACTIVE, POOLING_STRATEGY_RANDOM_ACTIVE)
-_DEFAULT_PORTS = {"ldap": 389, "ldaps": 636, "ldapi": None}
 
 
 class CircuitState:
@@ -265,26 +254,27 @@ def _server_of(key: tuple[Any, ...]) -> Server:
 
 
 class Server:
-    """One server: ``Server("db1.example.com", 5432)`` or ``Server("ldaps://dc1:636")``.
+    """One server of any protocol: ``Server("db1.example.com", 5432)`` or ``Server("redis://db1:6379")``.
 
     ``priority``: lower is preferred (failover goes to higher numbers, and
-    back when the preferred server recovers).  ``get_info`` and
-    ``allowed_referral_hosts`` matter to LDAP pools only; ``info`` and
-    ``schema`` are filled in by them.  The host is resolved again on every
-    new connection.
+    back when the preferred server recovers).  The host is resolved again
+    on every new connection.  A protocol's subclass (``geventpool.ldap.Server``)
+    adds its own fields, default ports and TLS schemes.
 
     :raises ConfigurationError: bad host, port, URI or option (credentials in a
         URI are refused and never echoed).
     """
+
+    #: The port a URI without one gets, by scheme (a protocol's subclass fills it in).
+    default_ports: ClassVar[dict[str, int]] = {}
+    #: URI schemes that mean TLS from the first byte (they set ``use_ssl``).
+    tls_schemes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
         host: str,
         port: int | None = None,
         use_ssl: bool = False,
-        allowed_referral_hosts: Iterable[tuple[str, bool]] | None = None,
-        get_info: str = GET_NO_INFO,
-        tls: Any = None,
         *,
         priority: int = 0,
         connect_timeout: float | None = None,
@@ -300,23 +290,14 @@ class Server:
         bad_port = isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
         if port is not None and bad_port:
             raise ConfigurationError(f"Server {host}: port must be an int in 1..65535, got {port!r}")
-        if get_info not in _INFO_CHOICES:
-            raise ConfigurationError(
-                f"Server {host}: get_info must be one of {_INFO_CHOICES}, got {get_info!r}"
-            )
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise ConfigurationError(f"Server {host}: priority must be an int, got {priority!r}")
         self.host = host
         self.port = port
         self.use_ssl = bool(use_ssl)
-        self.allowed_referral_hosts = list(allowed_referral_hosts or [])
-        self.get_info = get_info
-        self.tls = tls
         self.priority = priority
         self.connect_timeout = connect_timeout
         self.name = name or (f"{host}:{port}" if port is not None else host)
-        self.info: Any = None
-        self.schema: Any = None
         key = (self.host, self.port, self.use_ssl)
         health = _health.get(key)
         if health is None:
@@ -338,18 +319,23 @@ class Server:
         if not parts.hostname:
             raise ConfigurationError(f"Server: no host in URI {_redact(uri)!r}")
         self.scheme = parts.scheme.lower()
-        if self.scheme == "ldaps":
+        if self.scheme in self.tls_schemes:
             use_ssl = True
         if parsed_port is None:
-            parsed_port = port if port is not None else _DEFAULT_PORTS.get(self.scheme)
+            parsed_port = port if port is not None else self.default_ports.get(self.scheme)
         return parts.hostname, parsed_port, use_ssl
+
+    def _default_scheme(self) -> str | None:
+        """The scheme of a server given without a URI (None: shown as ``host:port``)."""
+        return None
 
     @property
     def uri(self) -> str:
-        """``scheme://host:port`` (``ldap`` or ``ldaps`` unless given otherwise)."""
-        scheme = self.scheme or ("ldaps" if self.use_ssl else "ldap")
+        """``scheme://host:port`` (or ``host:port`` when the server has no scheme)."""
+        scheme = self.scheme or self._default_scheme()
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}" + (f":{self.port}" if self.port is not None else "")
+        where = host + (f":{self.port}" if self.port is not None else "")
+        return f"{scheme}://{where}" if scheme else where
 
     @property
     def address(self) -> tuple[str, int]:
@@ -362,13 +348,13 @@ class Server:
         return (self.host, self.port)
 
     def __repr__(self) -> str:
-        return f"Server({self.uri!r}, priority={self.priority}, {self.health.state})"
+        return f"{type(self).__name__}({self.uri!r}, priority={self.priority}, {self.health.state})"
 
     def __str__(self) -> str:
         return self.name
 
     def __reduce__(self) -> Any:
-        return (Server, (self.host, self.port, self.use_ssl, self.allowed_referral_hosts, self.get_info))
+        return (type(self), (self.host, self.port, self.use_ssl))
 
 
 def _redact(uri: str) -> str:
@@ -391,6 +377,9 @@ class ServerPool:
     ``remove()`` may be called while pools use it: they are told, and
     connections to a removed server are retired as they come back idle.
     """
+
+    #: What a host or URI string given to ``add()`` becomes.
+    server_class: ClassVar[type[Server]] = Server
 
     def __init__(
         self,
@@ -416,7 +405,7 @@ class ServerPool:
     def add(self, server: ServerLike) -> Server:
         """Add a server (a ``Server`` or a host/URI string); returns it."""
         if isinstance(server, str):
-            server = Server(server)
+            server = self.server_class(server)
         if not isinstance(server, Server):
             raise ConfigurationError(f"ServerPool: expected a Server or a str, got {server!r}")
         if any(s is server or s.health is server.health for s in self._servers):
@@ -432,7 +421,7 @@ class ServerPool:
         """
         names = set()
         if isinstance(server, str):  # as add() accepts it: a name, a host or a URI
-            names = {server, Server(server).name}
+            names = {server, self.server_class(server).name}
         for candidate in self._servers:
             if candidate is server or candidate.name in names:
                 self._servers.remove(candidate)

@@ -20,13 +20,28 @@ from .errors import AuthenticationFailed, BackendError, MaxConnectionReachedErro
 from .info import ConnectionInfo, ValidationResult
 from .manager import ConnectionResult, LDAPConnectionManager, PerformanceMetrics, create_ha_cluster
 from .pool import ConnectionManager, LDAPPool
-from .servers import DSAInfo, SchemaInfo
+from .servers import (
+    GET_ALL_INFO,
+    GET_DSA_INFO,
+    GET_NO_INFO,
+    GET_SCHEMA_INFO,
+    DSAInfo,
+    SchemaInfo,
+    Server,
+    ServerPool,
+)
 from .tls import TLSPolicy
 from .uris import LDAPServer, parse_uris
 
 __all__ = [
     "LDAPPool",
     "ConnectionManager",
+    "Server",
+    "ServerPool",
+    "GET_NO_INFO",
+    "GET_DSA_INFO",
+    "GET_SCHEMA_INFO",
+    "GET_ALL_INFO",
     "LDAPConnection",
     "TLSPolicy",
     "LDAPServer",

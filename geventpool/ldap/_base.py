@@ -74,7 +74,7 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
             if wants_info(server):
                 fetch_info(server, conn, self.name)
             # the server answered (a bind, or the rootDSE read): it serves
-            conn.__dict__["_served"] = not credentials.anonymous or server.info is not None
+            conn.__dict__["_served"] = not credentials.anonymous or getattr(server, "info", None) is not None
         except BaseException:
             conn.close()
             raise

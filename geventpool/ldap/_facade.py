@@ -18,11 +18,12 @@ import ldap
 
 from ..errors import BackendUnavailable, ConfigurationError, ConnectTimeout, TooManyWaiters
 from ..errors import PoolTimeout as CorePoolTimeout
-from ..servers import POOLING_STRATEGY_FIRST_ACTIVE, Server, ServerPool
+from ..servers import POOLING_STRATEGY_FIRST_ACTIVE
 from .apierrors import ConnectionTimeout, ConnectionUnhealthy, PoolExhausted, PoolTimeout
 from .connection import LDAPConnection
 from .info import ConnectionInfo
 from .pool import LDAPPool
+from .servers import Server, ServerPool
 from .tls import TLSPolicy
 
 __all__ = ["build_pool", "checkout", "Lease", "OperationCounters", "hung_up", "sorted_infos", "server_of"]

@@ -136,7 +136,9 @@ class LDAPPool(LDAPHooks):
             )
         elif not isinstance(tls, TLSPolicy):
             raise ConfigurationError(f"{owner}: tls must be a TLSPolicy, got {type(tls).__name__}")
-        if use_tls or any(address_of(s).scheme == "ldaps" and s.tls is None for s in server_pool):
+        if use_tls or any(
+            address_of(s).scheme == "ldaps" and getattr(s, "tls", None) is None for s in server_pool
+        ):
             tls.check(owner)
         min_size = check_count(owner, "min_size", min_size)
         self.identity_size = check_count(owner, "identity_size", identity_size, 1)

@@ -23,27 +23,93 @@ from typing import Any, Iterable
 import ldap
 import ldap.schema
 
+from .. import servers as core
 from ..errors import ConfigurationError
-from ..servers import (
-    GET_ALL_INFO,
-    GET_DSA_INFO,
-    GET_SCHEMA_INFO,
-    POOLING_STRATEGY_FIRST_ACTIVE,
-    Server,
-    ServerPool,
-)
+from ..servers import POOLING_STRATEGY_FIRST_ACTIVE
 from ._connect import Settings
 from .connection import LDAPConnection
 from .referrals import ReferralPolicy
 from .tls import TLSPolicy
 from .uris import LDAPServer, parse_uris
 
-__all__ = ["DSAInfo", "SchemaInfo", "ServerOptions", "server_pool_of", "check_server", "fetch_info"]
+__all__ = [
+    "Server", "ServerPool", "GET_NO_INFO", "GET_DSA_INFO", "GET_SCHEMA_INFO", "GET_ALL_INFO",
+    "DSAInfo", "SchemaInfo", "ServerOptions", "server_pool_of", "check_server", "fetch_info",
+]
 
 logger = logging.getLogger("geventpool.ldap")
 
 _SCHEMES = ("ldap", "ldaps")
 _DEFAULT_PORTS = {"ldap": 389, "ldaps": 636}
+
+#: What ``get_info`` asks an LDAP pool to read into ``server.info`` / ``server.schema`` (ldap3's names).
+GET_NO_INFO = "NO_INFO"
+GET_DSA_INFO = "DSA"
+GET_SCHEMA_INFO = "SCHEMA"
+GET_ALL_INFO = "ALL"
+_INFO_CHOICES = (GET_NO_INFO, GET_DSA_INFO, GET_SCHEMA_INFO, GET_ALL_INFO)
+
+
+class Server(core.Server):
+    """An LDAP server, with ldap3's first six arguments: ``Server("ldaps://dc1:636")``,
+    ``Server("dc1", 636, use_ssl=True, get_info=GET_ALL_INFO)``.
+
+    Beyond the core :class:`geventpool.Server`: ``allowed_referral_hosts``
+    (``(host, allow_auth)`` pairs), ``get_info`` (what the pool reads into
+    ``info`` and ``schema`` on its first connection) and ``tls`` (a
+    :class:`TLSPolicy` for this server).  URIs default to port 389, or 636
+    for ``ldaps://``.
+
+    :raises ConfigurationError: a bad host, port, URI or ``get_info``.
+    """
+
+    default_ports = _DEFAULT_PORTS
+    tls_schemes = ("ldaps",)
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        use_ssl: bool = False,
+        allowed_referral_hosts: Iterable[tuple[str, bool]] | None = None,
+        get_info: str = GET_NO_INFO,
+        tls: Any = None,
+        *,
+        priority: int = 0,
+        connect_timeout: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        if get_info not in _INFO_CHOICES:
+            raise ConfigurationError(
+                f"Server {host}: get_info must be one of {_INFO_CHOICES}, got {get_info!r}"
+            )
+        if port is None and isinstance(host, str) and "://" not in host:
+            port = _DEFAULT_PORTS["ldaps" if use_ssl else "ldap"]  # ldap3: 389, or 636 with use_ssl
+        super().__init__(host, port, use_ssl, priority=priority, connect_timeout=connect_timeout, name=name)
+        self.allowed_referral_hosts = list(allowed_referral_hosts or [])
+        self.get_info = get_info
+        self.tls = tls
+        #: The rootDSE, once read (``get_info`` DSA or ALL).
+        self.info: DSAInfo | None = None
+        #: The subschema entry, once read (``get_info`` SCHEMA or ALL).
+        self.schema: SchemaInfo | None = None
+
+    def _default_scheme(self) -> str | None:
+        return "ldaps" if self.use_ssl else "ldap"
+
+    def __reduce__(self) -> Any:
+        return (Server, (self.host, self.port, self.use_ssl, self.allowed_referral_hosts, self.get_info))
+
+
+class ServerPool(core.ServerPool):
+    """:class:`geventpool.ServerPool` whose host and URI strings become LDAP :class:`Server` objects."""
+
+    server_class = Server
+
+
+def _ldap_field(server: core.Server, name: str, default: Any) -> Any:
+    """An LDAP field of ``server``: a core ``geventpool.Server`` has none (the defaults apply)."""
+    return getattr(server, name, default)
 #: The subschema attributes read for GET_SCHEMA_INFO (operational: they must be named).
 _SCHEMA_ATTRIBUTES = [
     "objectClasses", "attributeTypes", "ldapSyntaxes", "matchingRules", "matchingRuleUse",
@@ -162,22 +228,24 @@ def check_server(owner: str, server: Any) -> None:
     :raises ConfigurationError: not a Server, a scheme other than ldap/ldaps,
         a ``tls`` that is not a TLSPolicy, bad ``allowed_referral_hosts``.
     """
-    if not isinstance(server, Server):
-        raise ConfigurationError(f"{owner}: expected a geventpool.servers.Server, got {server!r}")
+    if not isinstance(server, core.Server):
+        raise ConfigurationError(f"{owner}: expected a geventpool.ldap.Server, got {server!r}")
     if server.scheme is not None and server.scheme not in _SCHEMES:
         raise ConfigurationError(
             f"{owner}: server {server.name}: scheme {server.scheme!r} is not ldap or ldaps"
         )
-    if server.tls is not None and not isinstance(server.tls, TLSPolicy):
+    tls = _ldap_field(server, "tls", None)
+    if tls is not None and not isinstance(tls, TLSPolicy):
         raise ConfigurationError(
             f"{owner}: server {server.name}: tls must be a geventpool.ldap.TLSPolicy, "
-            f"got {type(server.tls).__name__}"
+            f"got {type(tls).__name__}"
         )
-    if server.allowed_referral_hosts:
-        ReferralPolicy(f"{owner}: server {server.name}", server.allowed_referral_hosts)
+    referral_hosts = _ldap_field(server, "allowed_referral_hosts", None)
+    if referral_hosts:
+        ReferralPolicy(f"{owner}: server {server.name}", referral_hosts)
 
 
-def server_pool_of(owner: str, given: Any) -> tuple[ServerPool, bool]:
+def server_pool_of(owner: str, given: Any) -> tuple[core.ServerPool, bool]:
     """Return the ServerPool for ``given``, and whether it came from ldappool's URI string.
 
     A str is ldappool's URI list (``POOLING_STRATEGY_FIRST_ACTIVE``, in
@@ -190,12 +258,13 @@ def server_pool_of(owner: str, given: Any) -> tuple[ServerPool, bool]:
     if isinstance(given, str):
         servers = [_from_address(a) for a in parse_uris(owner, given)]
         return ServerPool(servers, POOLING_STRATEGY_FIRST_ACTIVE), True
-    if isinstance(given, ServerPool):
+    pool: core.ServerPool
+    if isinstance(given, core.ServerPool):
         pool = given
-    elif isinstance(given, Server):
+    elif isinstance(given, core.Server):
         pool = ServerPool([given], POOLING_STRATEGY_FIRST_ACTIVE)
     elif isinstance(given, (list, tuple)):
-        items: list[Server] = []
+        items: list[core.Server] = []
         for item in given:
             if isinstance(item, str):
                 items.extend(_from_address(a) for a in parse_uris(owner, item))
@@ -223,7 +292,7 @@ def _from_address(address: LDAPServer) -> Server:
     return Server(address.uri)
 
 
-def address_of(server: Server) -> LDAPServer:
+def address_of(server: core.Server) -> LDAPServer:
     """The ``scheme://host:port`` a connection to ``server`` goes to."""
     scheme = server.scheme or ("ldaps" if server.use_ssl else "ldap")
     if scheme == "ldap" and server.use_ssl:
@@ -238,9 +307,9 @@ class OptionsCache:
     def __init__(self, owner: str, settings: Settings) -> None:
         self._owner = owner
         self._settings = settings
-        self._cache: weakref.WeakKeyDictionary[Server, ServerOptions] = weakref.WeakKeyDictionary()
+        self._cache: weakref.WeakKeyDictionary[core.Server, ServerOptions] = weakref.WeakKeyDictionary()
 
-    def get(self, server: Server) -> ServerOptions:
+    def get(self, server: core.Server) -> ServerOptions:
         """The options for ``server``.
 
         :raises ConfigurationError: ``server`` cannot be an LDAP server (added later, say).
@@ -251,14 +320,14 @@ class OptionsCache:
         check_server(self._owner, server)
         address = address_of(server)
         settings = replace(self._settings, servers=(address,))
-        if isinstance(server.tls, TLSPolicy):
+        tls = _ldap_field(server, "tls", None)
+        if isinstance(tls, TLSPolicy):
             if settings.use_tls or address.scheme == "ldaps":
-                server.tls.check(f"{self._owner}: server {server.name}")
-            settings = replace(settings, tls=server.tls)
-        if server.allowed_referral_hosts:
-            settings = replace(
-                settings, referrals=ReferralPolicy(self._owner, server.allowed_referral_hosts)
-            )
+                tls.check(f"{self._owner}: server {server.name}")
+            settings = replace(settings, tls=tls)
+        referral_hosts = _ldap_field(server, "allowed_referral_hosts", None)
+        if referral_hosts:
+            settings = replace(settings, referrals=ReferralPolicy(self._owner, referral_hosts))
         if server.connect_timeout is not None:
             timeout = min(settings.connect_timeout, server.connect_timeout)
             settings = replace(settings, connect_timeout=timeout)
@@ -266,15 +335,15 @@ class OptionsCache:
         return options
 
 
-def wants_info(server: Server) -> bool:
+def wants_info(server: core.Server) -> bool:
     """Whether ``server``'s ``get_info`` asks for something not read yet."""
-    get_info = server.get_info
-    if get_info in (GET_DSA_INFO, GET_ALL_INFO) and server.info is None:
+    get_info = _ldap_field(server, "get_info", GET_NO_INFO)
+    if get_info in (GET_DSA_INFO, GET_ALL_INFO) and _ldap_field(server, "info", None) is None:
         return True
-    return get_info in (GET_SCHEMA_INFO, GET_ALL_INFO) and server.schema is None
+    return get_info in (GET_SCHEMA_INFO, GET_ALL_INFO) and _ldap_field(server, "schema", None) is None
 
 
-def fetch_info(server: Server, conn: LDAPConnection, owner: str) -> None:
+def fetch_info(server: Any, conn: LDAPConnection, owner: str) -> None:
     """Read the rootDSE (and the subschema entry) on ``conn`` into ``server.info``/``server.schema``.
 
     Cooperative (the connection's searches wait through the hub).  A server

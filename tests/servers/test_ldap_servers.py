@@ -10,16 +10,19 @@ import ldap
 import pytest
 
 from geventpool import ConfigurationError
-from geventpool.ldap import DSAInfo, LDAPPool, SchemaInfo, TLSPolicy
-from geventpool.servers import (
+from geventpool.ldap import (
     GET_ALL_INFO,
     GET_DSA_INFO,
     GET_NO_INFO,
     GET_SCHEMA_INFO,
-    POOLING_STRATEGY_FIRST_ACTIVE,
+    DSAInfo,
+    LDAPPool,
+    SchemaInfo,
     Server,
     ServerPool,
+    TLSPolicy,
 )
+from geventpool.servers import POOLING_STRATEGY_FIRST_ACTIVE
 from geventpool.testing.slapd import SERVICE_DN, SUFFIX, Slapd, service_dn, user_dn
 
 from .conftest import uri_of
