@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "stats_of", "status_table", "leak_message", "server_stats", "timeout_error", "all_down_error",
-    "counts_text",
+    "counts_text", "render_table",
 ]
 
 
@@ -78,22 +78,27 @@ def status_table(pool: ConnectionPool[Any]) -> str:
         rows.append(("-", "opening", "-", "-", "-", "-", "-"))
     for _ in range(state.closing):
         rows.append(("-", "closing", "-", "-", "-", "-", "-"))
+    return render_table(pool, header, rows)
+
+
+def render_table(pool: ConnectionPool[Any], header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """The one status-table renderer: ``repr(pool)``, the rows in a box, then each server's health."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: tuple[str, ...]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
     rule = "+-" + "-+-".join("-" * w for w in widths) + "-+"
-    title = repr(pool)
-    lines = [title, rule, line(header), rule, *map(line, rows), rule]
+    lines = [repr(pool), rule, line(header), rule, *map(line, rows), rule]
     if pool.server_pool is not None:
         lines.append(f"servers ({pool.server_pool.strategy}):")
+        stats = server_stats(pool)
         for server in pool.server_pool:
-            health = server.health.snapshot()
+            entry = stats[server.name]
             lines.append(
-                f"  {server.name} priority={server.priority} circuit={health['state']} "
-                f"failures={health['failures']} open_for={health['open_for']}s "
-                f"last_error={health['last_error'] or '-'}"
+                f"  {server.uri} priority={server.priority} circuit={entry['state']} "
+                f"connections={entry['connections']} failures={entry['failures']} "
+                f"open_for={entry['open_for']}s last_error={entry['last_error'] or '-'}"
             )
     return "\n".join(lines)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+from .._report import render_table
 from .._slot import SlotState
 
 if TYPE_CHECKING:
@@ -35,21 +36,4 @@ def status_table(pool: LDAPHooks, pools: Sequence[LDAPHooks]) -> str:
                 "-" if conn.bound_dn is None else (conn.bound_dn or "(anonymous)"),
                 member.name,
             ))
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"
-
-    rule = "+-" + "-+-".join("-" * w for w in widths) + "-+"
-    lines = [repr(pool), rule, line(header), rule, *map(line, rows), rule]
-    if pool.server_pool is not None:
-        lines.append(f"servers ({pool.server_pool.strategy}):")
-        stats = pool.server_stats()
-        for server in pool.server_pool:
-            entry = stats[server.name]
-            lines.append(
-                f"  {server.uri} priority={server.priority} circuit={entry['state']} "
-                f"connections={entry['connections']} failures={entry['failures']} "
-                f"open_for={entry['open_for']}s last_error={entry['last_error'] or '-'}"
-            )
-    return "\n".join(lines)
+    return render_table(pool, header, rows)

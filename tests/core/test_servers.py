@@ -249,7 +249,6 @@ def test_server_health_in_stats_and_status_table(servers: list[LineServer]) -> N
         (("h",), {"port": "abc"}, "port"),
         (("ldap://[::1",), {}, "bad URI"),
         (("ldap://user:S3cret@h",), {}, "credentials"),
-        (("h",), {"get_info": "EVERYTHING"}, "get_info"),
         (("h",), {"priority": "high"}, "priority"),
     ],
 )
@@ -280,13 +279,11 @@ def test_bad_server_pools(servers: list[LineServer]) -> None:
         OldStyle(1, servers=[one])
 
 
-def test_ldap_uris_parse() -> None:
-    plain = Server("ldap://127.0.0.1")
-    secure = Server("ldaps://127.0.0.1")
-    v6 = Server("ldap://[::1]:1389")
-    assert (plain.port, plain.use_ssl) == (389, False)
-    assert (secure.port, secure.use_ssl) == (636, True)
-    assert (v6.host, v6.port, v6.uri) == ("::1", 1389, "ldap://[::1]:1389")
+def test_uris_parse_and_the_core_server_knows_no_protocol() -> None:
+    v6 = Server("redis://[::1]:6379")
+    assert (v6.host, v6.port, v6.uri) == ("::1", 6379, "redis://[::1]:6379")
+    assert Server("ldaps://127.0.0.1").port is None  # no default ports: geventpool.ldap.Server has them
+    assert Server("127.0.0.1", 5432).uri == "127.0.0.1:5432"
 
 
 def test_failback_also_happens_when_the_pool_is_saturated(servers: list[LineServer]) -> None:

@@ -166,3 +166,15 @@ def test_str_and_stats_show_server_health(replicas: list[Slapd], make_pool: Make
     assert "servers (FIRST_ACTIVE):" in table
     assert f"{replicas[0].uri} priority=0 circuit=closed connections=1" in table
     assert f"{replicas[1].uri} priority=1 circuit=closed connections=0" in table
+
+
+def test_an_ldap_server_has_ldap3s_defaults_and_refuses_a_bad_get_info() -> None:
+    assert Server("ldap.example.org").port == 389
+    assert Server("ldap.example.org", use_ssl=True).port == 636
+    assert Server("ldaps://ldap.example.org").port == 636
+    assert Server("ldap.example.org").uri == "ldap://ldap.example.org:389"
+    with pytest.raises(ConfigurationError, match="get_info"):
+        Server("h", get_info="EVERYTHING")
+    pool = ServerPool(["ldaps://a.example.org", "b.example.org"])
+    assert all(isinstance(s, Server) for s in pool)  # strings become LDAP servers
+    assert [s.port for s in pool] == [636, 389]
