@@ -232,6 +232,7 @@ def test_listeners_trace_and_time_checkouts(
     pool.on("checkout", on_checkout)
     pool.on("checkin", on_checkin)
     pool.on("discard", lambda pool, conn, error: events.append(("discard", id(conn), repr(error))))
+    pool.wait(5)  # both connections open before the work: the count below does not race the connects
 
     def work(n: int) -> None:
         with pool.get() as conn:
