@@ -60,8 +60,8 @@ class Lease(Generic[C]):
         slot = self._slot
         pool = self._pool
         # The common case, inlined (the rest of the discard rule is pool._finish): a clean
-        # return of a valid lease into a pool on its fast path, nobody waiting.
-        if exc_type is None and slot.lease is self and pool._fast and not pool._waiters:
+        # return of a valid lease into a pool on its fast path.
+        if exc_type is None and slot.lease is self and pool._fast:
             now = pool._clock()
             if now < slot.expires_at:
                 # check-then-update: no greenlet switch in here
@@ -73,7 +73,10 @@ class Lease(Generic[C]):
                 if pool._pinging and slot.good_until >= 0:
                     good_until = now + pool._ping_window
                     slot.good_until = good_until if good_until < slot.expires_at else slot.expires_at
-                pool._idle.append(slot)
+                if pool._waiters:
+                    pool._table.offer(slot, now)  # to the oldest waiter
+                else:
+                    pool._idle.append(slot)
                 return
         pool._return(self, exc)
 

@@ -60,8 +60,8 @@ class Waiter:
 
     __slots__ = ("_waiter", "_hub", "error", "slot")
 
-    def __init__(self) -> None:
-        self._hub = gevent.get_hub()
+    def __init__(self, hub: Any = None) -> None:
+        self._hub = hub if hub is not None else gevent.get_hub()
         self._waiter = _HubWaiter(self._hub)
         self.slot: Slot[Any] | None = None
         self.error: BaseException | None = None

@@ -184,6 +184,7 @@ class ConnectionPool(Generic[C]):
         self._housekeeper: Housekeeper[C] = Housekeeper(self)
         self._acquired: dict[int, Lease[C]] = {}  # id(conn) -> lease, for acquire()/release()
         self._group: gevent.pool.Group | None = None
+        self._hub: Any = None  # set by _start(): the hub of the thread that uses the pool
         self._filled = gevent.event.Event()
         self._started = False
         self._closed = False
@@ -278,12 +279,15 @@ class ConnectionPool(Generic[C]):
         :raises TooManyWaiters: ``max_waiting`` greenlets are already waiting.
         :raises PoolClosed: the pool was closed.
         """
-        if self._fast and timeout is None and self._idle:
-            slot = self._pop_idle()
-            now = self._clock()
-            if now >= slot.good_until:  # due for a check: the slow path decides
-                self._idle.append(slot)
-                slot, now = self._checkout(timeout)
+        if self._fast and timeout is None:  # started and open: _checkout's checks hold
+            if self._idle:
+                slot = self._pop_idle()
+                now = self._clock()
+                if now >= slot.good_until:  # due for a check: the slow path decides
+                    self._idle.append(slot)
+                    slot, now = self._checkout(timeout)
+            else:
+                slot, now = self._wait(self.timeout)
         else:
             slot, now = self._checkout(timeout)
         # check-then-update: no greenlet switch from taking the slot to here
@@ -385,7 +389,7 @@ class ConnectionPool(Generic[C]):
                 return slot, self._clock()
         if deadline:
             timeout = max(deadline - self._clock(), 0.0)
-        return self._wait(timeout), self._clock()
+        return self._wait(timeout)
 
     def _emit_checkout(self, lease: Lease[C]) -> None:
         try:
@@ -428,7 +432,8 @@ class ConnectionPool(Generic[C]):
             slot.proved = True
             self._connector.proved()
 
-    def _wait(self, timeout: float) -> Slot[C]:
+    def _wait(self, timeout: float) -> tuple[Slot[C], float]:
+        """Queue up (FIFO) for a returned or new connection; return it and the time."""
         if self._closed:  # closed while this caller checked an idle connection
             raise PoolClosed(f"{self.name} is closed")
         table = self._table
@@ -441,10 +446,11 @@ class ConnectionPool(Generic[C]):
         if self.server_pool is not None and self.server_pool.all_down():
             self._counters["requests_errors"] += 1
             raise self._all_down_error()
-        waiter = Waiter()
+        waiter = Waiter(self._hub)
         table.waiters.append(waiter)
         self._counters["requests_queued"] += 1
-        self._connector.ensure()
+        if len(table.open) + table.opening + table.closing < self.max_size:  # else no connect can start
+            self._connector.ensure()
         started = self._clock()
         try:
             waiter.wait(timeout)
@@ -452,7 +458,8 @@ class ConnectionPool(Generic[C]):
             self._abandon(waiter)
             raise
         finally:
-            self._counters["requests_wait_ms"] += (self._clock() - started) * 1000.0
+            now = self._clock()
+            self._counters["requests_wait_ms"] += (now - started) * 1000.0
         slot = waiter.slot
         if slot is None:
             self._abandon(waiter)
@@ -460,7 +467,7 @@ class ConnectionPool(Generic[C]):
             if waiter.error is not None:
                 raise waiter.error
             raise self._timeout_error(timeout) from self._connector.last_error
-        return slot
+        return slot, now
 
     def _abandon(self, waiter: Waiter) -> None:
         slot = self._table.abandon(waiter)
@@ -678,6 +685,7 @@ class ConnectionPool(Generic[C]):
     def _start(self) -> None:
         """Start background work on first use (never in __init__)."""
         self._started = True
+        self._hub = gevent.get_hub()  # of the thread that uses the pool (one pool per hub)
         self._refresh_fast()
         self._group = gevent.pool.Group()
         if self.server_pool is not None:
