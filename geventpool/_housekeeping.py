@@ -30,6 +30,29 @@ logger = logging.getLogger("geventpool")
 _refcount = getattr(sys, "getrefcount", None)  # CPython: a dropped lease is found by its count
 
 
+def _held_only_here(holder: Any) -> int:
+    lease = holder.lease  # as _orphaned reads it
+    assert _refcount is not None
+    return int(_refcount(lease))
+
+
+class _Probe:
+    lease: Any = None
+
+
+def _baseline() -> int | None:
+    """What ``getrefcount`` says of a lease held by nothing but its slot, measured the way
+    :func:`_orphaned` measures (CPython versions count their own argument differently)."""
+    if _refcount is None:
+        return None
+    probe = _Probe()
+    probe.lease = object()
+    return _held_only_here(probe)
+
+
+_DROPPED_AT = _baseline()
+
+
 class Plan(NamedTuple):
     """What to do with the pool's connections in this pass."""
 
@@ -113,8 +136,8 @@ def _orphaned(pool: ConnectionPool[Any], slot: Slot[Any]) -> str | None:
         return "its borrower ended without returning it"
     if pool._acquired.get(slot.key) is lease:
         return None  # acquire(): the borrower holds the connection, not the lease
-    # Held by nothing but the slot (this function's local and getrefcount's argument aside).
-    if _refcount is not None and _refcount(lease) <= 3:
+    del lease
+    if _DROPPED_AT is not None and _held_only_here(slot) <= _DROPPED_AT:  # held by the slot alone
         return "its lease was dropped without being returned"
     return None
 
@@ -162,7 +185,6 @@ class Housekeeper(Generic[C]):
         now = pool._clock()
         # check-then-update: decide and re-file without switching; I/O after
         decided = plan(pool, table.snapshot(), now)
-        closing = [(slot, reason) for slot, reason in decided.close if table.take_out(slot)]
         for slot in decided.check:
             table.idle.remove(slot)
             table.start_check(slot)
@@ -172,8 +194,11 @@ class Housekeeper(Generic[C]):
             slot.expires_at = now  # the inlined return path sees it too
         if pool.leak_threshold is not None:
             self._report_leaks(now)
-        for slot, reason in closing:
-            pool._finish_close(slot, reason)
+        for slot, reason in decided.close:
+            # one at a time, each taken out just before its close: an interruption (close()
+            # killing this greenlet) leaves the others idle and counted; one lent meanwhile stays lent
+            if table.take_out_idle(slot):
+                pool._finish_close(slot, reason)
         for slot, why in decided.orphaned:
             pool._reclaim(slot, why)
         pool._connector.ensure()
@@ -187,7 +212,8 @@ class Housekeeper(Generic[C]):
         assert pool.leak_threshold is not None
         for slot in list(pool._table.open.values()):
             held = now - slot.checked_out_at
-            if slot.state is SlotState.IN_USE and not slot.leak_reported and held >= pool.leak_threshold:
+            lent = slot.state is SlotState.IN_USE and slot.lease is not None  # not a waiter's yet
+            if lent and not slot.leak_reported and held >= pool.leak_threshold:
                 slot.leak_reported = True
                 pool._leaks_out += 1
                 pool._fast = False

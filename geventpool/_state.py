@@ -133,28 +133,40 @@ class SlotTable(Generic[C]):
 
     # -- lending -----------------------------------------------------------------------
 
+    def owns(self, slot: Slot[C]) -> bool:
+        """Whether ``slot`` is filed here (not taken out, not another table's: forked, say)."""
+        return self.open.get(slot.key) is slot
+
     def start_check(self, slot: Slot[C]) -> None:
         """An idle or just-lent slot is being checked (not lent, not idle)."""
         slot.state = _CHECKING
         self.checking += 1
 
-    def end_check(self, slot: Slot[C]) -> None:
+    def end_check(self, slot: Slot[C]) -> bool:
+        """The check passed: the slot is in use again.  False if it is no longer filed here."""
+        if slot.state is not _CHECKING or not self.owns(slot):
+            return False
         self.checking -= 1
         slot.state = _IN_USE
+        return True
 
-    def offer(self, slot: Slot[C], now: float) -> None:
-        """Hand a free connection to the oldest waiter, or file it idle."""
+    def offer(self, slot: Slot[C], now: float) -> bool:
+        """Hand a free connection to the oldest waiter, or file it idle.  False (and nothing
+        done) if the slot is not filed here: closed meanwhile, or inherited through fork()."""
+        if self.open.get(slot.key) is not slot:
+            return False
         waiters = self.waiters
         if waiters:
             waiter = waiters.popleft()
             slot.state = _IN_USE
             slot.holder = None  # until the waiter runs
             waiter.hand(slot)
-            return
+            return True
         slot.state = _IDLE
         slot.holder = None
         slot.where = None
         self.idle.append(slot)
+        return True
 
     def take_out(self, slot: Slot[C]) -> bool:
         """Take ``slot`` out for closing (from idle, in use or checking); it counts as closing.
@@ -183,12 +195,9 @@ class SlotTable(Generic[C]):
         self.closing -= 1
         slot.state = SlotState.CLOSED
 
-    def take_idle(self) -> list[Slot[C]]:
-        """Take every idle slot out for closing."""
-        taken = list(self.idle)
-        for slot in taken:
-            self.take_out(slot)
-        return taken
+    def take_out_idle(self, slot: Slot[C]) -> bool:
+        """Take ``slot`` out for closing if it is idle here now (not lent meanwhile)."""
+        return slot.state is _IDLE and self.take_out(slot)
 
     def mark_all_suspect(self) -> None:
         """A connection error: every connection is checked before its next use."""

@@ -313,8 +313,10 @@ class ConnectionPool(Generic[C]):
     def release(self, conn: C, error: BaseException | None = None) -> None:
         """Return a connection got from :meth:`acquire`, applying the discard rule to ``error``.
 
-        From the greenlet that acquired it, or any greenlet once that one has
-        ended.
+        From the greenlet that acquired it.  A checkout belongs to its
+        borrower: once that greenlet has ended, the next housekeeping pass
+        takes the connection back (until then another greenlet may still
+        release it).
 
         :raises ValueError: ``conn`` is not checked out from this pool (returned
             already, or lent to another greenlet since).
@@ -323,15 +325,24 @@ class ConnectionPool(Generic[C]):
         if lease is None or lease.conn is not conn or not lease.active:
             self._counters["returns_bad"] += 1
             raise ValueError(f"{self.name}: {conn!r} is not checked out from this pool")
-        holder = lease._slot.holder
+        self._check_returner(lease._slot)
+        del self._acquired[id(conn)]
+        lease.release(error)
+
+    def _check_returner(self, slot: Slot[C]) -> None:
+        """A connection (not a lease) comes back: only its borrower may return it, or another
+        greenlet once the borrower ended (before the housekeeping pass that reclaims it).
+        Otherwise it may be a stale second return of a connection lent to someone else since.
+
+        :raises ValueError: another greenlet, still alive, holds it.
+        """
+        holder = slot.holder
         if holder is not None and holder is not getcurrent() and not holder.dead:
             self._counters["returns_bad"] += 1
             raise ValueError(
-                f"{self.name}: {conn!r} is checked out by another greenlet ({holder!r}); "
-                "only its borrower may release it"
+                f"{self.name}: connection {slot.number} is checked out by another greenlet "
+                f"({holder!r}); only its borrower may return it"
             )
-        del self._acquired[id(conn)]
-        lease.release(error)
 
     def _open_on_any_server(self, open_one: Callable[[Server], T]) -> tuple[T, Server]:
         """Run ``open_one(server)`` on the first of the pool's servers that takes it, with the
@@ -342,12 +353,16 @@ class ConnectionPool(Generic[C]):
         return self._connector.connect_any(open_one)
 
     def _lease_of(self, conn: C) -> Lease[C] | None:
-        """The active lease of ``conn`` (None if it is not checked out): for a subclass whose
-        callers return connections, not leases (``put(conn)``)."""
+        """The active lease of ``conn``, for a subclass whose callers return connections, not
+        leases (``put(raw_conn)``); None if it is not checked out.
+
+        :raises ValueError: another greenlet, still alive, holds it (as :meth:`release`).
+        """
         slot = self._table.open.get(id(conn))
-        if slot is None or slot.conn is not conn:
+        if slot is None or slot.conn is not conn or slot.lease is None:
             return None
-        lease: Lease[C] | None = slot.lease
+        self._check_returner(slot)
+        lease: Lease[C] = slot.lease
         return lease
 
     def _checkout(self, timeout: float | None) -> tuple[Slot[C], float]:
@@ -364,13 +379,13 @@ class ConnectionPool(Generic[C]):
             raise PoolClosed(f"{self.name} is closed")
         if timeout is None:
             timeout = self.timeout
-        table = self._table
         deadline = 0.0  # set by the first check: checking idle connections counts against timeout
-        while table.idle:
+        while self._table.idle:  # the table is read again each turn: a check yields (a fork, say)
+            table = self._table
             slot = table.pop_idle()
             now = self._clock()
             if now >= slot.expires_at:
-                self._close(slot, "lifetime")
+                self._close(slot, slot.retire or "lifetime")
                 continue
             if now < slot.good_until:
                 return slot, now
@@ -386,7 +401,13 @@ class ConnectionPool(Generic[C]):
                 raise self._timeout_error(timeout) from self._connector.last_error
             table.start_check(slot)
             if self._check_slot(slot, remaining):
+                if self.closed:  # closed while this caller checked it (a property: mypy keeps no narrowing)
+                    self._close(slot, "pool closed")
+                    raise PoolClosed(f"{self.name} is closed")
                 return slot, self._clock()
+            if deadline - self._clock() <= 0:
+                self._counters["requests_errors"] += 1
+                raise self._timeout_error(timeout) from self._connector.last_error
         if deadline:
             timeout = max(deadline - self._clock(), 0.0)
         return self._wait(timeout)
@@ -405,21 +426,26 @@ class ConnectionPool(Generic[C]):
         ``keepalive_timeout`` (or ``limit`` if shorter: the caller's time left); discard it if broken,
         else it is in use again."""
         self._counters["keepalives"] += 1
-        table = self._table
         seconds = self.keepalive_timeout if limit is None else min(limit, self.keepalive_timeout)
+        cut_short = seconds < self.keepalive_timeout
         try:
             with _deadline.limit(seconds, f"{self.name}: check took longer than {seconds:g} s"):
                 self._keepalive(slot.conn)
+        except _deadline.Expired:
+            if cut_short:
+                # the caller's deadline, not the connection's fault: close it (its protocol state is
+                # unknown) without taking it for a lost connection
+                self._close(slot, "unchecked")
+            else:
+                self._discard(slot, sys.exc_info()[1])
+            return False
         except BaseException as error:
-            if slot.state is not _CHECKING:  # closed meanwhile (the pool was closed)
-                raise
             self._discard(slot, error)
-            if not isinstance(error, (Exception, _deadline.Expired)):
+            if not isinstance(error, Exception):
                 raise
             return False
-        if slot.state is not _CHECKING:
+        if not self._table.end_check(slot):  # closed meanwhile, or inherited through fork()
             return False
-        table.end_check(slot)
         self._mark_checked(slot)
         return True
 
@@ -467,6 +493,8 @@ class ConnectionPool(Generic[C]):
             if waiter.error is not None:
                 raise waiter.error
             raise self._timeout_error(timeout) from self._connector.last_error
+        if not self._table.owns(slot):  # handed before a fork(), woken in the child: not ours
+            return self._checkout(max(timeout - (now - started), 0.0))
         return slot, now
 
     def _abandon(self, waiter: Waiter) -> None:
@@ -534,7 +562,7 @@ class ConnectionPool(Generic[C]):
         if reason is not None:
             self._close(slot, reason)
             return
-        self._table.offer(slot, now)
+        self._table.offer(slot, now)  # refused (nothing done) if inherited through fork() meanwhile
 
     def _retire_reason(self, slot: Slot[C], now: float) -> str | None:
         """Why a returned connection is closed instead of reused (None: it is reused)."""
@@ -567,24 +595,32 @@ class ConnectionPool(Generic[C]):
             self._table.offer(slot, self._clock())
 
     def _discard(self, slot: Slot[C], error: BaseException | None) -> None:
-        """Take a broken connection out of the pool and close it; refill behind it."""
-        self._counters["connections_discarded"] += 1
-        if error is not None and isinstance(error, (*self.exc_classes, OSError, _deadline.Expired)):
-            self._counters["connections_lost"] += 1
-            # A server restart breaks every older connection: check each before its next use.
-            self._table.mark_all_suspect()
-            if (
-                not slot.proved
-                and slot.uses <= 1
-                and self._clock() - slot.created < max(self.connect_timeout, 1.0)
-                and not self._has_served(slot.conn)
-            ):
-                # broken on its first use, just opened: the server accepts but does not serve
-                self._connector.failed(error, slot)
-        logger.debug("%s: discarding connection %d after %r", self.name, slot.number, error)
-        if self._listeners["discard"]:
-            self._emit("discard", slot.conn, error)
-        self._close(slot, "broken")
+        """Take a broken connection out of the pool and close it; refill behind it.
+
+        The slot is taken out first (no switch), so whatever may switch or be interrupted
+        after (the connector's callback, listeners) can never leave it half-counted.
+        """
+        if not self._table.take_out(slot):
+            return
+        try:
+            self._counters["connections_discarded"] += 1
+            if error is not None and isinstance(error, (*self.exc_classes, OSError, _deadline.Expired)):
+                self._counters["connections_lost"] += 1
+                # A server restart breaks every older connection: check each before its next use.
+                self._table.mark_all_suspect()
+                if (
+                    not slot.proved
+                    and slot.last_used == slot.created  # never returned: its first use or check
+                    and self._clock() - slot.created < max(self.connect_timeout, 1.0)
+                    and not self._has_served(slot.conn)
+                ):
+                    # broken on its first use, just opened: the server accepts but does not serve
+                    self._connector.failed(error, slot)
+            logger.debug("%s: discarding connection %d after %r", self.name, slot.number, error)
+            if self._listeners["discard"]:
+                self._emit("discard", slot.conn, error)
+        finally:
+            self._finish_close(slot, "broken")
 
     def _close(self, slot: Slot[C], reason: str) -> None:
         """Take ``slot`` out and close its connection (it counts against ``max_size`` until closed)."""
@@ -592,29 +628,33 @@ class ConnectionPool(Generic[C]):
             self._finish_close(slot, reason)
 
     def _finish_close(self, slot: Slot[C], reason: str) -> None:
-        """Close the connection of a slot taken out of the table (may switch; bounded)."""
+        """Close the connection of a slot taken out of the table (may switch; bounded).
+
+        The slot counts as closing until its close returned.  A close interrupted in the
+        caller's greenlet (a timeout, a kill) is finished by a greenlet of its own, which
+        nothing kills: the connection is still closed, and only then uncounted.
+        """
         table = self._table
         if slot.leak_reported:
             self._unleak(slot)
-        self._closed_uses += slot.uses
+        closed = False
         try:
             seconds = self.keepalive_timeout
             with _deadline.limit(seconds, f"{self.name}: close took longer than {seconds:g} s"):
                 self._close_connection(slot.conn)
+            closed = True
         except (Exception, _deadline.Expired) as close_error:
+            closed = True  # it failed, but it returned: nothing more to do for it
             logger.debug("%s: closing connection %d failed: %r", self.name, slot.number, close_error)
         finally:
-            table.closed_one(slot)
-            if self._listeners["close"]:
-                self._emit("close", slot.conn, reason)
-            self._connector.ensure()
-
-    def _close_later(self, slot: Slot[C], reason: str) -> None:
-        """Close ``slot`` in a pool greenlet (for callers that must not switch)."""
-        if self._group is not None:
-            self._spawn(self._close, slot, reason)
-        else:
-            gevent.spawn(self._close, slot, reason)
+            if not closed:
+                gevent.spawn(self._finish_close, slot, reason)
+        self._closed_uses += slot.uses
+        table.closed_one(slot)
+        self._refresh_fast()  # back within max_size after a shrink, say
+        if self._listeners["close"]:
+            self._emit("close", slot.conn, reason)
+        self._connector.ensure()
 
     def _close_quietly(self, conn: C) -> None:
         """Close a connection no slot holds (a half-built one), logging any failure."""
@@ -689,6 +729,7 @@ class ConnectionPool(Generic[C]):
         self._refresh_fast()
         self._group = gevent.pool.Group()
         if self.server_pool is not None:
+            self.server_pool.watch(self)
             for server in self.server_pool:  # this pool can probe them from now on
                 server.health.set_probe(self._probe_server)
         self._spawn(self._housekeeper.loop, self._epoch)
@@ -697,6 +738,14 @@ class ConnectionPool(Generic[C]):
     def _spawn(self, func: Callable[..., None], *args: Any) -> None:
         assert self._group is not None
         self._group.spawn(func, *args)
+
+    def _server_removed(self, server: Server) -> None:
+        """``server`` left the ServerPool: its connections are closed when next idle or returned
+        (the inlined paths see an expired connection).  No switch, no I/O."""
+        for slot in self._table.open.values():
+            if slot.server is server:
+                slot.retire = "server removed"
+                slot.expires_at = slot.good_until = -1.0
 
     def _probe_server(self, server: Server) -> None:
         """Probe ``server`` for its circuit breaker (runs in the server's probe greenlet)."""
@@ -746,13 +795,18 @@ class ConnectionPool(Generic[C]):
 
         Connections in use are not touched.
         """
-        return self._close_all(self._table.take_idle(), "drop_idle")
+        return self._close_idle(list(self._table.idle), reason="drop_idle")
 
-    def _close_all(self, slots: list[Slot[C]], reason: str) -> int:
-        """Close slots taken out together, before the first close switched."""
+    def _close_idle(self, slots: list[Slot[C]], reason: str) -> int:
+        """Close those of ``slots`` that are still idle, one at a time: each is taken out just
+        before its close, so an interruption (a timeout, a kill) leaves the others idle and
+        counted, never half-closed.  Returns how many were closed."""
+        closed = 0
         for slot in slots:
-            self._finish_close(slot, reason)
-        return len(slots)
+            if self._table.take_out_idle(slot):
+                self._finish_close(slot, reason)
+                closed += 1
+        return closed
 
     def resize(self, min_size: int | None = None, max_size: int | None = None) -> None:
         """Change the pool's bounds; extra idle connections are closed at once.
@@ -768,7 +822,7 @@ class ConnectionPool(Generic[C]):
         while table.idle and table.size - len(extra) > self.max_size:
             extra.append(table.idle[0])
             table.idle.rotate(-1)
-        self._close_all([s for s in extra if table.take_out(s)], "resize")
+        self._close_idle(extra, "resize")
         self._refresh_fast()
         self._connector.ensure()
 
@@ -789,9 +843,9 @@ class ConnectionPool(Generic[C]):
                 server.health.drop_probe(self)  # a closed pool connects no more, probes included
         table = self._table
         table.fail_all(PoolClosed(f"{self.name} is closed"))
-        self._close_all(table.take_idle(), "pool closed")
+        self._close_idle(list(table.idle), "pool closed")
         deadline = self._clock() + timeout
-        while table.in_use > 0 and self._clock() < deadline:
+        while table.in_use + table.checking > 0 and self._clock() < deadline:
             gevent.sleep(min(0.01, max(deadline - self._clock(), 0)))
         group = self._group
         if group is not None:
@@ -800,6 +854,12 @@ class ConnectionPool(Generic[C]):
                 if greenlet is not current:
                     greenlet.kill(block=False)
             group.join(timeout=max(deadline - self._clock(), 0.1))
+            if all(greenlet.dead or greenlet is current for greenlet in group):
+                # a greenlet killed before it ran never ran its cleanup: a check never started
+                # leaves its slot checking, a connector its count
+                self._connector.running = 0
+                for slot in [s for s in table.open.values() if s.state is _CHECKING]:
+                    self._close(slot, "pool closed")
         self._filled.set()
 
     @property

@@ -393,6 +393,7 @@ class ServerPool:
         self.strategy = strategy
         self.active = strategy in _ACTIVE
         self._servers: list[Server] = []
+        self._watchers: weakref.WeakSet[Any] = weakref.WeakSet()  # pools using this ServerPool
         self._turn = itertools.count()
         self._rng = rng
         self.generation = 0  # bumped by add() and remove()
@@ -426,8 +427,14 @@ class ServerPool:
             if candidate is server or candidate.name in names:
                 self._servers.remove(candidate)
                 self.generation += 1
+                for pool in list(self._watchers):
+                    pool._server_removed(candidate)  # no switch: its connections are marked
                 return
         raise ConfigurationError(f"ServerPool: {server!s} is not in the pool")
+
+    def watch(self, pool: Any) -> None:
+        """Tell ``pool`` (held weakly) when a server is removed: ``pool._server_removed(server)``."""
+        self._watchers.add(pool)
 
     def __iter__(self) -> Iterator[Server]:
         return iter(list(self._servers))

@@ -11,6 +11,7 @@ import itertools
 import logging
 import sys
 import types
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -213,6 +214,8 @@ class ConnectionPool(CorePool[Any]):
         self._reset_hook = reset
         self._close_on_return = max_idle_s == 0 or max_age_s == 0
         self._snapshots: dict[int, tuple[Any, ...]] = {}
+        #: id(lease) -> the proxy lent with it (so that a raw connection returned kills its proxy)
+        self._proxies: weakref.WeakValueDictionary[int, PooledConnection] = weakref.WeakValueDictionary()
         self._wrapper = _wrapper_class(self.driver)
         self.max_age = max_age_s
         # nothing to ping in sqlite (unless a check is given)
@@ -255,7 +258,10 @@ class ConnectionPool(CorePool[Any]):
         :raises PoolClosed: the pool is closed.
         :raises ConfigurationError: ``connect()`` returned something that is not a connection.
         """
-        return self._wrapper(self, CorePool.get(self, timeout))
+        lease = CorePool.get(self, timeout)
+        proxy = self._wrapper(self, lease)
+        self._proxies[id(lease)] = proxy
+        return proxy
 
     def put(self, conn: Any, cleanup: Any = _MISSING) -> None:
         """Return a connection: rolled back, attributes restored, ``reset`` run; or discarded.
@@ -286,6 +292,9 @@ class ConnectionPool(CorePool[Any]):
         lease = self._lease_of(conn)
         if lease is None:
             raise ValueError(f"{self.name}: {conn!r} is not checked out from this pool")
+        proxy = self._proxies.pop(id(lease), None)
+        if proxy is not None:
+            proxy._detach()  # the raw connection came back: its proxy is dead from now on
         return lease
 
     def _check_cleanup(self, cleanup: Any) -> None:

@@ -38,7 +38,7 @@ class ConnectionReturned(PoolError):
 class PooledConnection:
     """A checked-out connection of a :class:`~geventpool.dbapi.ConnectionPool` (see the module doc)."""
 
-    __slots__ = ("_base", "_lease", "_pool", "_cursors")
+    __slots__ = ("_base", "_lease", "_pool", "_cursors", "__weakref__")
     _base: Any
     _lease: Lease[Any] | None
     _pool: ConnectionPool

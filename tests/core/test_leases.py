@@ -406,3 +406,133 @@ def test_8_max_connecting_new_connections_open_in_parallel_for_waiters(server: L
     assert in_flight[1] == 2
     check_invariants(pool)
     pool.close()
+
+
+# -- found by review: interruptions in the middle of bookkeeping ----------------------------------
+
+
+class SlowClose(LinePool):
+    close_delay = 0.1
+
+    def _close_connection(self, conn: socket.socket) -> None:
+        gevent.sleep(self.close_delay)
+        conn.close()
+
+
+def test_an_interrupted_drop_idle_loses_no_slot(server: LineServer) -> None:
+    pool = SlowClose(server.address, min_size=0, max_size=3)
+    leases = [pool.get() for _ in range(3)]
+    for lease in leases:
+        lease.release()
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
+        pool.drop_idle()  # interrupted during the first close
+    assert pool.snapshot().idle == 2  # the others are still idle and counted
+    # the interrupted close is finished in the background: closed, then no longer counted
+    wait_until(lambda: pool.snapshot().closing == 0, timeout=5)
+    check_invariants(pool)
+    pool.close()
+    assert pool.snapshot().size == 0
+    wait_until(lambda: server.connections == 0, timeout=5)
+
+
+def test_close_killing_a_housekeeping_pass_leaves_nothing_open(server: LineServer) -> None:
+    times = {"now": 0.0}
+    pool = SlowClose(server.address, min_size=0, max_size=4, max_idle=1, clock=lambda: times["now"])
+    leases = [pool.get() for _ in range(4)]
+    for lease in leases:
+        lease.release()
+    times["now"] += 5  # all four idle past max_idle
+    greenlet = gevent.spawn(pool.run_housekeeping)
+    gevent.sleep(0.02)  # the pass is closing the first
+    pool.close(timeout=1)
+    greenlet.join(5)
+    assert pool.snapshot().size == 0, pool.snapshot()[:6]
+    wait_until(lambda: server.connections == 0, timeout=5)
+
+
+def test_a_discard_listener_that_is_interrupted_loses_no_slot(server: LineServer) -> None:
+    pool = LinePool(server.address, 1, timeout=5)
+    pool.on("discard", lambda p, conn, error: gevent.sleep(0.1))
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
+        with pool.get():
+            raise ConnectionResetError("broken")
+    assert pool.snapshot().in_use == 0
+    with pool.get(timeout=5) as conn:  # the slot came back: a new connection
+        echo(conn)
+    check_invariants(pool)
+    pool.close()
+
+
+def test_close_right_after_a_pass_that_spawned_checks(server: LineServer) -> None:
+    pool = LinePool(server.address, 2, keepalive=0.05)
+    pool.wait(5)
+    for slot in pool.snapshot().idle_slots:
+        slot.last_used -= 10  # due for a keepalive
+        slot.checked_at -= 10
+    pool.run_housekeeping()  # spawns two checks that have not run yet
+    assert pool.snapshot().checking == 2
+    pool.close(timeout=1)
+    assert pool.snapshot().size == 0, pool.snapshot()[:6]
+    wait_until(lambda: server.connections == 0, timeout=5)
+
+
+def test_close_waits_for_a_check_and_the_checker_gets_pool_closed(server: LineServer) -> None:
+    class SlowCheck(LinePool):
+        def _keepalive(self, conn: socket.socket) -> None:
+            gevent.sleep(0.2)
+            super()._keepalive(conn)
+
+    pool = SlowCheck(server.address, 1, ping_after=0)
+    pool.wait(5)
+    outcome: list[str] = []
+
+    def caller() -> None:
+        try:
+            pool.get(timeout=5).release()
+            outcome.append("lease")
+        except Exception as error:
+            outcome.append(type(error).__name__)
+
+    greenlet = gevent.spawn(caller)
+    gevent.sleep(0.05)  # the caller is checking the idle connection
+    pool.close(timeout=2)
+    greenlet.join(5)
+    assert outcome == ["PoolClosed"]
+    assert pool.snapshot().size == 0
+    wait_until(lambda: server.connections == 0, timeout=5)
+
+
+def test_a_short_get_timeout_does_not_condemn_the_server(server: LineServer) -> None:
+    class SlowCheck(LinePool):
+        def _keepalive(self, conn: socket.socket) -> None:
+            gevent.sleep(0.1)
+            super()._keepalive(conn)
+
+    pool = SlowCheck(server.address, 3, ping_after=0)
+    pool.wait(5)
+    with pytest.raises(PoolTimeout) as raised:
+        pool.get(timeout=0.02)  # shorter than the check takes
+    assert not isinstance(raised.value, BackendUnavailable)
+    stats = pool.stats()
+    assert stats["connections_lost"] == 0 and stats["connections_errors"] == 0
+    assert pool.snapshot().generation == 0  # no connection error: nothing marked suspect
+    pool.close()
+
+
+def test_a_removed_servers_connection_is_closed_on_a_clean_return(server: LineServer) -> None:
+    from geventpool import Server, ServerPool
+
+    class ServerLinePool(LinePool):
+        def _new_connection(self, target: Server) -> socket.socket:  # type: ignore[override]
+            return gevent.socket.create_connection(target.address)
+
+    target = Server("127.0.0.1", server.port)
+    servers = ServerPool([target])
+    pool = ServerLinePool(server.address, 1, servers=servers)
+    closed: list[str] = []
+    pool.on("close", lambda p, conn, reason: closed.append(reason))
+    lease = pool.get()
+    servers.remove(target)
+    lease.release()  # a clean return on the inlined path
+    assert closed == ["server removed"]
+    pool.close()
