@@ -207,7 +207,7 @@ def corruptions() -> list[tuple[str, Callable[[EchoPool], Callable[[], None]], s
 
     def fast_when_closed(pool: EchoPool) -> Callable[[], None]:
         table = pool._table
-        idle = table.take_idle()
+        idle = [slot for slot in list(table.idle) if table.take_out_idle(slot)]
         pool._closed = True
         pool._fast = True
 
