@@ -344,6 +344,11 @@ class ConnectionPool(Generic[C]):
                 f"({holder!r}); only its borrower may return it"
             )
 
+    def _check_all_before_reuse(self) -> None:
+        """Have every connection, idle or lent, checked with ``_keepalive`` before its next use
+        (for a subclass whose connections may have become unfit: new credentials, say).  No switch."""
+        self._table.mark_all_suspect()
+
     def _open_on_any_server(self, open_one: Callable[[Server], T]) -> tuple[T, Server]:
         """Run ``open_one(server)`` on the first of the pool's servers that takes it, with the
         pool's failover and health (for a subclass that opens connections outside the pool).

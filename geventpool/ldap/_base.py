@@ -63,9 +63,15 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
         Runs in a connector greenlet; the core tries the next server on a
         connection error and stops on any other (a refused bind above all).
         """
-        credentials = self._credentials
         settings = self._options.get(server).settings
-        conn, address = open_bound(settings, credentials)
+        for _ in range(3):
+            credentials = self._credentials
+            conn, address = open_bound(settings, credentials)
+            if credentials is self._credentials:
+                break
+            conn.close()  # set_credentials() ran during the bind: never lend the old identity
+        else:
+            raise ldap.SERVER_DOWN({"desc": f"{self.name}: credentials kept changing during the bind"})
         try:
             conn.__dict__["_identity_key"] = credentials.key
             policy = settings.referrals
@@ -75,6 +81,7 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
                 fetch_info(server, conn, self.name)
             # the server answered (a bind, or the rootDSE read): it serves
             conn.__dict__["_served"] = not credentials.anonymous or getattr(server, "info", None) is not None
+            conn.mark_clean()  # from here on, whatever a borrower changes is noted
         except BaseException:
             conn.close()
             raise
@@ -103,16 +110,31 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
     def _keepalive(self, conn: LDAPConnection) -> None:
         if conn.broken:
             raise _Condemned(f"{self.name}: connection is broken")
+        self._check_identity(conn)
         conn.whoami_s()
 
-    def _reset(self, conn: LDAPConnection) -> None:
-        if conn.broken:
-            raise _Condemned(f"{self.name}: connection broken during use")
-        # (a connection to a server removed from the ServerPool is closed by the core on return)
+    def _check_identity(self, conn: LDAPConnection) -> None:
         if self.check_identity and (
             not conn.identity_ok or conn.__dict__.get("_identity_key") != self._credentials.key
         ):
             raise _Condemned(f"{self.name}: connection re-bound during use, or credentials changed")
+
+    def _reset(self, conn: LDAPConnection) -> None:
+        """Every return: the connection goes back exactly as it was lent, or not at all.
+
+        Anything a borrower changed that the pool cannot put back (an option of any
+        number, server or client controls, referrals, TLS, a bind by any path, an unbind)
+        condemns it; the ``timeout`` attribute is restored.
+        """
+        if conn.broken:
+            raise _Condemned(f"{self.name}: connection broken during use")
+        changed = conn.changed
+        if changed is not None:
+            raise _Condemned(f"{self.name}: a borrower changed the connection ({changed}): discarded")
+        # (a connection to a server removed from the ServerPool is closed by the core on return)
+        self._check_identity(conn)
+        conn.restore()
+        conn.mark_clean()
 
     def _close_connection(self, conn: LDAPConnection) -> None:
         conn.close()

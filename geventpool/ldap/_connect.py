@@ -182,7 +182,7 @@ def open_bound(settings: Settings, credentials: Credentials) -> tuple[LDAPConnec
                     conn = open_connection(server, settings)
                     try:
                         if not credentials.anonymous:
-                            conn.bind_as(credentials.dn, credentials.reveal())
+                            conn._pool_bind(credentials.dn, credentials.reveal())
                     except BaseException:
                         conn.close()
                         raise

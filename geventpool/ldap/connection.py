@@ -84,6 +84,34 @@ _RES_INTERMEDIATE = ldap.RES_INTERMEDIATE
 _PARTIAL_TYPES = frozenset((ldap.RES_SEARCH_ENTRY, ldap.RES_SEARCH_REFERENCE, ldap.RES_INTERMEDIATE))
 
 
+#: Calls on the C object that change what the next borrower would get: an option (controls,
+#: referrals, timeouts, TLS...), the bound identity, TLS, the session itself.
+_CHANGING_CALLS = frozenset((
+    "set_option", "simple_bind", "simple_bind_s", "sasl_bind_s", "sasl_interactive_bind_s",
+    "start_tls_s", "unbind", "unbind_s", "unbind_ext", "unbind_ext_s",
+))
+
+
+class _GuardedLDAP:
+    """The C LDAP object of a pooled connection, as ``conn._l``.
+
+    Every call goes through unchanged; a call that changes the connection's
+    state (:data:`_CHANGING_CALLS`, any option whatever its number) made by a
+    borrower marks the connection, which its pool then discards on return.
+    """
+
+    __slots__ = ("_raw", "_conn")
+
+    def __init__(self, raw: Any, conn: LDAPConnection) -> None:
+        self._raw = raw
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _CHANGING_CALLS:
+            self._conn._note_change(f"_l.{name}")
+        return getattr(self._raw, name)
+
+
 class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
     """A python-ldap ``SimpleLDAPObject`` that waits cooperatively (see the module docstring).
 
@@ -105,6 +133,10 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
     ) -> None:
         SimpleLDAPObject.__init__(self, uri, fileno=fileno)
         d = self.__dict__  # SimpleLDAPObject.__setattr__ maps some names to options
+        d["_l"] = _GuardedLDAP(d["_l"], self)
+        d["_clean"] = False  # set by mark_clean(): from then on, changes are noted
+        d["_changed"] = None  # what a borrower changed since, if anything
+        d["_clean_timeout"] = timeout
         d["timeout"] = timeout
         d["_default_timeout"] = timeout if timeout > 0 else DEFAULT_OPERATION_TIMEOUT
         d["_sock"] = sock
@@ -123,6 +155,41 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         d["created"] = time.monotonic()
 
     # -- state -----------------------------------------------------------------------------
+
+    def mark_clean(self) -> None:
+        """The pool's setup is done (or a return was accepted): note any change from here on."""
+        d = self.__dict__
+        d["_clean"] = True
+        d["_changed"] = None
+        d["_clean_timeout"] = d["timeout"]
+
+    @property
+    def changed(self) -> str | None:
+        """What a borrower changed since :meth:`mark_clean` that cannot be restored (an option,
+        a bind, TLS, an unbind), or None."""
+        changed: str | None = self.__dict__["_changed"]
+        return changed
+
+    def restore(self) -> None:
+        """Put back what a borrower may change and the pool can restore (the ``timeout`` attribute)."""
+        d = self.__dict__
+        d["timeout"] = d["_clean_timeout"]
+
+    def _note_change(self, what: str) -> None:
+        d = self.__dict__
+        if d.get("_clean") and not d.get("_pool_binding") and d.get("_changed") is None:
+            d["_changed"] = what
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "timeout":  # restored on return; anything else may be an option or state
+            self._note_change(f"attribute {name}")
+        SimpleLDAPObject.__setattr__(self, name, value)
+
+    def set_option(self, option: int, invalue: Any) -> None:
+        """python-ldap's ``set_option``; on a pooled connection, it condemns the connection to be
+        discarded on return (the next borrower must not inherit the option)."""
+        self._note_change(f"set_option({option})")
+        SimpleLDAPObject.set_option(self, option, invalue)
 
     @property
     def broken(self) -> bool:
@@ -452,6 +519,11 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         return resp_type, resp_data, resp_msgid, resp_ctrls
 
     def bind_as(self, who: str, cred: str) -> None:
+        """Bind as ``who`` (python-ldap's ``simple_bind_s``): on a pooled connection, the pool
+        discards it on return, since it is no longer bound as the pool's identity."""
+        self.simple_bind_s(who, cred)
+
+    def _pool_bind(self, who: str, cred: str) -> None:
         """Bind on the pool's behalf (the connection stays fit for its pool on success)."""
         d = self.__dict__
         d["_pool_binding"] = True

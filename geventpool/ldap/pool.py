@@ -246,7 +246,12 @@ class LDAPPool(LDAPHooks):
         """Replace the pool's default identity (a rotated service password, say).
 
         Idle connections bound with the old credentials are closed now, those
-        in use when they come back; the next checkouts bind with the new ones.
+        in use when they come back; a connect that was binding with the old
+        ones is redone with the new ones; every connection is checked before
+        its next checkout, so nobody who asks after this call gets the old
+        identity.  (A password changed on the server keeps working for the
+        connections already bound with it until they expire, ``max_lifetime``;
+        :meth:`purge` closes them now.)
 
         :raises ConfigurationError: a DN with an empty password, or a password without a DN.
         """
@@ -255,6 +260,7 @@ class LDAPPool(LDAPHooks):
             raise ConfigurationError(f"{self.name}: set_credentials needs a DN and its password, or neither")
         self._credentials = credentials
         self.bind = bind
+        self._check_all_before_reuse()  # before anything yields: no checkout skips the identity check
         self.drop_idle()
         logger.info("%s: credentials replaced; now binding as %r", self.name, credentials.dn)
 
@@ -279,7 +285,7 @@ class LDAPPool(LDAPHooks):
         text = password if isinstance(password, str) else decode_password(password, dn)
         with _lend(pool) as conn:
             try:
-                conn.bind_as(dn, text)
+                conn._pool_bind(dn, text)
             except ldap.INVALID_CREDENTIALS:
                 logger.info("%s: authenticate(%r): invalid credentials", self.name, dn)
                 return False

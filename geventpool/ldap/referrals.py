@@ -89,7 +89,7 @@ class ReferralPolicy:
             conn = opener(LDAPServer(scheme, host, port), settings)
             try:
                 if allow_auth and not credentials.anonymous:
-                    conn.bind_as(credentials.dn, credentials.reveal())
+                    conn._pool_bind(credentials.dn, credentials.reveal())
                 logger.debug("%s: following referral to %s", settings.owner, url)
                 entries: list[Any] = conn.search_ext_s(
                     parsed.dn, scope, filterstr, attrlist, attrsonly, timeout=timeout
