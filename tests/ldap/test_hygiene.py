@@ -79,7 +79,9 @@ def test_per_call_controls_leave_nothing_behind(slapd: Slapd, make_pool: MakePoo
     assert whoami(pool) == f"dn:{SERVICE_DN}"
 
 
-def test_nobody_after_set_credentials_gets_the_old_identity(private_slapd: Slapd, make_pool: MakePool) -> None:
+def test_nobody_after_set_credentials_gets_the_old_identity(
+    private_slapd: Slapd, make_pool: MakePool
+) -> None:
     pool = make_pool(private_slapd.uri, size=3)
     held = pool.connection()
     old = held.__enter__()  # in use across the change
@@ -93,7 +95,9 @@ def test_nobody_after_set_credentials_gets_the_old_identity(private_slapd: Slapd
     assert old.closed
 
 
-def test_a_connect_binding_during_set_credentials_is_redone(private_slapd: Slapd, make_pool: MakePool) -> None:
+def test_a_connect_binding_during_set_credentials_is_redone(
+    private_slapd: Slapd, make_pool: MakePool
+) -> None:
     with FaultProxy(upstream=("127.0.0.1", private_slapd.port)) as proxy:
         proxy.set_mode("delay", ms=150)  # every connect and bind takes a while
         pool = make_pool(f"ldap://127.0.0.1:{proxy.port}", size=1, use_tls=False, connect_timeout=5)
