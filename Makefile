@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 
 #: The other Pythons setup.cfg claims (3.11 is $(PYTHON)); CI runs the whole suite on each.
-OTHER_PYTHONS ?= python3.10 python3.12
+OTHER_PYTHONS ?= 3.10 3.12
 
 .PHONY: test test-pythons lint typecheck pytest demo examples docs bench bench-peers soak package system-deps clean
 
@@ -34,9 +34,9 @@ test: system-deps $(STAMP) lint typecheck pytest test-pythons
 
 # A missing interpreter fails the target: a version is claimed only where the suite ran.
 test-pythons: system-deps
-	set -e; for py in $(OTHER_PYTHONS); do \
-	    venv=.venv-$$py; \
-	    command -v $$py >/dev/null || { echo "test-pythons: $$py not found" >&2; exit 1; }; \
+	set -e; for version in $(OTHER_PYTHONS); do \
+	    venv=.venv-python$$version; \
+	    py=$$(./scripts/find-python.sh $$version); \
 	    [ -x $$venv/bin/python ] || $$py -m venv $$venv; \
 	    $$venv/bin/python -m pip install -q -U pip; \
 	    $$venv/bin/python -m pip install -q -e '.[test,dev]'; \

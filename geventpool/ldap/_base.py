@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import gevent
+import gevent.lock
 import ldap
 
 from ..errors import ConnectTimeout, PoolError
@@ -20,6 +21,7 @@ from ..servers import Server
 from ._connect import Settings, open_bound, open_connection
 from .connection import LOST_CONNECTION_ERRORS, LDAPConnection
 from .credentials import Credentials
+from .errors import AuthenticationFailed, BindDropped
 from .servers import OptionsCache, fetch_info, wants_info
 
 __all__ = ["LDAPHooks", "IdentityPool", "AuthPool", "DEFAULT_LDAP_EXC_CLASSES"]
@@ -49,11 +51,28 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
     _credentials: Credentials
     _options: OptionsCache
 
+    _refused_key: tuple[str, bytes] | None = None  # credentials the server refused
+    _proven_key: tuple[str, bytes] | None = None  # credentials the server accepted
+
+    def refuse_if_refused(self) -> None:
+        """Raise at once, without a bind, if the server refused the pool's current credentials.
+
+        :raises AuthenticationFailed: it did; nothing is sent until the credentials change.
+        """
+        refused = self._refused_key
+        if refused is not None and refused == self._credentials.key:
+            raise AuthenticationFailed({
+                "desc": "Invalid credentials",
+                "info": f"{self.name}: the server refused the bind as {self._credentials.dn!r}; "
+                        "not sent again until the credentials change (set_credentials)",
+            })
+
     def _setup(
         self, settings: Settings, credentials: Credentials, options: OptionsCache | None = None
     ) -> None:
         self._settings = settings
         self._credentials = credentials
+        self._first_bind = gevent.lock.Semaphore(1)
         self._options = options if options is not None else OptionsCache(settings.owner, settings)
 
     # the core calls _new_connection(server) when it has servers= (its base signature has none)
@@ -66,7 +85,13 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
         settings = self._options.get(server).settings
         for _ in range(3):
             credentials = self._credentials
-            conn, address = open_bound(settings, credentials)
+            if credentials.key == self._proven_key:
+                conn, address = self._bind(settings, credentials)
+            else:
+                # Credentials not yet accepted: one bind at a time, so that a wrong password
+                # costs one bind, not one per connector (an account lockout must not be ours).
+                with self._first_bind:
+                    conn, address = self._bind(settings, credentials)
             if credentials is self._credentials:
                 break
             conn.close()  # set_credentials() ran during the bind: never lend the old identity
@@ -87,6 +112,20 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
             raise
         logger.debug("%s: connected to %s as %r", self.name, address.uri, credentials.dn)
         return conn
+
+    def _bind(self, settings: Settings, credentials: Credentials) -> tuple[LDAPConnection, Any]:
+        self.refuse_if_refused()
+        try:
+            conn, address = open_bound(settings, credentials)
+        except ldap.INVALID_CREDENTIALS:
+            # never again with these credentials: no connector, no monitor, no caller binds
+            # with them until they change.  Not for a client-side refusal, nor a password
+            # callback (asking it again may change them).
+            if credentials.fixed and not credentials.unauthenticated:
+                self._refused_key = credentials.key
+            raise
+        self._proven_key = credentials.key
+        return conn, address
 
     def _probe_server(self, server: Server) -> None:
         """Check ``server`` for its circuit breaker: an anonymous connection reads the rootDSE.
@@ -155,7 +194,18 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
 
 
 class IdentityPool(LDAPHooks):
-    """Connections bound as one DN other than the main pool's (``connection(bind, passwd)``)."""
+    """Connections bound as one DN other than the main pool's (``connection(bind, passwd)``).
+
+    The credentials are a caller's: a connection the server dropped during their bind counts
+    against them (the caller gets the error, nothing retries), never against the server's
+    health, which every pool shares: no caller can open the circuit for the others.
+    """
+
+    def _is_connect_error(self, error: BaseException) -> bool:
+        return not isinstance(error, BindDropped) and super()._is_connect_error(error)
+
+    def _has_served(self, conn: LDAPConnection) -> bool:
+        return True
 
 
 class AuthPool(LDAPHooks):
@@ -166,6 +216,9 @@ class AuthPool(LDAPHooks):
     """
 
     check_identity = False
+
+    def _has_served(self, conn: LDAPConnection) -> bool:
+        return True  # a drop during a caller's bind says nothing of the server (see IdentityPool)
 
     def _keepalive(self, conn: LDAPConnection) -> None:
         if conn.broken:

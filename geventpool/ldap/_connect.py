@@ -23,7 +23,7 @@ import ldap
 from ..errors import ConnectTimeout
 from .connection import WHOAMI_OID, LDAPConnection
 from .credentials import Credentials
-from .errors import AuthenticationFailed, TLSVerificationError
+from .errors import AuthenticationFailed, BindDropped, TLSVerificationError
 from .referrals import ReferralPolicy
 from .tls import TLSPolicy
 from .uris import LDAPServer
@@ -182,7 +182,10 @@ def open_bound(settings: Settings, credentials: Credentials) -> tuple[LDAPConnec
                     conn = open_connection(server, settings)
                     try:
                         if not credentials.anonymous:
-                            conn._pool_bind(credentials.dn, credentials.reveal())
+                            try:
+                                conn._pool_bind(credentials.dn, credentials.reveal())
+                            except ldap.SERVER_DOWN as error:
+                                raise BindDropped(*error.args) from None
                     except BaseException:
                         conn.close()
                         raise

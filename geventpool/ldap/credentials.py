@@ -5,14 +5,37 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from typing import Any, NoReturn
+
+import ldap.dn
 
 from ..errors import ConfigurationError
 
-__all__ = ["Credentials", "decode_password"]
+__all__ = ["Credentials", "decode_password", "check_dn", "MAX_PASSWORD_BYTES"]
 
 # A per-process key: identity keys are HMACs of the password, never the password itself.
 _KEY = os.urandom(32)
+
+#: The longest password sent in a bind, in bytes of UTF-8; a longer one is refused client-side
+#: (a directory drops a connection that sends hundreds of kilobytes, which would otherwise count
+#: as the server failing, for every pool).  Set it on the class: ``Credentials.max_password_bytes``.
+MAX_PASSWORD_BYTES = 1024
+
+# Active Directory also takes a user principal name (user@example.com) or a down-level
+# logon name (EXAMPLE\user) as the "DN" of a simple bind.
+_AD_NAME = re.compile(r"^[^\x00-\x1f@\\=,]+@[^\x00-\x1f@\\=,]+$|^[^\x00-\x1f@\\=,]+\\[^\x00-\x1f@\\=,]+$")
+
+
+def check_dn(owner: str, argument: str, dn: str) -> None:
+    """Refuse a bind DN with a NUL character or that is not a DN (nor an AD logon name).
+
+    :raises ConfigurationError: naming the argument, never showing its value.
+    """
+    if "\x00" in dn:
+        raise ConfigurationError(f"{owner}: {argument} contains a NUL character (not shown)")
+    if dn and not _AD_NAME.match(dn) and not ldap.dn.is_dn(dn):
+        raise ConfigurationError(f"{owner}: {argument} is not a valid DN (not shown)")
 
 
 def decode_password(password: bytes, dn: str | None) -> str:
@@ -42,13 +65,39 @@ class Credentials:
 
     __slots__ = ("_password", "dn", "key")
 
-    def __init__(self, dn: str | None, password: str | bytes | None) -> None:
+    #: The longest password accepted, in bytes (see :data:`MAX_PASSWORD_BYTES`).
+    max_password_bytes = MAX_PASSWORD_BYTES
+
+    def __init__(
+        self, dn: str | None, password: str | bytes | None, *,
+        owner: str = "Credentials", dn_argument: str = "bind", password_argument: str = "passwd",
+    ) -> None:
+        """:raises ConfigurationError: a DN with NUL or bad syntax, a password over the limit, a
+            bytes password that is not UTF-8 (each message names the argument, never its value).
+        :raises TypeError: a DN that is not a str, a password that is not str or bytes."""
+        if dn is not None and not isinstance(dn, str):
+            raise TypeError(f"{owner}: {dn_argument} must be a DN (str) or None, got {type(dn).__name__}")
+        if password is not None and not isinstance(password, (str, bytes)):
+            raise TypeError(
+                f"{owner}: {password_argument} must be str, bytes or None, got {type(password).__name__}"
+            )
         self.dn = dn or ""
+        check_dn(owner, dn_argument, self.dn)
         if isinstance(password, bytes):
             password = decode_password(password, dn)
         self._password = password or ""
+        if len(self._password) > self.max_password_bytes or (
+            len(self._password.encode("utf-8", "surrogatepass")) > self.max_password_bytes
+        ):
+            raise ConfigurationError(
+                f"{owner}: {password_argument} is longer than {self.max_password_bytes} bytes "
+                "(Credentials.max_password_bytes); refused client-side, not shown"
+            )
         digest = hmac.new(_KEY, self._password.encode("utf-8"), hashlib.sha256).digest()
         self.key = (self.dn, digest)
+
+    #: Whether the password is fixed (a callback's may change each time it is asked).
+    fixed = True
 
     @property
     def anonymous(self) -> bool:

@@ -14,6 +14,7 @@ import ldap
 from ..errors import BackendUnavailable, PoolError, PoolTimeout
 
 __all__ = [
+    "BindDropped",
     "AuthenticationFailed",
     "TLSVerificationError",
     "MaxConnectionReachedError",
@@ -43,6 +44,15 @@ class TLSVerificationError(PoolError):
 
 class MaxConnectionReachedError(PoolTimeout):
     """No connection became free within the checkout timeout (ldappool's name)."""
+
+
+class BindDropped(ldap.SERVER_DOWN):  # type: ignore[misc]
+    """The server dropped the connection during a bind (``ldap.SERVER_DOWN`` too).
+
+    With a caller's credentials this counts against them, not the server: a
+    request the directory refuses to read (an oversized one, say) must not
+    open every pool's circuit.
+    """
 
 
 class BackendError(BackendUnavailable, ldap.SERVER_DOWN):  # type: ignore[misc]

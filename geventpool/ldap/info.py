@@ -90,6 +90,7 @@ class CallbackCredentials(Credentials):
     """
 
     __slots__ = ("_callback",)
+    fixed = False  # the callback may answer another password next time
 
     def __init__(self, dn: str, callback: Callable[[], str | bytes | None]) -> None:
         super().__init__(dn, "\x00password-callback\x00")  # a placeholder: never sent

@@ -28,7 +28,7 @@ from ._base import DEFAULT_LDAP_EXC_CLASSES, AuthPool, IdentityPool, LDAPHooks
 from ._connect import Settings, open_bound
 from ._table import status_table
 from .connection import DEFAULT_OPERATION_TIMEOUT, LDAPConnection
-from .credentials import Credentials, decode_password
+from .credentials import Credentials
 from .errors import BackendError, MaxConnectionReachedError
 from .referrals import ReferralPolicy
 from .servers import address_of, server_pool_of
@@ -105,7 +105,7 @@ class LDAPPool(LDAPHooks):
             raise ConfigurationError(f"{owner}: bind must be a DN (str) or None, got {type(bind).__name__}")
         if passwd is not None and not isinstance(passwd, (str, bytes)):
             raise ConfigurationError(f"{owner}: passwd must be a str or None")
-        credentials = Credentials(bind, passwd)
+        credentials = Credentials(bind, passwd, owner=owner)
         if credentials.unauthenticated:
             raise ConfigurationError(
                 f"{owner}: bind DN {bind!r} has an empty password (an unauthenticated bind); "
@@ -217,9 +217,11 @@ class LDAPPool(LDAPHooks):
                             f"got {type(passwd).__name__}")
         if bind is None:
             bind = self.bind
-            credentials = self._credentials if passwd is None else Credentials(bind, passwd)
+            credentials = self._credentials if passwd is None else Credentials(bind, passwd, owner=self.name)
         else:
-            credentials = Credentials(bind, self._credentials.reveal() if passwd is None else passwd)
+            credentials = Credentials(
+                bind, self._credentials.reveal() if passwd is None else passwd, owner=self.name
+            )
         if not self.use_pool:
             return self._unpooled_connection(credentials)
         pool: LDAPHooks = self if credentials.matches(self._credentials) else self._identity(credentials)
@@ -255,7 +257,7 @@ class LDAPPool(LDAPHooks):
 
         :raises ConfigurationError: a DN with an empty password, or a password without a DN.
         """
-        credentials = Credentials(bind, passwd)
+        credentials = Credentials(bind, passwd, owner=self.name)
         if credentials.unauthenticated or (not credentials.dn and passwd):
             raise ConfigurationError(f"{self.name}: set_credentials needs a DN and its password, or neither")
         self._credentials = credentials
@@ -274,18 +276,27 @@ class LDAPPool(LDAPHooks):
 
         :raises MaxConnectionReachedError: no connection within ``checkout_timeout``.
         :raises BackendError: no server can be reached (an ``ldap.SERVER_DOWN`` too).
+        :raises TypeError: ``dn`` is not a str, or ``password`` neither str nor bytes.
+        :raises ConfigurationError: ``dn`` has a NUL character or is not a DN, or ``password``
+            is longer than ``Credentials.max_password_bytes`` (refused client-side: nothing is sent).
         :raises ldap.LDAPError: any other failure (a timeout...).
         """
+        if not isinstance(dn, str):
+            raise TypeError(f"{self.name}: authenticate(dn=...) must be a str, got {type(dn).__name__}")
+        if not isinstance(password, (str, bytes)):
+            raise TypeError(
+                f"{self.name}: authenticate(password=...) must be str or bytes, got {type(password).__name__}"
+            )
         if not dn or not password:
             logger.info("%s: authenticate(%r) refused client-side: empty DN or password", self.name, dn)
             return False
+        checked = Credentials(dn, password, owner=self.name, dn_argument="dn", password_argument="password")
         pool = self._auth
         if pool is None:
             pool = self._auth = self._subpool(AuthPool, Credentials(None, None), self.auth_size, "auth")
-        text = password if isinstance(password, str) else decode_password(password, dn)
         with _lend(pool) as conn:
             try:
-                conn._pool_bind(dn, text)
+                conn._pool_bind(dn, checked.reveal())
             except ldap.INVALID_CREDENTIALS:
                 logger.info("%s: authenticate(%r): invalid credentials", self.name, dn)
                 return False
@@ -446,7 +457,9 @@ ConnectionManager = LDAPPool
 
 
 def _lend(pool: LDAPHooks) -> Any:
-    """``pool.get()`` with ldappool's errors: BackendError, MaxConnectionReachedError."""
+    """``pool.get()`` with ldappool's errors: BackendError, MaxConnectionReachedError; a refused
+    identity is refused again at once, with no bind on the wire."""
+    pool.refuse_if_refused()
     try:
         return pool.get()
     except BackendUnavailable as error:
