@@ -183,7 +183,7 @@ def open_bound(settings: Settings, credentials: Credentials) -> tuple[LDAPConnec
                     try:
                         if not credentials.anonymous:
                             try:
-                                conn._pool_bind(credentials.dn, credentials.reveal())
+                                conn._pool_bind(credentials)
                             except ldap.SERVER_DOWN as error:
                                 raise BindDropped(*error.args) from None
                     except BaseException:

@@ -40,6 +40,7 @@ from ldap.controls import DecodeControlTuples, RequestControlTuples
 from ldap.ldapobject import SimpleLDAPObject
 
 from ._threads import spawn_blocking
+from .credentials import Credentials
 from .errors import AuthenticationFailed
 from .referrals import collect_with_referrals
 
@@ -523,14 +524,28 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         discards it on return, since it is no longer bound as the pool's identity."""
         self.simple_bind_s(who, cred)
 
-    def _pool_bind(self, who: str, cred: str) -> None:
-        """Bind on the pool's behalf (the connection stays fit for its pool on success)."""
+    def _pool_bind(self, credentials: Credentials) -> None:
+        """Bind on the pool's behalf (the connection stays fit for its pool on success).
+
+        The password is revealed inside the C call's own expression only: no Python frame
+        keeps it in a local, so a traceback (a timeout while the server answers, say) shown
+        by a locals-capturing formatter holds the masked ``Credentials``, never the secret.
+        """
         d = self.__dict__
+        if credentials.unauthenticated:
+            raise AuthenticationFailed({
+                "desc": "Invalid credentials",
+                "info": "a DN with an empty password is an unauthenticated bind; refused client-side",
+            })
+        raw = d["_l"]._raw
         d["_pool_binding"] = True
+        d["bound_dn"] = None
         try:
-            self.simple_bind_s(who, cred)
+            msgid = self._ldap_call(lambda: raw.simple_bind(credentials.dn, credentials.reveal(), None, None))
+            self.result4(msgid, 1, None)
         finally:
             d["_pool_binding"] = False
+        d["bound_dn"] = credentials.dn
 
     def start_tls_s(self) -> None:
         """Negotiate TLS; the handshake runs in gevent's threadpool (libldap does it in C)."""

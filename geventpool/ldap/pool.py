@@ -296,7 +296,7 @@ class LDAPPool(LDAPHooks):
             pool = self._auth = self._subpool(AuthPool, Credentials(None, None), self.auth_size, "auth")
         with _lend(pool) as conn:
             try:
-                conn._pool_bind(dn, checked.reveal())
+                conn._pool_bind(checked)
             except ldap.INVALID_CREDENTIALS:
                 logger.info("%s: authenticate(%r): invalid credentials", self.name, dn)
                 return False

@@ -7,19 +7,23 @@ server names.  With ``allowed_referral_hosts`` (as in ldap3's ``Server``:
 referral follows it with a cooperative connection of the same TLS policy,
 bound with the pool's credentials only where ``allow_auth`` is True
 (anonymously otherwise); other referrals are left to the caller as
-python-ldap reports them.  One hop only: a referral found while chasing is
+python-ldap reports them.  A pool that uses TLS (``ldaps://`` or StartTLS)
+never follows a referral in clear text: an ``ldap://`` one is followed with
+StartTLS under the pool's TLS policy, or not at all.  One hop only: a referral found while chasing is
 not chased again.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import ldap
 from ldapurl import LDAPUrl
 
 from ..errors import ConfigurationError
+from .errors import TLSVerificationError
 from .uris import LDAPServer
 
 if TYPE_CHECKING:
@@ -86,10 +90,19 @@ class ReferralPolicy:
                 logger.info("%s: referral to %s not followed (host not allowed)", settings.owner, url)
                 continue
             port = int(port_text) if port_text else (636 if scheme == "ldaps" else 389)
-            conn = opener(LDAPServer(scheme, host, port), settings)
+            secure = settings.use_tls or any(s.scheme == "ldaps" for s in settings.servers)
+            if secure and scheme == "ldap" and not settings.use_tls:
+                # never a downgrade: a TLS pool follows an ldap:// referral with StartTLS (its own
+                # TLS policy, verified), or not at all; nothing is sent in clear text first
+                settings = replace(settings, use_tls=True)
+            try:
+                conn = opener(LDAPServer(scheme, host, port), settings)
+            except TLSVerificationError as error:
+                logger.warning("%s: referral to %s not followed: %s", settings.owner, url, error)
+                continue
             try:
                 if allow_auth and not credentials.anonymous:
-                    conn._pool_bind(credentials.dn, credentials.reveal())
+                    conn._pool_bind(credentials)
                 logger.debug("%s: following referral to %s", settings.owner, url)
                 entries: list[Any] = conn.search_ext_s(
                     parsed.dn, scope, filterstr, attrlist, attrsonly, timeout=timeout
