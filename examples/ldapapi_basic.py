@@ -12,9 +12,9 @@ import os
 
 import ldap
 
-from geventpool.ldap.documented import ConnectionPool
-from geventpool.ldap.info import ConnectionInfo
-from geventpool.ldap.manager import LDAPConnectionManager
+from geventpool.ldap.compat.documented import ConnectionPool
+from geventpool.ldap.compat.info import ConnectionInfo
+from geventpool.ldap.compat.manager import LDAPConnectionManager
 from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, Slapd
 
 

@@ -13,8 +13,8 @@ import os
 import tempfile
 
 from geventpool.errors import ConfigurationError
-from geventpool.ldap.info import ConnectionInfo
-from geventpool.ldap.manager import LDAPConnectionManager
+from geventpool.ldap.compat.info import ConnectionInfo
+from geventpool.ldap.compat.manager import LDAPConnectionManager
 from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, Slapd
 
 

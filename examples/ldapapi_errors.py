@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from geventpool.ldap.apierrors import (
+from geventpool.ldap.compat.apierrors import (
     AuthenticationFailed,
     ConnectionTimeout,
     ConnectionUnhealthy,
@@ -18,9 +18,9 @@ from geventpool.ldap.apierrors import (
     PoolTimeout,
     SSLError,
 )
-from geventpool.ldap.documented import ConnectionPool
-from geventpool.ldap.info import ConnectionInfo
-from geventpool.ldap.manager import LDAPConnectionManager
+from geventpool.ldap.compat.documented import ConnectionPool
+from geventpool.ldap.compat.info import ConnectionInfo
+from geventpool.ldap.compat.manager import LDAPConnectionManager
 from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, Slapd, free_port
 
 logging.basicConfig(level=logging.ERROR)

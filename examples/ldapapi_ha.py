@@ -11,8 +11,8 @@ import time
 
 import gevent
 
-from geventpool.ldap.info import ConnectionInfo
-from geventpool.ldap.manager import LDAPConnectionManager
+from geventpool.ldap.compat.info import ConnectionInfo
+from geventpool.ldap.compat.manager import LDAPConnectionManager
 from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, Slapd
 
 

@@ -180,9 +180,11 @@ def api_sections() -> list[tuple[str, list[str]]]:
     """
     modules = public_modules()
     sections = []
+    described: set[int] = set()  # classes and functions already described (aliases: once)
     for name in modules:
         module = importlib.import_module(name)
         exported = [n for n in getattr(module, "__all__", []) if not n.startswith("__")]
+        exported = [n for n in exported if not _described_already(getattr(module, n, None), described)]
         parent_name = name.rpartition(".")[0]
         if parent_name in modules and not hasattr(module, "__path__"):
             parent = importlib.import_module(parent_name)
@@ -193,6 +195,16 @@ def api_sections() -> list[tuple[str, list[str]]]:
                 continue  # everything in it is documented under its package
         sections.append((name, exported))
     return sections
+
+
+def _described_already(value: object, described: set[int]) -> bool:
+    """Whether the class or function ``value`` has a section already (and note it if not)."""
+    if not (isinstance(value, type) or callable(value)):
+        return False
+    if id(value) in described:
+        return True
+    described.add(id(value))
+    return False
 
 
 def data_doc(package: str, name: str) -> list[str]:

@@ -4,21 +4,23 @@
 import ConnectionManager``; connections are python-ldap ``LDAPObject``
 subclasses whose synchronous methods wait through the gevent hub.
 
-ldap_core_shared's documented API lives here too (``ConnectionInfo``,
-``LDAPConnectionManager``, ``create_ha_cluster``); its pool face is
-``geventpool.ldap.documented.ConnectionPool`` (not re-exported: the name
+ldap_core_shared's documented API (``ConnectionInfo``,
+``LDAPConnectionManager``, ``create_ha_cluster``) lives in
+:mod:`geventpool.ldap.compat`, which importing this package does not load; its
+names are importable from here too (loaded on first use).  Its pool face is
+``geventpool.ldap.compat.documented.ConnectionPool`` (not re-exported: the name
 would shadow the core's).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from ._base import DEFAULT_LDAP_EXC_CLASSES
-from .apierrors import ConnectionTimeout, ConnectionUnhealthy, PoolExhausted, SSLError
 from .connection import LOST_CONNECTION_ERRORS, LDAPConnection
 from .credentials import Credentials
 from .errors import AuthenticationFailed, BackendError, MaxConnectionReachedError, TLSVerificationError
-from .info import ConnectionInfo, ValidationResult
-from .manager import ConnectionResult, LDAPConnectionManager, PerformanceMetrics, create_ha_cluster
 from .pool import ConnectionManager, LDAPPool
 from .servers import (
     GET_ALL_INFO,
@@ -55,14 +57,18 @@ __all__ = [
     "LOST_CONNECTION_ERRORS",
     "DSAInfo",
     "SchemaInfo",
-    "ConnectionInfo",
-    "ValidationResult",
-    "LDAPConnectionManager",
-    "ConnectionResult",
-    "PerformanceMetrics",
-    "create_ha_cluster",
-    "ConnectionTimeout",
-    "ConnectionUnhealthy",
-    "PoolExhausted",
-    "SSLError",
 ]
+
+
+#: ldap_core_shared's names, loaded from :mod:`geventpool.ldap.compat` on first use.
+_COMPAT = frozenset((
+    "ConnectionInfo", "ValidationResult", "LDAPConnectionManager", "ConnectionResult",
+    "PerformanceMetrics", "create_ha_cluster", "ConnectionTimeout", "ConnectionUnhealthy",
+    "PoolExhausted", "SSLError",
+))
+
+
+def __getattr__(name: str) -> Any:
+    if name in _COMPAT:
+        return getattr(importlib.import_module(".compat", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -92,3 +92,17 @@ def test_the_core_imports_neither_ldap_nor_dbapi() -> None:
     for module in core:
         rooms = {i for i in graph[module] if i.startswith(rooms_prefix)}
         assert not rooms, f"{module} imports {rooms}"
+
+
+def test_importing_the_ldap_pool_does_not_load_the_compat_face() -> None:
+    """Issue 12, item 9: ldap_core_shared's face is a room of its own, loaded only when used."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, geventpool.ldap\n"
+        "assert 'geventpool.ldap.compat' not in sys.modules, 'loaded by import geventpool.ldap'\n"
+        "from geventpool.ldap import LDAPConnectionManager\n"
+        "assert LDAPConnectionManager.__module__ == 'geventpool.ldap.compat.manager'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

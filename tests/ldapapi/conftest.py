@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from geventpool.ldap.info import ConnectionInfo
+from geventpool.ldap.compat.info import ConnectionInfo
 from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, Slapd
 
 

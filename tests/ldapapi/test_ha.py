@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 
 from geventpool.errors import ConfigurationError
-from geventpool.ldap._facade import server_of
-from geventpool.ldap.info import ConnectionInfo
-from geventpool.ldap.manager import LDAPConnectionManager, create_ha_cluster
+from geventpool.ldap.compat._facade import server_of
+from geventpool.ldap.compat.info import ConnectionInfo
+from geventpool.ldap.compat.manager import LDAPConnectionManager, create_ha_cluster
 from geventpool.testing.slapd import SERVICE_DN, Slapd
 from geventpool.testing.waiting import wait_until
 

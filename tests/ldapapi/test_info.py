@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from geventpool.errors import ConfigurationError
-from geventpool.ldap.info import ConnectionInfo
+from geventpool.ldap.compat.info import ConnectionInfo
 
 SECRET = "S3cr3t-SENTINEL-info"
 DN = "cn=admin,dc=example,dc=com"

@@ -12,9 +12,9 @@ import pytest
 
 from geventpool.errors import PoolError
 from geventpool.errors import PoolTimeout as CorePoolTimeout
-from geventpool.ldap.apierrors import AuthenticationFailed, PoolTimeout
-from geventpool.ldap.info import ConnectionInfo
-from geventpool.ldap.manager import LDAPConnectionManager
+from geventpool.ldap.compat.apierrors import AuthenticationFailed, PoolTimeout
+from geventpool.ldap.compat.info import ConnectionInfo
+from geventpool.ldap.compat.manager import LDAPConnectionManager
 from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, Slapd, free_port
 from geventpool.testing.waiting import wait_until
 

@@ -10,7 +10,7 @@ import pytest
 
 from geventpool import errors as core
 from geventpool.ldap import errors as ldaperrors
-from geventpool.ldap.apierrors import (
+from geventpool.ldap.compat.apierrors import (
     AuthenticationFailed,
     ConnectionTimeout,
     ConnectionUnhealthy,
@@ -19,8 +19,8 @@ from geventpool.ldap.apierrors import (
     PoolTimeout,
     SSLError,
 )
-from geventpool.ldap.documented import ConnectionPool
-from geventpool.ldap.info import ConnectionInfo
+from geventpool.ldap.compat.documented import ConnectionPool
+from geventpool.ldap.compat.info import ConnectionInfo
 from geventpool.testing import FaultProxy
 from geventpool.testing.invariants import check_invariants
 from geventpool.testing.slapd import SERVICE_DN, Slapd, free_port

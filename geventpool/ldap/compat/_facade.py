@@ -1,6 +1,6 @@
 """What the documented API's classes share: an LDAPPool built from ConnectionInfo, leases, counters.
 
-Internal to :mod:`geventpool.ldap.manager` and :mod:`geventpool.ldap.documented`.
+Internal to :mod:`geventpool.ldap.compat.manager` and :mod:`geventpool.ldap.compat.documented`.
 Everything here is greenlet-safe (no switch between a check and its update);
 nothing is thread-safe.
 """
@@ -16,19 +16,19 @@ from typing import Any, Callable, Sequence
 
 import ldap
 
-from ..errors import BackendUnavailable, ConfigurationError, ConnectTimeout, TooManyWaiters
-from ..errors import PoolTimeout as CorePoolTimeout
-from ..servers import POOLING_STRATEGY_FIRST_ACTIVE
+from ...errors import BackendUnavailable, ConfigurationError, ConnectTimeout, TooManyWaiters
+from ...errors import PoolTimeout as CorePoolTimeout
+from ...servers import POOLING_STRATEGY_FIRST_ACTIVE
+from ..connection import LDAPConnection
+from ..pool import LDAPPool
+from ..servers import Server, ServerPool
+from ..tls import TLSPolicy
 from .apierrors import ConnectionTimeout, ConnectionUnhealthy, PoolExhausted, PoolTimeout
-from .connection import LDAPConnection
 from .info import ConnectionInfo
-from .pool import LDAPPool
-from .servers import Server, ServerPool
-from .tls import TLSPolicy
 
 __all__ = ["build_pool", "checkout", "Lease", "OperationCounters", "hung_up", "sorted_infos", "server_of"]
 
-logger = logging.getLogger("geventpool.ldap.manager")
+logger = logging.getLogger("geventpool.ldap.compat.manager")
 
 _TIMEOUTS = (ConnectTimeout, ldap.TIMEOUT, TimeoutError, socket.timeout)
 

@@ -16,17 +16,17 @@ from typing import Any
 
 import gevent
 
-from .._config import check_count, check_seconds
-from .._report import counts_text
-from ..errors import ConfigurationError, PoolError
+from ..._config import check_count, check_seconds
+from ..._report import counts_text
+from ...errors import ConfigurationError, PoolError
+from ..connection import LDAPConnection
+from ..pool import LDAPPool
 from ._facade import Lease, OperationCounters, build_pool, checkout, sorted_infos
-from .connection import LDAPConnection
 from .info import ConnectionInfo
-from .pool import LDAPPool
 
 __all__ = ["ConnectionPool"]
 
-logger = logging.getLogger("geventpool.ldap.manager")
+logger = logging.getLogger("geventpool.ldap.compat.manager")
 
 
 class ConnectionPool:

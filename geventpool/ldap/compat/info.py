@@ -1,7 +1,7 @@
 """ConnectionInfo: one validated description of an LDAP server and how to use it.
 
 The configuration object of ldap_core_shared's documented API (see
-:mod:`geventpool.ldap.manager`): host, port, bind identity, TLS files,
+:mod:`geventpool.ldap.compat.manager`): host, port, bind identity, TLS files,
 retry and pool sizes, plus ``priority`` (for HA clusters) and
 ``password_callback`` (a rotated secret is picked up by the next new
 connection, without a restart).
@@ -21,8 +21,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from ..errors import ConfigurationError
-from .credentials import Credentials, decode_password
+from ...errors import ConfigurationError
+from ..credentials import Credentials, decode_password
+from ..errors import AuthenticationFailed
 
 __all__ = ["ConnectionInfo", "ValidationResult", "CallbackCredentials"]
 
@@ -98,7 +99,7 @@ class CallbackCredentials(Credentials):
 
     def reveal(self) -> str:
         """Call the callback and return its password, for the bind request only."""
-        from .errors import AuthenticationFailed  # noqa: PLC0415 - imports python-ldap; the core reads this module
+
 
         password = self._callback()
         if isinstance(password, bytes):

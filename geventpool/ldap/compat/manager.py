@@ -27,17 +27,17 @@ import gevent
 import gevent.socket
 import ldap
 
-from .._config import check_seconds
-from ..errors import ConfigurationError, PoolError
+from ..._config import check_seconds
+from ...errors import ConfigurationError, PoolError
+from ..connection import LDAPConnection
+from ..errors import AuthenticationFailed, TLSVerificationError
+from ..pool import LDAPPool
 from ._facade import Lease, OperationCounters, build_pool, checkout, server_of, sorted_infos
-from .connection import LDAPConnection
-from .errors import AuthenticationFailed, TLSVerificationError
 from .info import ConnectionInfo
-from .pool import LDAPPool
 
 __all__ = ["LDAPConnectionManager", "ConnectionResult", "PerformanceMetrics", "create_ha_cluster"]
 
-logger = logging.getLogger("geventpool.ldap.manager")
+logger = logging.getLogger("geventpool.ldap.compat.manager")
 
 _REPORTED = (PoolError, ldap.LDAPError, OSError)
 
@@ -334,7 +334,7 @@ class LDAPConnectionManager:
         unchanged.
 
         :raises PoolTimeout, PoolExhausted, ConnectionTimeout, ConnectionUnhealthy,
-            AuthenticationFailed, SSLError: see :mod:`geventpool.ldap.apierrors`.
+            AuthenticationFailed, SSLError: see :mod:`geventpool.ldap.compat.apierrors`.
         """
         pool = self._ensure_pool()
         record = self._record

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import ldap
 
-from ..errors import ConnectTimeout, TooManyWaiters
-from .errors import AuthenticationFailed, BackendError, MaxConnectionReachedError, TLSVerificationError
+from ...errors import ConnectTimeout, TooManyWaiters
+from ..errors import AuthenticationFailed, BackendError, MaxConnectionReachedError, TLSVerificationError
 
 __all__ = [
     "ConnectionTimeout",
