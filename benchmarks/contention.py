@@ -22,7 +22,6 @@ See benchmarks/README.rst.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -322,16 +321,10 @@ def target_notes(figures: dict[str, dict[str, float]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Hand-off under contention: geventpool against its peers.")
-    parser.add_argument("--quick", action="store_true", help="fast smoke run (5k checkouts x 3 rounds)")
-    parser.add_argument("--iterations", type=int, help="checkouts per round (default 20000)")
-    parser.add_argument("--rounds", type=int, help="rounds (default 7)")
-    parser.add_argument("--only", help="comma-separated keys: " + ",".join(BY_KEY))
-    parser.add_argument("--no-peers", action="store_true", help="floor and geventpool rows only")
-    parser.add_argument("--output", type=Path, help="also write the table as Markdown to this file")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a worker may take per answer")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser = overhead.benchmark_parser(
+        "Hand-off under contention: geventpool against its peers.", list(BY_KEY),
+        "5k checkouts x 3 rounds", "checkouts per round (default 20000)",
+    )
     args = parser.parse_args(argv)
     if args.worker:
         return overhead._worker(args.worker, BY_KEY)

@@ -708,17 +708,26 @@ def format_table(keys: list[str], results: Figures, skipped: dict[str, str]) -> 
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Checkout overhead of geventpool against its peers.")
-    parser.add_argument("--quick", action="store_true", help="fast smoke run (20k cycles x 3 rounds)")
-    parser.add_argument("--iterations", type=int, help="cycles per round (default 200000)")
+def benchmark_parser(
+    description: str, keys: list[str], quick: str, iterations: str
+) -> argparse.ArgumentParser:
+    """The options every interleaved benchmark here takes (this one and ``contention.py``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=f"fast smoke run ({quick})")
+    parser.add_argument("--iterations", type=int, help=iterations)
     parser.add_argument("--rounds", type=int, help="rounds (default 7)")
-    parser.add_argument("--only", help="comma-separated keys: " + ",".join(BY_KEY))
+    parser.add_argument("--only", help="comma-separated keys: " + ",".join(keys))
     parser.add_argument("--no-peers", action="store_true", help="floor and geventpool rows only")
     parser.add_argument("--output", type=Path, help="also write the table as Markdown to this file")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file (for plots)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a worker may take per answer")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = benchmark_parser("Checkout overhead of geventpool against its peers.", list(BY_KEY),
+                              "20k cycles x 3 rounds", "cycles per round (default 200000)")
     args = parser.parse_args(argv)
     if args.worker:
         return _worker(args.worker)
