@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import random
 import sys
 import time
@@ -914,11 +915,11 @@ class ConnectionPool(Generic[C]):
         return True
 
 
-_PACKAGE = __name__.rsplit(".", 1)[0] + "."
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _where(frame: Any) -> tuple[Any, int]:
     """(code, bytecode offset) of the first frame outside geventpool: where a checkout was made."""
-    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(_PACKAGE):
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back
     return frame.f_code, frame.f_lasti
