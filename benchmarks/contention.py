@@ -158,9 +158,9 @@ class FifoFloor:
         self._idle: deque[Any] = deque(overhead.TrivialConnection() for _ in range(size))
         self._waiters: deque[Any] = deque()
 
-    def get(self, timeout: float = 30.0) -> _FifoLease:
+    def get(self, timeout: float = 30.0) -> Any:
         if self._idle:
-            return _FifoLease(self, self._idle.pop())
+            return overhead._QueueLease(self, self._idle.pop())
         from gevent.hub import Waiter
 
         waiter = Waiter(self._hub)
@@ -174,27 +174,13 @@ class FifoFloor:
         if conn is None:
             self._waiters.remove(waiter)
             raise TimeoutError("no connection")
-        return _FifoLease(self, conn)
+        return overhead._QueueLease(self, conn)
 
     def put(self, conn: Any) -> None:
         if self._waiters:
             self._hub.loop.run_callback(self._waiters.popleft().switch, conn)
         else:
             self._idle.append(conn)
-
-
-class _FifoLease:
-    __slots__ = ("_pool", "conn")
-
-    def __init__(self, pool: FifoFloor, conn: Any) -> None:
-        self._pool = pool
-        self.conn = conn
-
-    def __enter__(self) -> Any:
-        return self.conn
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._pool.put(self.conn)
 
 
 def _build_fifo_floor() -> Bench:
