@@ -121,6 +121,11 @@ def _overhead_progress(line: str, state: dict[str, Any]) -> float | None:
     return None
 
 
+def _contention_command(args: argparse.Namespace, out: Path) -> list[str]:
+    command = ["--output", str(out / "contention.md"), "--json", str(out / "contention.json")]
+    return command + (["--quick"] if args.quick else []) + (["--no-peers"] if args.no_peers else [])
+
+
 def _dbapi_command(args: argparse.Namespace, out: Path) -> list[str]:
     command = ["--output", str(out / "dbapi.md"), "--json", str(out / "dbapi.json")]
     command += ["--seconds", "0.5", "--rounds", "1"] if args.quick else []
@@ -161,6 +166,8 @@ def _ldap_progress(line: str, state: dict[str, Any]) -> float | None:
 BENCHMARKS = {
     "overhead": Benchmark("overhead", "Checkout overhead (core pool)", "overhead.py", _overhead_command,
                           _overhead_progress),
+    "contention": Benchmark("contention", "Hand-off under contention (core pool)", "contention.py",
+                            _contention_command, _overhead_progress),
     "dbapi": Benchmark("dbapi", "DB-API pools on PostgreSQL", "dbapi.py", _dbapi_command, _dbapi_progress),
     "ldap": Benchmark("ldap", "LDAP pools on slapd", "ldap.py", _ldap_command, _ldap_progress),
 }
@@ -223,8 +230,27 @@ class Target:
 def overhead_targets(data: dict[str, Any]) -> list[Target]:
     rows = {row["key"]: row for row in data["rows"]}
     ratio = rows.get("geventpool", {}).get("ratio_to_floor")
-    return [Target("issue 2: geventpool `with pool.get()` at most 1.5x the floor (ratio to floor)",
-                   ratio, 1.5, at_most=True)]
+    return [Target("issue 11: geventpool `with pool.get()` at most 1.3x the floor (ratio to floor)",
+                   ratio, 1.3, at_most=True)]
+
+
+def contention_targets(data: dict[str, Any]) -> list[Target]:
+    rows = {row["key"]: row for row in data["rows"]}
+    pool, floor, fair = rows.get("geventpool", {}), rows.get("floor", {}), rows.get("fifo-floor", {})
+
+    def share(of: dict[str, Any]) -> float | None:
+        if pool.get("handoffs_per_s_wall") and of.get("handoffs_per_s_wall"):
+            return float(pool["handoffs_per_s_wall"]) / float(of["handoffs_per_s_wall"])
+        return None
+
+    return [
+        Target("issue 11: hand-off at least 0.95x the gevent Queue floor (which barges)",
+               share(floor), 0.95, at_most=False),
+        Target("hand-off against the fair floor (FIFO + a timer per wait), at least 0.95x",
+               share(fair), 0.95, at_most=False),
+        Target("issue 11: longest wait at most 2x the p99 (median round)",
+               pool.get("max_over_p99"), 2.0, at_most=True),
+    ]
 
 
 def _rate(rows: dict[str, dict[str, Any]], *names: str) -> float | None:
@@ -449,6 +475,9 @@ def write_page(bench: Benchmark, out: Path, status: int, stdout: str, stderr: st
         body = [written] if written else []
         targets = dbapi_targets(data)
         chart = dbapi_chart(data, out / "dbapi.png")
+    elif bench.name == "contention" and data is not None:
+        body = [written] if written else []
+        targets = contention_targets(data)
     else:
         command = bench.status.get("command", f"benchmarks/{bench.script}").replace(str(ROOT) + "/", "")
         body = [f"# {bench.title}", "", f"Produced by `python {command}` (via scripts/bench.py) on "
@@ -480,7 +509,8 @@ def write_page(bench: Benchmark, out: Path, status: int, stdout: str, stderr: st
 
 
 TARGETS: dict[str, Callable[[dict[str, Any]], list[Target]]] = {
-    "overhead": overhead_targets, "dbapi": dbapi_targets, "ldap": ldap_targets,
+    "overhead": overhead_targets, "contention": contention_targets, "dbapi": dbapi_targets,
+    "ldap": ldap_targets,
 }
 
 
