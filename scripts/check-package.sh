@@ -98,4 +98,52 @@ print(f"  import geventpool {geventpool.__version__} works; a pool lends and clo
 PY
 ) || fail "importing geventpool in the fresh venv"
 
+step "the gunicorn extra: a gunicorn whose gevent worker boots (pip install 'geventpool[gunicorn]')"
+"$WORK/venv/bin/python" -m pip install -q "${wheels[0]}[gunicorn]" > "$WORK/install-gunicorn.log" 2>&1 \
+    || { tail -40 "$WORK/install-gunicorn.log" >&2; fail "pip install of the wheel with [gunicorn]"; }
+cat > "$WORK/app.py" <<'PY'
+from geventpool import ConnectionPool
+
+
+class Pool(ConnectionPool):
+    def _new_connection(self):
+        return object()
+
+
+pool = Pool(2)
+
+
+def application(environ, start_response):
+    with pool.get():
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"pooled\n"]
+PY
+port=$("$WORK/venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+(cd "$WORK" && exec "$WORK/venv/bin/gunicorn" -k gevent -w 1 -b "127.0.0.1:$port" app:application) \
+    > "$WORK/gunicorn.log" 2>&1 &
+gunicorn_pid=$!
+answer=$("$WORK/venv/bin/python" - "$port" <<'PY'
+import sys, time, urllib.request
+
+deadline = time.monotonic() + 30
+while True:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/", timeout=2) as response:
+            print(response.read().decode().strip())
+            break
+    except OSError:
+        if time.monotonic() > deadline:
+            print("no answer")
+            break
+        time.sleep(0.2)
+PY
+)
+kill "$gunicorn_pid" 2>/dev/null || true
+wait "$gunicorn_pid" 2>/dev/null || true
+if [ "$answer" != "pooled" ]; then
+    tail -20 "$WORK/gunicorn.log" >&2
+    fail "gunicorn -k gevent with geventpool[gunicorn] did not serve (got: $answer)"
+fi
+echo "  gunicorn -k gevent booted from geventpool[gunicorn] alone and served through a pool"
+
 step "OK"
