@@ -410,7 +410,8 @@ def run_variant(variant: str, scenario: str, ldap_port: int, pg_dsn: str, args: 
     server = Gunicorn(variant, f"ldap://127.0.0.1:{ldap_port}", pg_dsn, logs)
     try:
         server.wait_ready()
-        run_load(server.address, 10, args.warmup, lambda n: requests[n % len(requests)])
+        if args.warmup > 0:  # the pools open their connections
+            run_load(server.address, 10, args.warmup, lambda n: requests[n % len(requests)])
         for count in clients:
             cell = measure(server, count, args.seconds, requests)
             cell.update(variant=variant, scenario=scenario, clients=count)
@@ -462,9 +463,10 @@ def run(args: argparse.Namespace, variants: list[str], scenarios: list[str],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, 1 s per cell")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds of load per cell")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per gunicorn start")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5; --quick: 1)")
+    parser.add_argument("--seconds", type=float, help="seconds of load per cell (default 3; --quick: 1)")
+    parser.add_argument("--warmup", type=float,
+                        help="seconds of warm-up per gunicorn start (default 1; --quick: 0.5)")
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants")
     parser.add_argument("--scenarios", default="loopback,+5ms", help="loopback and/or +5ms")
     parser.add_argument("--clients", default=",".join(map(str, CLIENTS)), help="comma-separated counts")
@@ -474,8 +476,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="directory for e2e.md, e2e.json, e2e.png (default: benchmarks/results; "
                              "--quick: none)")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.rounds, args.seconds, args.warmup = 1, 1.0, 0.5
+    for name, full, quick in (("rounds", 5, 1), ("seconds", 3.0, 1.0), ("warmup", 1.0, 0.5)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    if args.rounds < 1 or not args.seconds > 0 or args.warmup < 0:
+        parser.error("--rounds must be >= 1, --seconds > 0 and --warmup >= 0")
     variants = _choices(args.only, VARIANTS, "variants")
     scenarios = [s.replace("+5ms", "+5 ms") for s in _choices(args.scenarios, ["loopback", "+5ms", "+5 ms"],
                                                               "scenarios")]
