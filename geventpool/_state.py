@@ -13,7 +13,7 @@ has returned).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Callable, Generic, NamedTuple, TypeVar
 
 import gevent
 from gevent.hub import Waiter as _HubWaiter
@@ -94,10 +94,13 @@ class Waiter:
 class SlotTable(Generic[C]):
     """Who holds which connection.  Greenlet-safe by construction: no method switches."""
 
-    __slots__ = ("idle", "open", "opening", "closing", "checking", "waiters", "generation", "pop_idle")
+    __slots__ = (
+        "idle", "open", "opening", "closing", "checking", "waiters", "generation", "pop_idle", "lifo",
+    )
 
     def __init__(self, lifo: bool) -> None:
         self.idle: deque[Slot[C]] = deque()  # mutated in place, never replaced
+        self.lifo = lifo
         self.pop_idle = self.idle.pop if lifo else self.idle.popleft
         self.open: dict[int, Slot[C]] = {}  # id(conn) -> slot: idle, in use or checking
         self.opening = 0  # reserved for connects in flight
@@ -194,6 +197,30 @@ class SlotTable(Generic[C]):
         """The close of a taken-out slot returned: it no longer counts."""
         self.closing -= 1
         slot.state = SlotState.CLOSED
+
+    def prefer(self, wanted: Callable[[C], bool]) -> bool:
+        """Put the idle connection that ``wanted`` accepts (the most recently returned such, with
+        ``lifo``) next in line for checkout; return whether there was one.  O(idle)."""
+        idle = self.idle
+        if not idle:
+            return False
+        for slot in reversed(idle) if self.lifo else idle:
+            if wanted(slot.conn):
+                break
+        else:
+            return False
+        if slot is not (idle[-1] if self.lifo else idle[0]):
+            idle.remove(slot)
+            if self.lifo:
+                idle.append(slot)
+            else:
+                idle.appendleft(slot)
+        return True
+
+    def prefer_coldest(self) -> None:
+        """Put the idle connection returned longest ago next in line for checkout."""
+        if self.lifo and len(self.idle) > 1:
+            self.idle.rotate(-1)
 
     def take_out_idle(self, slot: Slot[C]) -> bool:
         """Take ``slot`` out for closing if it is idle here now (not lent meanwhile)."""

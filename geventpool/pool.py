@@ -304,6 +304,25 @@ class ConnectionPool(Generic[C]):
                 self._emit_checkout(lease)
         return lease
 
+    def _get_new(self) -> Lease[C]:
+        """Check out a new connection if the pool has room and nobody waits, else as :meth:`get`
+        (for a subclass whose idle connections may each cost more to use than a new one)."""
+        table = self._table
+        if not self._started or self._closed or table.waiters or table.size >= self.max_size:
+            return self.get()
+        slot, now = self._wait(self.timeout)
+        slot.state = _IN_USE
+        slot.checked_out_at = now
+        slot.uses += 1
+        slot.holder = getcurrent()
+        slot.lease = lease = Lease(self, slot)
+        if self._observed:
+            if self._track_frames:
+                slot.where = _where(sys._getframe(1))
+            if self._listeners["checkout"]:
+                self._emit_checkout(lease)
+        return lease
+
     def acquire(self, timeout: float | None = None) -> C:
         """Check out a connection; give it back with :meth:`release`.  Raises as :meth:`get`."""
         lease = self.get(timeout)

@@ -22,11 +22,12 @@ import ldap
 from .. import _deadline
 from .._config import check_count, check_seconds
 from .._state import Snapshot
-from ..errors import BackendUnavailable, ConfigurationError, ConnectTimeout, PoolClosed, PoolTimeout
+from ..errors import ConfigurationError, ConnectTimeout, PoolClosed
 from ..servers import Server, ServerPool
 from ._base import DEFAULT_LDAP_EXC_CLASSES, AuthPool, IdentityPool, LDAPHooks
 from ._connect import Settings, open_bound
 from ._table import status_table
+from ._users import UserPool, lend
 from .connection import DEFAULT_OPERATION_TIMEOUT, LDAPConnection
 from .credentials import Credentials
 from .errors import BackendError, MaxConnectionReachedError
@@ -56,9 +57,13 @@ class LDAPPool(LDAPHooks):
     Beyond ldappool: ``connect_timeout`` (per attempt), ``checkout_timeout``
     (waiting for a free connection), the TLS options, ``allowed_referral_hosts``
     (``[(host, allow_auth), ...]``: referrals are not chased unless listed here;
-    see :mod:`geventpool.ldap.referrals`), ``identity_size`` and
-    ``max_identities`` (sub-pools for other DNs), ``auth_size`` (connections
-    for :meth:`authenticate`), and the core pool's keyword arguments
+    see :mod:`geventpool.ldap.referrals`), ``per_user`` (how ``connection(dn,
+    password)`` serves DNs other than ``bind``: ``"rebind"``, the default, keeps
+    one set of ``user_size`` connections, default ``size``, and binds one as each
+    caller unless it is bound with the caller's credentials already, as ldappool
+    does; ``"subpools"`` keeps ``identity_size`` connections for each of at most
+    ``max_identities`` identities), ``auth_size`` (connections for
+    :meth:`authenticate`), and the core pool's keyword arguments
     (``min_size``, ``keepalive``, ``ping_after``, ``max_idle``...).
 
     Every method is greenlet-safe and none is thread-safe (one pool per
@@ -92,8 +97,10 @@ class LDAPPool(LDAPHooks):
         tls_key_file: str | None = None,
         tls_min_version: str = "1.2",
         min_size: int = 1,
-        identity_size: int = 2,
-        max_identities: int = 64,
+        per_user: str = "rebind",
+        user_size: int | None = None,
+        identity_size: int | None = None,
+        max_identities: int | None = None,
         auth_size: int | None = None,
         allowed_referral_hosts: Sequence[tuple[str, bool]] | None = None,
         name: str | None = None,
@@ -141,8 +148,25 @@ class LDAPPool(LDAPHooks):
         ):
             tls.check(owner)
         min_size = check_count(owner, "min_size", min_size)
-        self.identity_size = check_count(owner, "identity_size", identity_size, 1)
-        self.max_identities = check_count(owner, "max_identities", max_identities, 1)
+        if per_user not in ("rebind", "subpools"):
+            raise ConfigurationError(f"{owner}: per_user must be 'rebind' or 'subpools', got {per_user!r}")
+        if per_user == "rebind":
+            for argument, value in (("identity_size", identity_size), ("max_identities", max_identities)):
+                if value is not None:
+                    raise ConfigurationError(
+                        f"{owner}: {argument} applies to per_user='subpools' only (per_user='rebind' "
+                        "shares user_size connections among all identities)"
+                    )
+        elif user_size is not None:
+            raise ConfigurationError(f"{owner}: user_size applies to per_user='rebind' only")
+        self.per_user = per_user
+        self.user_size = size if user_size is None else check_count(owner, "user_size", user_size, 1)
+        self.identity_size = (
+            2 if identity_size is None else check_count(owner, "identity_size", identity_size, 1)
+        )
+        self.max_identities = (
+            64 if max_identities is None else check_count(owner, "max_identities", max_identities, 1)
+        )
         self.auth_size = size if auth_size is None else check_count(owner, "auth_size", auth_size, 1)
         assert retry_delay is not None and op_timeout is not None and connect_timeout is not None
         if "servers" in core_options:
@@ -183,6 +207,7 @@ class LDAPPool(LDAPHooks):
         self.connector_cls = connector_cls
         self._identities: OrderedDict[tuple[str, bytes], IdentityPool] = OrderedDict()
         self._auth: AuthPool | None = None
+        self._users: UserPool | None = None
         self._retiring: set[IdentityPool] = set()  # evicted sub-pools being closed in the background
         self._unpooled = gevent.lock.BoundedSemaphore(size)
 
@@ -207,7 +232,7 @@ class LDAPPool(LDAPHooks):
         :raises PoolClosed: the pool is closed.
         """
         if bind is None and passwd is None and self.use_pool:
-            return _lend(self)  # the common case first: the pool's own identity
+            return lend(self)  # the common case first: the pool's own identity
         if bind is not None and not isinstance(bind, str):
             raise TypeError(
                 f"{self.name}: connection(bind=...) must be a DN string or None, got {type(bind).__name__}"
@@ -224,15 +249,26 @@ class LDAPPool(LDAPHooks):
             )
         if not self.use_pool:
             return self._unpooled_connection(credentials)
-        pool: LDAPHooks = self if credentials.matches(self._credentials) else self._identity(credentials)
-        return _lend(pool)
+        if credentials.matches(self._credentials):
+            return lend(self)
+        if self.per_user == "subpools":
+            return lend(self._identity(credentials))
+        users = self._users
+        if users is None:
+            if self.closed:
+                raise PoolClosed(f"{self.name} is closed")
+            users = self._users = self._subpool(UserPool, Credentials(None, None), self.user_size, "users")
+        return users.lend(credentials)
 
     def purge(self, bind: str, passwd: str | None = None) -> None:
         """Close the idle connections bound as ``bind`` (only those with another password, if given).
 
-        Connections in use are closed when they come back.
+        Connections in use are closed when they come back (with ``per_user="rebind"``: bound
+        again before their next use); the identity's refused and proven marks are forgotten.
         """
         keep = None if passwd is None else Credentials(bind, passwd)
+        if self._users is not None:
+            self._users.forget(bind, keep)
         doomed = [
             (key, pool) for key, pool in self._identities.items()
             if key[0] == bind and (keep is None or not pool._credentials.matches(keep))
@@ -294,7 +330,7 @@ class LDAPPool(LDAPHooks):
         pool = self._auth
         if pool is None:
             pool = self._auth = self._subpool(AuthPool, Credentials(None, None), self.auth_size, "auth")
-        with _lend(pool) as conn:
+        with lend(pool) as conn:
             try:
                 conn._pool_bind(checked)
             except ldap.INVALID_CREDENTIALS:
@@ -380,6 +416,8 @@ class LDAPPool(LDAPHooks):
 
     def _all_pools(self) -> list[LDAPHooks]:
         pools: list[LDAPHooks] = [self, *self._identities.values()]
+        if self._users is not None:
+            pools.append(self._users)
         if self._auth is not None:
             pools.append(self._auth)
         return pools
@@ -448,24 +486,13 @@ class LDAPPool(LDAPHooks):
         stats = super().stats()
         stats["identities"] = len(self._identities)
         stats["identities_size"] = sum(p.size for p in self._identities.values())
+        stats["users_pool_size"] = self._users.size if self._users is not None else 0
         stats["auth_pool_size"] = self._auth.size if self._auth is not None else 0
         return stats
 
 
 #: ldappool's name for the same class.
 ConnectionManager = LDAPPool
-
-
-def _lend(pool: LDAPHooks) -> Any:
-    """``pool.get()`` with ldappool's errors: BackendError, MaxConnectionReachedError; a refused
-    identity is refused again at once, with no bind on the wire."""
-    pool.refuse_if_refused()
-    try:
-        return pool.get()
-    except BackendUnavailable as error:
-        raise BackendError(str(error)) from error.__cause__
-    except PoolTimeout as error:
-        raise MaxConnectionReachedError(str(error)) from error.__cause__
 
 
 def _unused(state: Snapshot) -> bool:

@@ -27,14 +27,19 @@ def test_user_bind_never_reaches_the_default_borrower(slapd: Slapd, make_pool: M
         assert conn.whoami_s() == f"dn:{user_dn(2)}"
 
 
-def test_same_dn_other_password_does_not_reuse(slapd: Slapd, make_pool: MakePool) -> None:
-    cm = make_pool(slapd.uri)
+@pytest.mark.parametrize("per_user", ["rebind", "subpools"])
+def test_same_dn_other_password_does_not_reuse(slapd: Slapd, make_pool: MakePool, per_user: str) -> None:
+    """A wrong password for a DN is refused by the server even when a connection bound as that DN is
+    idle, which is lent again to the right password (per_user='rebind' tries the wrong one on a new
+    connection while there is room: see test_rebind for the connection it is tried on)."""
+    cm = make_pool(slapd.uri, per_user=per_user)
     with cm.connection(user_dn(4), USER_PW) as conn:
         good = conn
     with pytest.raises(AuthenticationFailed):
         with cm.connection(user_dn(4), "not-the-password"):
             pass
     with cm.connection(user_dn(4), USER_PW) as conn:
+        assert conn.whoami_s() == f"dn:{user_dn(4)}"
         assert conn is good
 
 
@@ -98,7 +103,7 @@ def test_authenticate(slapd: Slapd, make_pool: MakePool) -> None:
 
 def test_many_identities_no_mismatch(slapd: Slapd, make_pool: MakePool) -> None:
     """G3: 200 greenlets, 20 users plus the service DN, every operation checks whoami."""
-    cm = make_pool(slapd.uri, size=5, identity_size=2, max_identities=8)
+    cm = make_pool(slapd.uri, size=5, identity_size=2, max_identities=8, per_user="subpools")
     mismatches: list[str] = []
     rng = random.Random(3)
     plan = [rng.randrange(-1, 20) for _ in range(4000)]
@@ -124,7 +129,7 @@ def test_many_identities_no_mismatch(slapd: Slapd, make_pool: MakePool) -> None:
 def test_identities_over_the_cap_while_busy_are_trimmed_once_idle(slapd: Slapd, make_pool: MakePool) -> None:
     """Three users at once with max_identities=2: the cap gives way while all are busy (closing a busy
     sub-pool would fail its callers); housekeeping closes the least recently used one afterwards."""
-    cm = make_pool(slapd.uri, size=2, identity_size=1, max_identities=2)
+    cm = make_pool(slapd.uri, size=2, identity_size=1, max_identities=2, per_user="subpools")
     with cm.connection(user_dn(1), USER_PW), cm.connection(user_dn(2), USER_PW):
         with cm.connection(user_dn(3), USER_PW) as third:
             assert third.whoami_s() == f"dn:{user_dn(3)}"
@@ -149,7 +154,8 @@ def test_evicting_identities_under_contention_leaks_nothing(slapd: Slapd, make_p
             super().__init__(*args, **kwargs)
             opened.append(self)
 
-    cm = make_pool(slapd.uri, size=2, identity_size=1, max_identities=2, connector_cls=Recorded)
+    cm = make_pool(slapd.uri, size=2, identity_size=1, max_identities=2, connector_cls=Recorded,
+                   per_user="subpools")
     mismatches: list[str] = []
 
     def work(dn: str) -> None:

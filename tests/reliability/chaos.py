@@ -631,24 +631,24 @@ def ldap_target(
     """The LDAP pool over a private slapd, through a fault proxy, used by ``users`` identities too.
 
     Rows G1-G3 under chaos: of ten operations, three use the service identity,
-    six bind as one of ``users`` users (identity sub-pools, fewer than the users,
-    so they are evicted and reopened all the time), one tries a wrong password
-    (a checkout, or ``authenticate()``); each checks ``whoami_s()``.  A mismatch, or a wrong password
-    accepted, is raised as :class:`IdentityMismatch` (not a typed error: lost).
+    six bind as one of ``users`` users (``per_user="rebind"``: a quarter as many
+    connections as users, so they are re-bound from one user to another all the
+    time), one tries a wrong password (a checkout, or ``authenticate()``); each
+    checks ``whoami_s()``.  A mismatch, or a wrong password accepted, is raised
+    as :class:`IdentityMismatch` (not a typed error: lost).
     """
     import ldap
 
     from geventpool.ldap import LDAPPool
     from geventpool.testing.slapd import SERVICE_DN, SERVICE_PW, USER_PW, Slapd, user_dn
 
-    identity_size, max_identities, auth_size = 2, max(users // 3, 1), 2
+    user_size, auth_size = max(users // 4, 1), 2
     slapd = Slapd(users=users, tls=False).start()
     proxy = FaultProxy(upstream=("127.0.0.1", slapd.port)).start()
     pool = LDAPPool(
         f"ldap://127.0.0.1:{proxy.port}", SERVICE_DN, SERVICE_PW, size=size, min_size=size,
         timeout=op_timeout, connect_timeout=0.5, checkout_timeout=timeout, retry_max=1,
-        max_lifetime=max_lifetime, name=name, identity_size=identity_size, max_identities=max_identities,
-        auth_size=auth_size,
+        max_lifetime=max_lifetime, name=name, user_size=user_size, auth_size=auth_size,
     )
     counter = [0]
     checks: Counter[str] = Counter()
@@ -698,7 +698,7 @@ def ldap_target(
     # checkout (a refill may take connect_timeout x retry_max) + ping + operation
     deadline = timeout + 0.5 + op_timeout * 2 + 1.0
     typed = (PoolError, OSError, ldap.LDAPError)
-    cap = size + identity_size * max_identities + auth_size
+    cap = size + user_size + auth_size
     target = Target(name, pool, operation, typed, deadline, faults, sessions=lambda: proxy.connections,
                     heal=heal, members=pool._all_pools, session_cap=cap, checks=checks)
     try:
