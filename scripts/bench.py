@@ -7,12 +7,13 @@ the peers' venv with ``benchmarks/peers/setup_peers.py``)::
     .venv/bin/python scripts/bench.py --quick          # a smoke run, into a temporary directory
     .venv/bin/python scripts/bench.py --only overhead --no-peers --out /tmp/bench
 
-Each benchmark (``benchmarks/overhead.py``, ``dbapi.py``, ``ldap.py``) runs as
-a subprocess of this script; its own progress lines (on its stderr, or its
-per-run lines) drive a plain-text progress bar on this script's stderr.  Into
-``--out`` go ``<name>.md`` (the benchmark's table, then a check of the
-targets of the issues), ``<name>.png`` (bars per implementation, geventpool
-highlighted, the targets drawn as dashed lines) and ``README.md``, an index.
+Each benchmark (``benchmarks/overhead.py``, ``contention.py``, ``dbapi.py``,
+``ldap.py``, ``e2e.py``) runs as a subprocess of this script; its own
+progress lines (on its stderr, or its per-run lines) drive a plain-text
+progress bar on this script's stderr.  Into ``--out`` go ``<name>.md`` (the
+benchmark's table, then a check of the targets of the issues), ``<name>.png``
+(bars per implementation, geventpool highlighted, the targets drawn as dashed
+lines; ``e2e.py`` writes its own page and chart) and ``README.md``, an index.
 A benchmark that cannot run (no PostgreSQL, no slapd) gets a page saying why;
 the exit status is 1 if any benchmark failed.  Without matplotlib the charts
 are left out, and the pages say so.
@@ -154,6 +155,11 @@ def _ldap_writes_json() -> bool:
         return False
 
 
+def _e2e_command(args: argparse.Namespace, out: Path) -> list[str]:
+    command = ["--out", str(out)] + (["--quick"] if args.quick else [])
+    return command + (["--only", "geventpool-auth,geventpool-conn"] if args.no_peers else [])
+
+
 def _ldap_progress(line: str, state: dict[str, Any]) -> float | None:
     # ldap.py prints one "round R ..." line per run: 4 scenarios x implementations x rounds
     if not line.startswith("round "):
@@ -170,6 +176,8 @@ BENCHMARKS = {
                             _contention_command, _overhead_progress),
     "dbapi": Benchmark("dbapi", "DB-API pools on PostgreSQL", "dbapi.py", _dbapi_command, _dbapi_progress),
     "ldap": Benchmark("ldap", "LDAP pools on slapd", "ldap.py", _ldap_command, _ldap_progress),
+    "e2e": Benchmark("e2e", "End to end: gunicorn, LDAP bind + SQL read", "e2e.py", _e2e_command,
+                     _dbapi_progress),
 }
 
 
@@ -311,6 +319,11 @@ def ldap_targets(data: dict[str, Any]) -> list[Target]:
 
     return [ratio("direct", 50, "raw", 0.95), ratio("+5 ms", 50, "ldappool", 9.5),
             ratio("direct", 1, "ldappool", 1.0), ratio("+5 ms", 1, "ldappool", 1.0)]
+
+
+def e2e_targets(data: dict[str, Any]) -> list[Target]:
+    """Targets of issue 16, as e2e.py's JSON states them: {"targets": [{text, value, bound}]}."""
+    return [Target(t["text"], t["value"], t["bound"]) for t in data["targets"]]
 
 
 def targets_markdown(targets: list[Target]) -> list[str]:
@@ -465,6 +478,7 @@ def write_page(bench: Benchmark, out: Path, status: int, stdout: str, stderr: st
     body: list[str] = []
     targets: list[Target] = []
     chart = False
+    own_sections = False  # the benchmark's page has its targets and chart already
     # the benchmark's own page names its command: paths relative to the repository
     written = page.read_text().replace(str(ROOT) + "/", "").rstrip("\n") if page.exists() else ""
     if bench.name == "overhead" and data is not None:
@@ -475,6 +489,11 @@ def write_page(bench: Benchmark, out: Path, status: int, stdout: str, stderr: st
         body = [written] if written else []
         targets = dbapi_targets(data)
         chart = dbapi_chart(data, out / "dbapi.png")
+    elif bench.name == "e2e" and data is not None:
+        body = [written] if written else []
+        targets = e2e_targets(data)
+        chart = (out / "e2e.png").exists()
+        own_sections = True
     elif bench.name == "contention" and data is not None:
         body = [written] if written else []
         targets = contention_targets(data)
@@ -495,10 +514,10 @@ def write_page(bench: Benchmark, out: Path, status: int, stdout: str, stderr: st
     if quick:
         body = ["> A quick smoke run (`scripts/bench.py --quick`): short rounds, noisy figures.", "", *body]
     body.append("")
-    if targets:
+    if targets and not own_sections:
         body += targets_markdown(targets)
     if chart:
-        body += [f"![{bench.title}]({bench.name}.png)", ""]
+        body += [] if own_sections else [f"![{bench.title}]({bench.name}.png)", ""]
     elif status == 0 and data is None:
         body += [f"(No chart: benchmarks/{bench.script} wrote no figures for one.)", ""]
     elif status == 0:
@@ -510,7 +529,7 @@ def write_page(bench: Benchmark, out: Path, status: int, stdout: str, stderr: st
 
 TARGETS: dict[str, Callable[[dict[str, Any]], list[Target]]] = {
     "overhead": overhead_targets, "contention": contention_targets, "dbapi": dbapi_targets,
-    "ldap": ldap_targets,
+    "ldap": ldap_targets, "e2e": e2e_targets,
 }
 
 

@@ -9,6 +9,7 @@ variant needs the peers from PyPI, so it is left out).
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import math
@@ -30,10 +31,10 @@ BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _load(name: str) -> ModuleType:
+def _load(name: str, directory: Path = BENCH_DIR) -> ModuleType:
     # benchmarks/ is not a package: load the script by path, leaving sys.path as it was
     saved = list(sys.path)
-    spec = importlib.util.spec_from_file_location(f"_{name}_under_test", BENCH_DIR / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_{name}_under_test", directory / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -195,3 +196,21 @@ def test_quick_run_of_the_geventpool_variants(tmp_path: Path) -> None:
     page = (tmp_path / "e2e.md").read_text()
     assert "| loopback | 10 | geventpool-conn |" in page
     assert "not measured" in page  # no ldappool variant, no ratio
+
+
+def test_bench_script_takes_e2e_pages_as_written(e2e: ModuleType, tmp_path: Path) -> None:
+    bench = _load("bench", BENCH_DIR.parent / "scripts")
+    rows = e2e.summarize(_cells(e2e))
+    data = {"command": "benchmarks/e2e.py", "date": "today", "python": "CPython", "cpus": 2, "users": 1000,
+            "pool_size": 10, "rounds": 3, "seconds": 3.0, "warmup": 1.0, "rows": rows,
+            "targets": e2e.targets(rows), "chart": "e2e.png"}
+    (tmp_path / "e2e.json").write_text(json.dumps(data))
+    (tmp_path / "e2e.md").write_text(e2e.markdown(data))
+    (tmp_path / "e2e.png").write_bytes(PNG_MAGIC)
+    command = bench.BENCHMARKS["e2e"].command(argparse.Namespace(quick=True, no_peers=True), tmp_path)
+    assert command == ["--out", str(tmp_path), "--quick", "--only", "geventpool-auth,geventpool-conn"]
+    entry = bench.write_page(bench.BENCHMARKS["e2e"], tmp_path, 0, "", "", quick=False)
+    page = (tmp_path / "e2e.md").read_text()
+    assert page.count("## Targets") == 1 and page.count("![End to end]") == 1
+    assert "No chart" not in page
+    assert entry["chart"] and [t.verdict for t in entry["targets"]].count("met") == 5
