@@ -32,7 +32,7 @@ from .servers import (
     Server,
     ServerPool,
 )
-from .tls import TLSPolicy
+from .tls import TLSPolicy, Tls
 from .uris import LDAPServer, parse_uris
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "GET_ALL_INFO",
     "LDAPConnection",
     "TLSPolicy",
+    "Tls",
     "LDAPServer",
     "Credentials",
     "parse_uris",
