@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite needs (slapd, PostgreSQL, and the
-# headers python-ldap compiles against), when they are missing and we are root.
+# Install the Debian packages the test suite needs (slapd, PostgreSQL, MariaDB, and the
+# headers python-ldap and mysqlclient compile against), when they are missing and we are root.
 set -euo pipefail
 
 missing=()
@@ -10,13 +10,17 @@ command -v ldapwhoami >/dev/null 2>&1 || missing+=(ldap-utils)
 [ -f /usr/include/sasl/sasl.h ] || missing+=(libsasl2-dev)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+[ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+[ -f /usr/include/mariadb/mysql.h ] || missing+=(libmariadb-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
     echo "system-deps: missing Debian packages: ${missing[*]}" >&2
-    echo "system-deps: run 'sudo apt-get install ${missing[*]}' (the LDAP and PostgreSQL tests need them)" >&2
+    echo "system-deps: run 'sudo apt-get install ${missing[*]}' (the LDAP, PostgreSQL and MariaDB tests need them)" >&2
     exit 1
 fi
 echo "system-deps: installing ${missing[*]}"

@@ -2,8 +2,10 @@
 
 Works with any DB-API 2.0 module; psycopg2 is made cooperative with
 geventpool's own wait callback, psycopg 3 is cooperative under gevent
-monkey-patching, sqlite3 writers wait for locks green.  The driver modules
-are imported only when a pool is given them.
+monkey-patching, PyMySQL runs on gevent sockets, sqlite3 writers wait for
+locks green, and every other driver (mysqlclient, pyodbc, oracledb...) runs
+in thread-pool mode.  The driver modules are imported only when a pool is
+given them.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from __future__ import annotations
 from ..errors import ConnectTimeout as ConnectTimeout  # eventlet's db_pool.ConnectTimeout, by that name
 from .connector import DatabaseConnector
 from .drivers import Driver, driver_for
-from .pool import ConnectionPool, RawConnectionPool, discard_all
+from .pool import ConnectionPool, RawConnectionPool, TpooledConnectionPool, discard_all
+from .threaded import ConnectionAbandoned, ConnectionBusy
 from .wrapper import ConnectionReturned, PooledConnection, unwrap
 
 __all__ = [
     "ConnectionPool",
     "RawConnectionPool",
+    "TpooledConnectionPool",
+    "ConnectionAbandoned",
+    "ConnectionBusy",
     "DatabaseConnector",
     "PooledConnection",
     "ConnectionReturned",

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from ..errors import ConfigurationError
+from .mysql import can_reset_session, green_pymysql_connect, kill_query, reset_session
 from .psycopg2 import cancel_query
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "GenericDriver",
     "Psycopg2Driver",
     "PsycopgDriver",
+    "MySQLdbDriver",
     "PyMySQLDriver",
     "SqliteDriver",
     "driver_for",
@@ -77,6 +79,14 @@ class Driver:
     networked: ClassVar[bool] = True
     #: Whether :meth:`state` reports the real transaction state (not just "roll back to be sure").
     tracks_state: ClassVar[bool] = False
+    #: Whether the driver's I/O yields to the gevent hub by itself; a pool runs the calls of a
+    #: driver that does not in OS threads (thread-pool mode), unless told otherwise.
+    green: ClassVar[bool] = False
+    #: Connection methods that do no I/O: thread-pool mode calls them in the calling greenlet.
+    local_calls: ClassVar[frozenset[str]] = frozenset()
+    #: The ``connect`` keyword that bounds a connect in the driver itself; the pool passes its own
+    #: ``connect_timeout`` there unless the caller did (a thread running a connect cannot be stopped).
+    connect_timeout_kwarg: ClassVar[str | None] = None
 
     def __init__(self, module: Any) -> None:
         self.module = module
@@ -106,6 +116,30 @@ class Driver:
         if snapshot:
             conn.autocommit = snapshot[0]
 
+    def is_green(self, kwargs: dict[str, Any]) -> bool:
+        """Tell whether connections opened with ``kwargs`` yield to the hub (default: :attr:`green`)."""
+        return self.green
+
+    def clean(self, conn: Any) -> None:
+        """End whatever transaction the borrower left open (one round trip: ``rollback()``)."""
+        conn.rollback()
+
+    def connect_function(self, connect: Callable[..., Any]) -> Callable[..., Any]:
+        """Return the callable the pool opens connections with outside thread-pool mode
+        (default: ``connect`` itself)."""
+        return connect
+
+    def canceller(
+        self, conn: Any, side_connect: Callable[[], Any], run: Callable[..., Any] | None
+    ) -> Callable[[], None] | None:
+        """Return a function that stops the statement ``conn`` runs (None: the driver cannot).
+
+        ``side_connect()`` opens a connection like the pool's, outside it;
+        ``run(func, *args)`` runs blocking steps in a thread (None: the
+        driver is green).  The function must return at once.
+        """
+        return None
+
     def ping(self, conn: Any) -> None:
         """Check the connection with one round trip; raise if it is broken."""
         cur = conn.cursor()
@@ -132,9 +166,10 @@ class Driver:
         """Refuse or warn about connect arguments that cannot work in a pool (ConfigurationError)."""
 
     def prepare_args(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], threaded: bool = False
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Return the connect arguments the pool actually passes to ``connect``."""
+        """Return the connect arguments the pool actually passes to ``connect`` (``threaded``: the
+        connections will be used from the threads of thread-pool mode)."""
         return args, kwargs
 
     def describe(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -153,6 +188,7 @@ class GenericDriver(Driver):
 class _PostgresDriver(Driver):
     database_kwarg = "dbname"
     tracks_state = True
+    green = True  # psycopg2 with the pool's wait callback; psycopg 3 under gevent's monkey-patching
 
     def _sqlstate(self, exc: BaseException) -> str | None:
         raise NotImplementedError
@@ -318,6 +354,7 @@ class SqliteDriver(Driver):
     name = "sqlite3"
     networked = False
     tracks_state = True
+    green = True  # its waits for locks are (see sqlite.py); its queries run in C, in the hub
 
     def is_disconnect(self, exc: BaseException) -> bool:
         """Only a closed database: sqlite's OperationalError is about locks and SQL."""
@@ -342,10 +379,25 @@ class SqliteDriver(Driver):
         if max_size > 1 and _private_memory_db(database, bool(kwargs.get("uri"))):
             raise _PrivateMemory(str(database))
 
+    def check_threaded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse ``check_same_thread=True`` in thread-pool mode (each call may run in another thread)."""
+        same_thread = args[4] if len(args) >= 5 else kwargs.get("check_same_thread", False)
+        if same_thread:
+            raise ConfigurationError(
+                "sqlite3: check_same_thread=True cannot work in thread-pool mode (each call may run "
+                "in another thread; the pool lends a connection to one greenlet at a time): leave it out"
+            )
+
     def prepare_args(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], threaded: bool = False
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         kwargs = dict(kwargs)
+        if threaded:
+            self.check_threaded(args, kwargs)
+            if len(args) < 5:
+                kwargs["check_same_thread"] = False
+            self.busy_timeout = float(args[1] if len(args) >= 2 else kwargs.get("timeout", 5.0))
+            return args, kwargs  # sqlite's own busy wait blocks a worker thread only
         if len(args) >= 2:
             busy, args = args[1], (args[0], 0.0, *args[2:])
         else:
@@ -377,12 +429,22 @@ def _private_memory_db(database: Any, uri: bool) -> bool:
     return False
 
 
-class PyMySQLDriver(Driver):
-    """PyMySQL: server-gone error codes discard, lock errors do not."""
+class _MySQLDriver(Driver):
+    """What MySQLdb and PyMySQL share: server-gone codes, session reset, KILL QUERY."""
 
-    name = "pymysql"
-    database_kwarg = "database"
+    #: Client error codes of a connection that is gone (CR_* 2002-2055) and the server's
+    #: ER_CLIENT_INTERACTION_TIMEOUT; a lock wait timeout or deadlock is not among them.
     _GONE = frozenset({2002, 2003, 2006, 2013, 2014, 2045, 2055, 4031})
+    connect_timeout_kwarg = "connect_timeout"
+
+    def prepare_args(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], threaded: bool = False
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        #: Statements that set up a session, run again after each session reset.
+        self.session_setup = [f"SET sql_mode = '{kwargs['sql_mode']}'"] if kwargs.get("sql_mode") else []
+        if kwargs.get("init_command"):
+            self.session_setup.append(str(kwargs["init_command"]))
+        return args, kwargs
 
     def is_disconnect(self, exc: BaseException) -> bool:
         if isinstance(exc, self.module.InterfaceError):
@@ -396,10 +458,79 @@ class PyMySQLDriver(Driver):
         return INTRANS if conn.open else CLOSED
 
     def snapshot(self, conn: Any) -> tuple[Any, ...]:
-        return (conn.get_autocommit(),)
+        return (bool(conn.get_autocommit()),)  # the client's copy of the server status: no I/O
 
     def restore(self, conn: Any, snapshot: tuple[Any, ...]) -> None:
         conn.autocommit(snapshot[0])
+
+    def clean(self, conn: Any) -> None:
+        """``COM_RESET_CONNECTION`` (rollback, session variables, isolation, user variables,
+        temporary tables, locks), then the connect's ``sql_mode``/``init_command`` again; a plain
+        rollback where the driver cannot reset."""
+        raw = getattr(conn, "wrapped", conn)
+        if not can_reset_session(raw):
+            conn.rollback()
+            return
+        run = getattr(conn, "run", None)  # thread-pool mode: the reset blocks
+        if run is not None:
+            run(self._reset, raw)
+        else:
+            self._reset(raw)
+
+    def _reset(self, conn: Any) -> None:
+        reset_session(conn)
+        for sql in getattr(self, "session_setup", ()):
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql)
+            finally:
+                cursor.close()
+
+    def canceller(
+        self, conn: Any, side_connect: Callable[[], Any], run: Callable[..., Any] | None
+    ) -> Callable[[], None] | None:
+        thread_id = int(getattr(conn, "wrapped", conn).thread_id())  # known since the login: no I/O
+        return lambda: kill_query(side_connect, thread_id, run)
+
+
+class MySQLdbDriver(_MySQLDriver):
+    """mysqlclient (MySQLdb): blocking C calls, so thread-pool mode; KILL QUERY on abandon."""
+
+    name = "MySQLdb"
+    local_calls = frozenset({
+        "get_autocommit", "thread_id", "character_set_name", "get_server_info", "get_host_info",
+        "get_proto_info", "escape", "escape_string", "string_literal", "literal", "affected_rows",
+        "insert_id", "warning_count", "field_count", "errno", "error", "sqlstate", "info", "fileno",
+    })
+
+    def ping(self, conn: Any) -> None:
+        conn.ping()
+
+
+class PyMySQLDriver(_MySQLDriver):
+    """PyMySQL: green on gevent sockets (the pool connects it that way); KILL QUERY on a kill."""
+
+    name = "pymysql"
+    green = True
+    local_calls = frozenset({
+        "get_autocommit", "thread_id", "character_set_name", "get_server_info", "get_host_info",
+        "get_proto_info", "escape", "escape_string", "literal", "insert_id",
+    })
+
+    def is_green(self, kwargs: dict[str, Any]) -> bool:
+        """Green unless TLS is asked for and gevent has not patched ``ssl``."""
+        if not any(kwargs.get(k) for k in ("ssl", "ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_cert")):
+            return True
+        from gevent import monkey  # noqa: PLC0415
+
+        return bool(monkey.is_module_patched("ssl"))
+
+    def connect_function(self, connect: Callable[..., Any]) -> Callable[..., Any]:
+        """PyMySQL's own ``connect`` becomes :func:`~geventpool.dbapi.mysql.green_pymysql_connect`."""
+        module = self.module
+        if connect in (module.connect, getattr(module, "Connect", None), module.connections.Connection):
+            return green_pymysql_connect
+        return connect
 
     def ping(self, conn: Any) -> None:
         conn.ping(reconnect=False)
@@ -410,6 +541,7 @@ _DRIVERS: dict[str, type[Driver]] = {
     "psycopg": PsycopgDriver,
     "sqlite3": SqliteDriver,
     "pymysql": PyMySQLDriver,
+    "MySQLdb": MySQLdbDriver,
 }
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import sys
 import types
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
+
+import gevent
 
 from .. import _deadline
 from .._config import check_seconds
@@ -24,9 +27,10 @@ from ..pool import ConnectionPool as CorePool
 from . import psycopg2 as green_psycopg2
 from .drivers import ACTIVE, CLOSED, IDLE, INERROR, INTRANS, Driver, _PrivateMemory, _WeakTLS, driver_for
 from .sqlite import SqliteConnection
+from .threaded import ConnectionAbandoned, ThreadedConnection, ThreadRunner, close_when_done
 from .wrapper import PooledConnection
 
-__all__ = ["ConnectionPool", "RawConnectionPool", "discard_all"]
+__all__ = ["ConnectionPool", "RawConnectionPool", "TpooledConnectionPool", "discard_all"]
 
 logger = logging.getLogger("geventpool.dbapi")
 _numbers = itertools.count(1)
@@ -117,6 +121,13 @@ class ConnectionPool(CorePool[Any]):
     of :class:`geventpool.ConnectionPool`: slots never leak (whatever kills
     a greenlet), FIFO waiters, background refill with backoff, expiry.
 
+    Drivers known to be cooperative (psycopg2 with the pool's wait callback,
+    psycopg 3, PyMySQL on gevent sockets, sqlite3's lock waits) are used as
+    they are; any other driver (mysqlclient, pyodbc, oracledb...) runs in
+    thread-pool mode: every call on its connections and cursors runs in one
+    of the pool's ``threads`` OS threads (see :mod:`geventpool.dbapi.threaded`).
+    :class:`RawConnectionPool` and :class:`TpooledConnectionPool` force one mode.
+
     :param db_module: a DB-API 2.0 module (psycopg2, psycopg, sqlite3,
         pymysql...) or a callable returning a connection.  Modules without
         ``connect``, with ``apilevel != "2.0"`` or ``threadsafety < 1`` are
@@ -142,6 +153,8 @@ class ConnectionPool(CorePool[Any]):
         take one per return too); ``None``: nothing beyond the rollback,
         which is never skipped.
     :param green: install geventpool's psycopg2 wait callback (psycopg2 only).
+    :param threads: OS threads of thread-pool mode (default ``max_size``); a
+        call abandoned by a killed greenlet holds its thread until it ends.
     :param allow_unverified_tls: accept ``sslmode`` allow/prefer/require
         (encryption without server verification) without a warning.
     :param name: the pool's name in logs and errors (default: driver and
@@ -167,6 +180,7 @@ class ConnectionPool(CorePool[Any]):
         reset: Callable[[Any], Any] | None = None,
         cleanup: Any = _MISSING,
         green: bool = True,
+        threads: int | None = None,
         allow_unverified_tls: bool = False,
         name: str | None = None,
         pool_options: dict[str, Any] | None = None,
@@ -207,8 +221,23 @@ class ConnectionPool(CorePool[Any]):
                     )
         if name is None:
             name = f"{self.driver.name}:{self.driver.describe(args, kwargs)}#{next(_numbers)}"
-        self._connect = connect
-        self._connect_args, self._connect_kwargs = self.driver.prepare_args(args, kwargs)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigurationError(f"{owner}: threads must be an int >= 1, got {threads!r}")
+        self._threads = threads
+        #: Whether calls run in OS threads (None: decided by the driver at the first connect).
+        self._threaded: bool | None = self.thread_mode
+        if self._threaded is None and module is not None:
+            self._threaded = not self.driver.is_green(kwargs)
+        self._runner: ThreadRunner | None = None
+        self._raw_connect = connect
+        self._connect = connect if self._threaded else self.driver.connect_function(connect)
+        self._connect_args, self._connect_kwargs = self.driver.prepare_args(
+            args, kwargs, threaded=bool(self._threaded)
+        )
+        timeout_kwarg = self.driver.connect_timeout_kwarg
+        if timeout_kwarg and isinstance(connect_timeout, (int, float)) and connect_timeout > 0:
+            self._connect_kwargs.setdefault(timeout_kwarg, max(1, math.ceil(connect_timeout)))
+        self._interrupted: set[int] = set()
         self._check = check
         self._configure = configure
         self._reset_hook = reset
@@ -216,7 +245,7 @@ class ConnectionPool(CorePool[Any]):
         self._snapshots: dict[int, tuple[Any, ...]] = {}
         #: id(lease) -> the proxy lent with it (so that a raw connection returned kills its proxy)
         self._proxies: weakref.WeakValueDictionary[int, PooledConnection] = weakref.WeakValueDictionary()
-        self._wrapper = _wrapper_class(self.driver)
+        self._wrapper = _wrapper_class(self.driver, bool(self._threaded))
         self.max_age = max_age_s
         # nothing to ping in sqlite (unless a check is given)
         core_ping = ping_after if self.driver.networked or check is not None else None
@@ -238,7 +267,7 @@ class ConnectionPool(CorePool[Any]):
             exc_classes=(*self.driver.disconnect_classes, OSError),
             **options,
         )
-        self.green = bool(green) and self.driver.name == "psycopg2"
+        self.green = bool(green) and self.driver.name == "psycopg2" and not self._threaded
         if self.green:
             green_psycopg2.install()
         elif self.driver.name == "psycopg2" and not green_psycopg2.installed():
@@ -246,6 +275,19 @@ class ConnectionPool(CorePool[Any]):
 
     #: eventlet's contract: a get() that waits on a hanging connect raises ConnectTimeout.
     fail_waiter_on_connect_timeout = True
+    #: True: thread-pool mode always; False: never; None: for drivers not known to be cooperative.
+    thread_mode: ClassVar[bool | None] = None
+
+    @property
+    def threaded(self) -> bool:
+        """Whether this pool runs its driver's calls in OS threads (thread-pool mode)."""
+        return bool(self._threaded)
+
+    def _thread_runner(self) -> ThreadRunner:
+        runner = self._runner
+        if runner is None:
+            runner = self._runner = ThreadRunner(self._threads or self.max_size, self.name)
+        return runner
 
     # -- eventlet's API --------------------------------------------------------------------------
 
@@ -348,11 +390,15 @@ class ConnectionPool(CorePool[Any]):
             if min_size is None and isinstance(new_size, int) and self.min_size > new_size:
                 min_size = new_size
         super().resize(min_size=min_size, max_size=max_size)
+        if self._runner is not None and self._threads is None:
+            self._runner.resize(self.max_size)
 
     # -- return hygiene -----------------------------------------------------------------------
 
     def _hand_back(self, lease: Lease[Any], error: BaseException | None, cleanup: Any = _MISSING) -> None:
         if error is not None:
+            if not isinstance(error, Exception) and not self._threaded:
+                self._interrupted.add(id(lease.conn))  # a kill or timeout: maybe mid-statement
             lease.release(error)  # the discard rule; _reset() runs for ordinary errors
             return
         if self._close_on_return:
@@ -371,11 +417,13 @@ class ConnectionPool(CorePool[Any]):
         """Make ``conn`` clean: roll back, restore session attributes, run ``reset`` (or ``cleanup``,
         when given); raise if impossible."""
         driver = self.driver
+        if type(conn) is ThreadedConnection and conn.abandoned:
+            raise _Unclean("a call was interrupted while it ran in a thread")
         state = driver.state(conn)  # local: no I/O
         if state is not IDLE:
             if state is INTRANS or state is INERROR:
                 with self._io_deadline("rollback"):
-                    conn.rollback()
+                    driver.clean(conn)
             else:
                 raise _Unclean(f"connection returned in state {state!r}")
         snapshot = self._snapshots.get(id(conn))
@@ -412,14 +460,19 @@ class ConnectionPool(CorePool[Any]):
     def _is_broken(self, error: BaseException) -> bool:
         if not isinstance(error, Exception):
             return True
-        if isinstance(error, (_Unclean, _CloseOnReturn, OSError)):
+        if isinstance(error, (_Unclean, _CloseOnReturn, OSError, ConnectionAbandoned)):
             return True
         return self.is_disconnect(error)
 
     # -- hooks of the core pool ----------------------------------------------------------------
 
     def _new_connection(self) -> Any:
-        conn = self._connect(*self._connect_args, **self._connect_kwargs)
+        if self._threaded:
+            conn = self._thread_runner().call(
+                self._connect, *self._connect_args, on_abandon=close_when_done, **self._connect_kwargs
+            )
+        else:
+            conn = self._connect(*self._connect_args, **self._connect_kwargs)
         if conn is None or not callable(getattr(conn, "cursor", None)):
             raise ConfigurationError(
                 f"{self.name}: connect() returned {type(conn).__name__}, not a DB-API connection"
@@ -427,6 +480,10 @@ class ConnectionPool(CorePool[Any]):
         try:
             if not self._driver_known:
                 self._learn_driver(conn)
+            if self._threaded:
+                runner = self._thread_runner()
+                canceller = self.driver.canceller(conn, self._side_connection, _in_hub_threads)
+                conn = ThreadedConnection(conn, runner, canceller, self.driver.local_calls)
             if self.driver.name == "psycopg":
                 conn._pool = self  # psycopg 3: `with conn:` must not close a pooled connection
             if self._configure is not None:
@@ -445,6 +502,15 @@ class ConnectionPool(CorePool[Any]):
         """A connection opened like the pool's, outside the pool (for cancel requests)."""
         return self._connect(*self._connect_args, **self._connect_kwargs)
 
+    def _cancel_interrupted(self, conn: Any) -> None:
+        """A green connection whose borrower was killed or timed out: stop its statement, if any."""
+        try:
+            cancel = self.driver.canceller(conn, self._side_connection, None)
+            if cancel is not None:
+                cancel()
+        except Exception as error:
+            logger.debug("%s: cancel failed: %r", self.name, error)
+
     def _learn_driver(self, conn: Any) -> None:
         name = type(conn).__module__.split(".")[0]
         module = sys.modules.get(name) or sys.modules.get(name.lstrip("_"))
@@ -455,7 +521,10 @@ class ConnectionPool(CorePool[Any]):
         else:
             self.driver = driver_for(module)
             self.exc_classes = (*self.driver.disconnect_classes, OSError)
-            self._wrapper = _wrapper_class(self.driver)
+        if self._threaded is None:
+            # a connect callable of an unknown module: this first connect ran in the hub
+            self._threaded = not self.driver.is_green(self._connect_kwargs)
+        self._wrapper = _wrapper_class(self.driver, self._threaded)
         self._driver_known = True
 
     def _keepalive(self, conn: Any) -> None:
@@ -466,6 +535,13 @@ class ConnectionPool(CorePool[Any]):
 
     def _close_connection(self, conn: Any) -> None:
         self._snapshots.pop(id(conn), None)
+        if type(conn) is ThreadedConnection and conn.abandoned:
+            return  # closed by its reaper once the abandoned call has ended
+        if self._interrupted:
+            interrupted = id(conn) in self._interrupted
+            self._interrupted.discard(id(conn))
+            if interrupted:  # even if the driver closed it (PyMySQL does): the server goes on
+                self._cancel_interrupted(conn)
         if self.green:
             green_psycopg2.unregister_canceller(conn)
         try:
@@ -530,11 +606,26 @@ class _Checkout:
             self._pool.release(conn, exc)
 
 
-def _wrapper_class(driver: Driver) -> type[PooledConnection]:
-    if driver.name == "sqlite3":
+def _wrapper_class(driver: Driver, threaded: bool) -> type[PooledConnection]:
+    if driver.name == "sqlite3" and not threaded:
         return SqliteConnection
     return PooledConnection
 
 
-#: eventlet's name for a pool whose driver is already cooperative.
-RawConnectionPool = ConnectionPool
+def _in_hub_threads(func: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking side task (a cancel's side connection) in the hub's own thread pool."""
+    return gevent.get_hub().threadpool.apply(func, args)
+
+
+class RawConnectionPool(ConnectionPool):
+    """A :class:`ConnectionPool` that never uses threads: the driver's calls run in the calling
+    greenlet (eventlet's name; for drivers that are cooperative by themselves)."""
+
+    thread_mode = False
+
+
+class TpooledConnectionPool(ConnectionPool):
+    """A :class:`ConnectionPool` in thread-pool mode for every driver (eventlet's name): each call
+    on a connection or cursor runs in one of the pool's ``threads`` OS threads."""
+
+    thread_mode = True

@@ -9,11 +9,14 @@ connections with ``timeout=0`` and hands out :class:`SqliteConnection`, whose
 ``timeout`` the user asked for has passed, then raise sqlite3's
 OperationalError as sqlite would have.
 
-``executescript`` cannot be retried safely (part of the script may have
-run), so it runs with sqlite's own busy wait (``PRAGMA busy_timeout``) and
-can stall the hub for up to ``timeout``; prefer ``execute`` for writes that
-may contend.  Greenlet-safe as far as sqlite3 connections are: one greenlet
-per connection at a time, which the pool guarantees.
+``executescript`` (on the connection and on its cursors) waits green too:
+the script is split into its statements (as sqlite splits it) and each runs
+with the same green retry, with sqlite3's own transaction rules for scripts
+(a pending transaction is committed first in the legacy transaction mode,
+no implicit ``BEGIN``).  A statement that fails with "database is locked"
+did nothing, so retrying it alone is what sqlite's busy handler does.
+Greenlet-safe as far as sqlite3 connections are: one greenlet per
+connection at a time, which the pool guarantees.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from .._lease import Lease
     from .pool import ConnectionPool
 
-__all__ = ["SqliteConnection", "GreenCursor", "is_busy", "retry_busy"]
+__all__ = ["SqliteConnection", "GreenCursor", "is_busy", "retry_busy", "split_script", "green_executescript"]
 
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
 _FIRST_DELAY = 0.001
@@ -74,6 +77,64 @@ def retry_busy(timeout: float, func: Callable[..., Any], *args: Any) -> Any:
                 raise
 
 
+def split_script(script: str) -> list[str]:
+    """Split an SQL script into its statements as sqlite reads them (triggers and quoted ``;``
+    included); a trailing fragment without ``;`` is the last statement.
+
+    :raises TypeError: ``script`` is not a str (as sqlite3's ``executescript`` raises).
+    """
+    import sqlite3  # noqa: PLC0415 - optional (a Python built without it, a missing extra)
+
+    if not isinstance(script, str):
+        raise TypeError(f"executescript() argument must be str, not {type(script).__name__}")
+    statements: list[str] = []
+    start = 0
+    position = script.find(";")
+    while position != -1:
+        candidate = script[start:position + 1]
+        if sqlite3.complete_statement(candidate):
+            if candidate.strip(" \t\r\n;"):
+                statements.append(candidate)
+            start = position + 1
+        position = script.find(";", position + 1)
+    rest = script[start:]
+    if rest.strip() and not _only_comments(rest):
+        statements.append(rest)
+    return statements
+
+
+def _only_comments(text: str) -> bool:
+    lines = [line.strip() for line in text.strip().splitlines()]
+    return all(not line or line.startswith("--") for line in lines) and "/*" not in text
+
+
+def green_executescript(conn: Any, cursor: Any, script: str, timeout: float) -> None:
+    """Run ``script`` on sqlite3 ``cursor`` of ``conn`` as ``executescript`` does, each statement
+    retrying "database is locked" green for up to ``timeout`` seconds.
+
+    :raises sqlite3.OperationalError: a statement still locked after ``timeout``, or any other
+        sqlite error (the statements before it have run, as with ``executescript``).
+    :raises TypeError: ``script`` is not a str.
+    """
+    import sqlite3  # noqa: PLC0415 - optional (a Python built without it, a missing extra)
+
+    statements = split_script(script)
+    legacy = getattr(conn, "autocommit", -1) == getattr(sqlite3, "LEGACY_TRANSACTION_CONTROL", -1)
+    if not legacy:
+        for statement in statements:
+            retry_busy(timeout, cursor.execute, statement)
+        return
+    if conn.in_transaction:
+        retry_busy(timeout, conn.commit)
+    isolation = conn.isolation_level
+    conn.isolation_level = None  # a script gets no implicit BEGIN
+    try:
+        for statement in statements:
+            retry_busy(timeout, cursor.execute, statement)
+    finally:
+        conn.isolation_level = isolation
+
+
 class GreenCursor:
     """An sqlite3 cursor whose ``execute``/``executemany`` wait for locks green."""
 
@@ -98,6 +159,11 @@ class GreenCursor:
         if not isinstance(seq_of_parameters, Sequence):
             seq_of_parameters = list(seq_of_parameters)  # a retry must see every row again
         retry_busy(self._timeout, self._cursor.executemany, sql, seq_of_parameters)
+        return self
+
+    def executescript(self, script: str) -> GreenCursor:
+        """sqlite3's ``executescript``, each statement retrying "database is locked" green."""
+        green_executescript(self._cursor.connection, self._cursor, script, self._timeout)
         return self
 
     def __iter__(self) -> Iterator[Any]:
@@ -147,11 +213,7 @@ class SqliteConnection(PooledConnection):
         else:
             self.raw.rollback()
 
-    def executescript(self, script: str) -> Any:
-        """sqlite3's ``executescript`` with sqlite's own (hub-blocking) busy wait; see the module doc."""
-        raw = self.raw
-        raw.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-        try:
-            return raw.executescript(script)
-        finally:
-            raw.execute("PRAGMA busy_timeout = 0")
+    def executescript(self, script: str) -> GreenCursor:
+        """sqlite3's ``executescript`` shortcut, each statement retrying "database is locked" green."""
+        cursor: GreenCursor = self.cursor()
+        return cursor.executescript(script)

@@ -1,4 +1,5 @@
-"""Fixtures of the DB-API tests: a private PostgreSQL (shared, or one per destructive test), pools."""
+"""Fixtures of the DB-API tests: a private PostgreSQL and MariaDB (shared, or one per destructive
+test), pools."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from geventpool.dbapi import ConnectionPool
 from geventpool.testing.invariants import check_invariants
+from geventpool.testing.mariadb import MariaDBServer
 from geventpool.testing.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -29,6 +31,20 @@ def pg_private() -> Iterator[PostgresServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    """One MariaDB for the non-destructive tests (never stopped by them)."""
+    with MariaDBServer() as server:
+        yield server
+
+
+@pytest.fixture
+def mariadb_private() -> Iterator[MariaDBServer]:
+    """A MariaDB of this test only: it may stop, kill and restart it."""
+    with MariaDBServer() as server:
+        yield server
+
+
 @pytest.fixture
 def make_pool(request: pytest.FixtureRequest) -> Iterator[Callable[..., ConnectionPool]]:
     """Build pools that are invariant-checked and closed at the end of the test."""
@@ -37,7 +53,8 @@ def make_pool(request: pytest.FixtureRequest) -> Iterator[Callable[..., Connecti
     def make(*args: Any, **kwargs: Any) -> ConnectionPool:
         if _is_pg(args):
             kwargs.setdefault("application_name", request.node.name[:60])
-        pool = ConnectionPool(*args, **kwargs)
+        pool_class = kwargs.pop("pool_class", ConnectionPool)
+        pool = pool_class(*args, **kwargs)
         pools.append(pool)
         return pool
 

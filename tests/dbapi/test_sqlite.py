@@ -141,3 +141,75 @@ def test_connect_callable(db: str, make_pool: MakePool) -> None:
     with pool.item() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert pool.driver.name == "sqlite3"
+
+
+def test_f7_executescript_waits_green(db: str, make_pool: MakePool) -> None:
+    """``executescript`` on the connection and on a cursor waits for another greenlet's write lock
+    green (sqlite's C busy wait would freeze the hub for as long as the lock is held)."""
+    pool = make_pool(sqlite3, db, max_size=2, timeout=5)
+    holding = gevent.event.Event()
+    order: list[str] = []
+
+    def holder() -> None:
+        with pool.connection() as conn:
+            conn.execute("INSERT INTO t VALUES (1)")  # takes the write lock
+            holding.set()
+            gevent.sleep(0.3)
+            order.append("holder commits")
+
+    def writer(on_cursor: bool) -> None:
+        holding.wait()
+        with pool.item() as conn:
+            target = conn.cursor() if on_cursor else conn
+            target.executescript("INSERT INTO t VALUES (2); INSERT INTO t VALUES (3);")
+            order.append("writer wrote")
+
+    for on_cursor in (False, True):
+        holding.clear()
+        order.clear()
+        with HubMonitor() as monitor:
+            gevent.joinall([gevent.spawn(holder), gevent.spawn(writer, on_cursor)], raise_error=True)
+        assert order == ["holder commits", "writer wrote"]
+        assert monitor.max_stall < 0.05, on_cursor
+    with pool.item() as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (6,)
+
+
+def test_f7_executescript_lock_timeout_raises_like_sqlite(db: str, make_pool: MakePool) -> None:
+    blocker = sqlite3.connect(db)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        pool = make_pool(sqlite3, db, 0.2, max_size=1)  # positional: sqlite3's own timeout
+        with HubMonitor() as monitor, pool.item() as conn:
+            started = time.monotonic()
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                conn.executescript("INSERT INTO t VALUES (9);")
+            assert 0.15 < time.monotonic() - started < 1.0
+        assert monitor.max_stall < 0.05
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
+def test_executescript_keeps_sqlite_semantics(db: str, make_pool: MakePool) -> None:
+    """Pending work committed first, no implicit BEGIN, triggers and quoted ';' kept whole."""
+    pool = make_pool(sqlite3, db, max_size=1)
+    with pool.item() as conn:
+        conn.execute("INSERT INTO t VALUES (1)")  # opens a transaction (legacy mode)
+        cursor = conn.executescript(
+            """
+            CREATE TABLE log (msg TEXT);
+            CREATE TRIGGER t_log AFTER INSERT ON t BEGIN
+                INSERT INTO log VALUES ('a;b');
+                INSERT INTO log VALUES ('c');
+            END;
+            INSERT INTO t VALUES (2);
+            -- a comment at the end
+            """
+        )
+        assert not conn.in_transaction  # committed, and the script opened none
+        assert cursor.execute("SELECT msg FROM log").fetchall() == [("a;b",), ("c",)]
+        with pytest.raises(TypeError, match="must be str"):
+            conn.executescript(b"SELECT 1;")  # type: ignore[arg-type]
+    with pool.item() as conn:
+        assert conn.execute("SELECT x FROM t ORDER BY x").fetchall() == [(1,), (2,)]

@@ -1,0 +1,190 @@
+"""MySQL/MariaDB for real (issue 13, items 2 and 3): mysqlclient (MySQLdb) in thread-pool mode and
+PyMySQL on gevent sockets, against a private MariaDB; the faults of test_faults.py and
+test_postgres.py (restart, a kill mid-query, connect_timeout) and return hygiene."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import pytest
+
+from geventpool import ConnectTimeout, PoolError
+from geventpool.dbapi import ConnectionPool
+from geventpool.dbapi.threaded import ThreadedConnection
+from geventpool.testing.invariants import check_invariants
+from geventpool.testing.mariadb import MariaDBServer
+from geventpool.testing.monitor import HubMonitor
+from geventpool.testing.waiting import wait_until
+
+MySQLdb = pytest.importorskip("MySQLdb")
+pymysql = pytest.importorskip("pymysql")
+
+pytestmark = pytest.mark.mariadb
+
+MakePool = Callable[..., ConnectionPool]
+DRIVERS = pytest.mark.parametrize("module", [MySQLdb, pymysql], ids=["MySQLdb", "pymysql"])
+
+
+def _one(pool: ConnectionPool, sql: str = "SELECT 1") -> Any:
+    with pool.item() as conn:
+        cur = conn.cursor()
+        cur.execute(sql)
+        return cur.fetchone()[0]
+
+
+@DRIVERS
+def test_mode_and_hub_free_during_a_1s_query(
+    mariadb: MariaDBServer, make_pool: MakePool, module: Any
+) -> None:
+    pool = make_pool(module, max_size=2, **mariadb.connect_kwargs())
+    assert pool.threaded is (module is MySQLdb)
+    with pool.item() as conn:
+        assert isinstance(conn.raw, ThreadedConnection) is (module is MySQLdb)
+        cur = conn.cursor()
+        with HubMonitor(interval=0.002) as monitor:
+            started = time.monotonic()
+            cur.execute("SELECT SLEEP(1)")
+            assert cur.fetchone()[0] == 0
+            elapsed = time.monotonic() - started
+    assert elapsed >= 0.95
+    assert monitor.beats > 200
+    # the thread-pool mode's promise: under 20 ms; PyMySQL parses every packet in the hub
+    assert monitor.max_stall < (0.020 if module is MySQLdb else 0.050), monitor.worst[:3]
+
+
+@DRIVERS
+@pytest.mark.parametrize("how", ["kill", "timeout"])
+def test_killed_mid_query_is_gone_server_side(
+    mariadb: MariaDBServer, make_pool: MakePool, module: Any, how: str
+) -> None:
+    """The greenlet dies or times out in ``SELECT SLEEP(30)``: the connection is discarded and the
+    statement is stopped server-side by ``KILL QUERY`` (SHOW PROCESSLIST no longer lists it)."""
+    pool = make_pool(module, max_size=1, **mariadb.connect_kwargs())
+    tag = f"kill_{module.__name__}_{how}"
+
+    def slow() -> None:
+        with pool.item() as conn:
+            cur = conn.cursor()
+            if how == "timeout":
+                with gevent.Timeout(0.3):
+                    cur.execute(f"SELECT SLEEP(30) /* {tag} */")
+            else:
+                cur.execute(f"SELECT SLEEP(30) /* {tag} */")
+
+    worker = gevent.spawn(slow)
+    wait_until(lambda: mariadb.processlist(tag), 5)
+    started = time.monotonic()
+    if how == "kill":
+        worker.kill()
+    else:
+        worker.join(5)
+        assert isinstance(worker.exception, gevent.Timeout)
+    wait_until(lambda: not mariadb.processlist(tag), 5, message="the query is gone server-side")
+    assert time.monotonic() - started < 3
+    assert pool.stats()["connections_discarded"] == 1
+    assert _one(pool) == 1  # a new connection (the slot was not lost)
+    check_invariants(pool)
+
+
+@DRIVERS
+def test_server_restart_while_idle(mariadb_private: MariaDBServer, make_pool: MakePool, module: Any) -> None:
+    pool = make_pool(module, min_size=2, max_size=2, ping_after=0.2, **mariadb_private.connect_kwargs())
+    pool.wait(10)
+    mariadb_private.restart()
+    gevent.sleep(0.3)  # idle past ping_after, as in production (the pool's own window, not a race)
+    for _ in range(4):
+        assert _one(pool) == 1  # the dead ones were found by the check, never handed out
+    assert pool.stats()["connections_lost"] >= 1
+
+
+@DRIVERS
+def test_server_killed_mid_query(mariadb_private: MariaDBServer, make_pool: MakePool, module: Any) -> None:
+    pool = make_pool(module, max_size=2, ping_after=None, **mariadb_private.connect_kwargs())
+    errors: list[BaseException] = []
+    tag = f"died_{module.__name__}"
+
+    def slow() -> None:
+        try:
+            _one(pool, f"SELECT SLEEP(30) /* {tag} */")
+        except module.Error as error:
+            errors.append(error)
+
+    worker = gevent.spawn(slow)
+    wait_until(lambda: mariadb_private.processlist(tag), 5)
+    with HubMonitor() as monitor:
+        started = time.monotonic()
+        mariadb_private.kill()
+        worker.join(5)
+        assert time.monotonic() - started < 2.0
+    assert monitor.max_stall < 0.1
+    assert errors and isinstance(errors[0], module.OperationalError)
+    assert pool.driver.is_disconnect(errors[0])
+    mariadb_private.start()
+    for _ in range(3):
+        assert _one(pool) == 1
+    check_invariants(pool)
+
+
+@DRIVERS
+def test_connect_timeout_on_a_silent_server(deaf_port: int, make_pool: MakePool, module: Any) -> None:
+    """A server that accepts TCP but never greets: ``get()`` raises ConnectTimeout after about
+    ``connect_timeout``, and the hub runs meanwhile (a thread for MySQLdb, a gevent socket for PyMySQL)."""
+    pool = make_pool(module, max_size=1, connect_timeout=1, timeout=5, host="127.0.0.1", port=deaf_port,
+                     user="nobody", password="x")
+    with HubMonitor() as monitor:
+        started = time.monotonic()
+        with pytest.raises((ConnectTimeout, PoolError)) as info:
+            pool.get()
+        elapsed = time.monotonic() - started
+    assert isinstance(info.value, ConnectTimeout), repr(info.value)
+    assert 0.9 < elapsed < 3.0
+    assert monitor.max_stall < 0.2  # never the connect's whole second (a loaded CI machine: GC, others)
+
+
+@DRIVERS
+def test_return_hygiene(mariadb: MariaDBServer, make_pool: MakePool, module: Any) -> None:
+    """What a borrower changed is gone for the next one, on the same connection: its transaction,
+    autocommit, isolation level, session and user variables, temporary tables; the connect's own
+    ``init_command`` holds again."""
+    pool = make_pool(module, max_size=1, init_command="SET @@session.time_zone = '+02:00'",
+                     **mariadb.connect_kwargs())
+    setup = "CREATE TABLE IF NOT EXISTS hygiene (x INT) ENGINE=InnoDB"
+    with pool.connection() as conn:
+        conn.cursor().execute(setup)
+        conn.cursor().execute("DELETE FROM hygiene")
+
+    def state(conn: Any) -> tuple[Any, ...]:
+        cur = conn.cursor()
+        cur.execute("SELECT CONNECTION_ID(), @@tx_isolation, @x, @@sql_mode, @@time_zone, "
+                    "(SELECT count(*) FROM hygiene)")
+        row = tuple(cur.fetchone())
+        cur.execute("SHOW TABLES LIKE 'scratch'")  # temporary tables are not listed: probe it
+        try:
+            cur.execute("SELECT count(*) FROM scratch")
+            scratch = True
+        except module.Error:
+            scratch = False
+        return (*row, scratch, bool(conn.get_autocommit()))
+
+    with pool.item() as conn:
+        before = state(conn)
+        cur = conn.cursor()
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        cur.execute("SET @x = 5")
+        cur.execute("SET SESSION sql_mode = ''")
+        cur.execute("SET @@session.time_zone = '+05:00'")
+        cur.execute("CREATE TEMPORARY TABLE scratch (y INT)")
+        conn.autocommit(True)
+        cur.execute("START TRANSACTION")
+        cur.execute("INSERT INTO hygiene VALUES (1)")  # left uncommitted
+        changed = state(conn)
+    with pool.item() as conn:
+        after = state(conn)
+    assert changed[0] == before[0] and after[0] == before[0]  # the same connection all along
+    assert changed[1:] != before[1:]
+    assert after == before
+    assert before[1:] == ("REPEATABLE-READ", None, before[3], "+02:00", 0, False, False)
+    check_invariants(pool)
