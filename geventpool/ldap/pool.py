@@ -31,7 +31,7 @@ from ._users import UserPool, lend
 from .connection import DEFAULT_OPERATION_TIMEOUT, LDAPConnection
 from .credentials import Credentials
 from .errors import BackendError, MaxConnectionReachedError
-from .referrals import ReferralPolicy
+from .referrals import ReferralHosts, ReferralPolicy
 from .servers import address_of, server_pool_of
 from .tls import TLSPolicy
 from .uris import LDAPServer
@@ -56,7 +56,7 @@ class LDAPPool(LDAPHooks):
 
     Beyond ldappool: ``connect_timeout`` (per attempt), ``checkout_timeout``
     (waiting for a free connection), the TLS options, ``allowed_referral_hosts``
-    (``[(host, allow_auth), ...]``: referrals are not chased unless listed here;
+    (``"*"``, host names, or ``(host, allow_auth)`` pairs: referrals are not chased unless listed here;
     see :mod:`geventpool.ldap.referrals`), ``per_user`` (how ``connection(dn,
     password)`` serves DNs other than ``bind``: ``"rebind"``, the default, keeps
     one set of ``user_size`` connections, default ``size``, and binds one as each
@@ -102,7 +102,7 @@ class LDAPPool(LDAPHooks):
         identity_size: int | None = None,
         max_identities: int | None = None,
         auth_size: int | None = None,
-        allowed_referral_hosts: Sequence[tuple[str, bool]] | None = None,
+        allowed_referral_hosts: ReferralHosts | None = None,
         name: str | None = None,
         **core_options: Any,
     ) -> None:

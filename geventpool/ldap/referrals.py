@@ -3,7 +3,7 @@
 libldap's own chasing (``OPT_REFERRALS``) is always off: it would open
 blocking connections and could send the bind credentials to any host a
 server names.  With ``allowed_referral_hosts`` (as in ldap3's ``Server``:
-``[(host, allow_auth), ...]``, host ``"*"`` for any), a search that meets a
+``"*"``, host names, or ``(host, allow_auth)`` pairs), a search that meets a
 referral follows it with a cooperative connection of the same TLS policy,
 bound with the pool's credentials only where ``allow_auth`` is True
 (anonymously otherwise); other referrals are left to the caller as
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 import ldap
 from ldapurl import LDAPUrl
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ._connect import Settings
     from .credentials import Credentials
 
-__all__ = ["ReferralPolicy", "referral_urls", "collect_with_referrals"]
+__all__ = ["ReferralPolicy", "ReferralHosts", "referral_hosts", "referral_urls", "collect_with_referrals"]
 
 logger = logging.getLogger("geventpool.ldap")
 
@@ -44,21 +44,50 @@ def referral_urls(error: ldap.REFERRAL) -> list[str]:
     return [line.strip() for line in str(info).splitlines() if "://" in line]
 
 
+#: What ``allowed_referral_hosts`` accepts: ``"*"``, or host names and ``(host, allow_auth)`` pairs.
+ReferralHosts = Union[str, Sequence[Union[str, tuple[str, bool]]]]
+
+
+def referral_hosts(owner: str, allowed: ReferralHosts | None) -> list[tuple[str, bool]]:
+    """``allowed_referral_hosts`` in every form ldap3 documents, as ``(host, allow_auth)`` pairs.
+
+    ``"*"`` (any host) or a list of host names allow chasing without
+    credentials; a ``(host, allow_auth)`` pair (later ldap3's form) says
+    whether the pool's credentials may be sent there; host ``"*"`` matches any.
+
+    :raises ConfigurationError: anything else (named in the message).
+    """
+    if allowed is None:
+        return []
+    if isinstance(allowed, str):
+        allowed = [allowed]  # ldap3: '*' for every server; one name is one host, not its letters
+    if not isinstance(allowed, (list, tuple)):
+        raise ConfigurationError(
+            f"{owner}: allowed_referral_hosts must be '*', a list of host names or of (host, allow_auth) "
+            f"tuples, got {type(allowed).__name__}"
+        )
+    checked: list[tuple[str, bool]] = []
+    for item in allowed:
+        if isinstance(item, str) and item.strip():
+            checked.append((item.strip().lower(), False))
+        elif (
+            isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0].strip()
+            and isinstance(item[1], bool)
+        ):
+            checked.append((item[0].strip().lower(), item[1]))
+        else:
+            raise ConfigurationError(
+                f"{owner}: allowed_referral_hosts entries must be host names or (host, allow_auth) tuples "
+                f"(allow_auth True or False), got {item!r}"
+            )
+    return checked
+
+
 class ReferralPolicy:
     """Which referral hosts may be followed, and with which credentials (greenlet-safe)."""
 
-    def __init__(self, owner: str, allowed: Sequence[tuple[str, bool]]) -> None:
-        checked: list[tuple[str, bool]] = []
-        for item in allowed:
-            if (
-                not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], str)
-                or not isinstance(item[1], bool)
-            ):
-                raise ConfigurationError(
-                    f"{owner}: allowed_referral_hosts entries must be (host, allow_auth) tuples, got {item!r}"
-                )
-            checked.append((item[0].lower(), item[1]))
-        self.allowed = tuple(checked)
+    def __init__(self, owner: str, allowed: ReferralHosts) -> None:
+        self.allowed = tuple(referral_hosts(owner, allowed))
 
     def lookup(self, host: str) -> bool | None:
         """Return allow_auth for ``host``, or None when it may not be followed."""

@@ -28,7 +28,7 @@ from ..errors import ConfigurationError
 from ..servers import POOLING_STRATEGY_FIRST_ACTIVE
 from ._connect import Settings
 from .connection import LDAPConnection
-from .referrals import ReferralPolicy
+from .referrals import ReferralHosts, ReferralPolicy, referral_hosts
 from .tls import TLSPolicy
 from .uris import LDAPServer, parse_uris
 
@@ -55,10 +55,12 @@ class Server(core.Server):
     ``Server("dc1", 636, use_ssl=True, get_info=GET_ALL_INFO)``.
 
     Beyond the core :class:`geventpool.Server`: ``allowed_referral_hosts``
-    (``(host, allow_auth)`` pairs), ``get_info`` (what the pool reads into
-    ``info`` and ``schema`` on its first connection) and ``tls`` (a
-    :class:`TLSPolicy` for this server).  URIs default to port 389, or 636
-    for ``ldaps://``.
+    (``"*"``, host names, or ``(host, allow_auth)`` pairs: see
+    :func:`~geventpool.ldap.referrals.referral_hosts`), ``get_info`` (what
+    the pool reads into ``info`` and ``schema`` on its first connection) and
+    ``tls`` (a :class:`Tls` or :class:`TLSPolicy` for this server; None: the
+    pool's, which verifies certificates).  ``port`` defaults to 389, or 636
+    with ``use_ssl`` or ``ldaps://``.
 
     :raises ConfigurationError: a bad host, port, URI or ``get_info``.
     """
@@ -71,7 +73,7 @@ class Server(core.Server):
         host: str,
         port: int | None = None,
         use_ssl: bool = False,
-        allowed_referral_hosts: Iterable[tuple[str, bool]] | None = None,
+        allowed_referral_hosts: ReferralHosts | None = None,
         get_info: str = GET_NO_INFO,
         tls: Any = None,
         *,
@@ -86,7 +88,11 @@ class Server(core.Server):
         if port is None and isinstance(host, str) and "://" not in host:
             port = _DEFAULT_PORTS["ldaps" if use_ssl else "ldap"]  # ldap3: 389, or 636 with use_ssl
         super().__init__(host, port, use_ssl, priority=priority, connect_timeout=connect_timeout, name=name)
-        self.allowed_referral_hosts = list(allowed_referral_hosts or [])
+        self.allowed_referral_hosts = referral_hosts(f"Server {host}", allowed_referral_hosts)
+        if tls is not None and not isinstance(tls, TLSPolicy):
+            raise ConfigurationError(
+                f"Server {host}: tls must be a geventpool.ldap.Tls (or TLSPolicy), got {type(tls).__name__}"
+            )
         self.get_info = get_info
         self.tls = tls
         #: The rootDSE, once read (``get_info`` DSA or ALL).

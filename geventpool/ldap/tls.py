@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import ldap
 
 from ..errors import ConfigurationError
 
-__all__ = ["TLSPolicy", "TLS_VERSIONS"]
+__all__ = ["TLSPolicy", "Tls", "TLS_VERSIONS"]
 
 logger = logging.getLogger("geventpool.ldap")
 
@@ -41,6 +42,7 @@ class TLSPolicy:
     WARNING when a pool is built with it).  ``ca_file``/``ca_dir`` default to
     libldap's own (``/etc/ldap/ldap.conf``, the system store).  ``require_san``
     refuses certificates without a subjectAltName (``OPT_X_TLS_REQUIRE_SAN``).
+    ``ciphers``: libldap's cipher suite string (``OPT_X_TLS_CIPHER_SUITE``).
     """
 
     verify: bool = True
@@ -50,6 +52,7 @@ class TLSPolicy:
     key_file: str | None = None
     min_version: str = "1.2"
     require_san: bool = False
+    ciphers: str | None = None
 
     def check(self, owner: str) -> None:
         """Raise :class:`ConfigurationError` naming the first bad field."""
@@ -67,9 +70,24 @@ class TLSPolicy:
             raise ConfigurationError(
                 f"{owner}: tls min_version must be one of {sorted(TLS_VERSIONS)}, got {self.min_version!r}"
             )
+        if self.ciphers is not None:
+            if not (isinstance(self.ciphers, str) and self.ciphers.strip()):
+                raise ConfigurationError(
+                    f"{owner}: tls ciphers must be a non-empty str, got {self.ciphers!r}"
+                )
+            unconnected = ldap.initialize("ldap://127.0.0.1")  # nothing is sent
+            try:
+                unconnected.set_option(ldap.OPT_X_TLS_CIPHER_SUITE, self.ciphers)
+                unconnected.set_option(ldap.OPT_X_TLS_NEWCTX, 0)  # where the TLS library reads it
+            except (ValueError, ldap.LDAPError):
+                raise ConfigurationError(
+                    f"{owner}: tls ciphers {self.ciphers!r} is not a cipher suite libldap's TLS library "
+                    "accepts (GnuTLS priority strings such as 'NORMAL:-VERS-TLS1.2', or OpenSSL cipher "
+                    "lists, as libldap was built)"
+                ) from None
         if not self.verify:
             logger.warning(
-                "%s: TLS certificate verification is OFF (tls_verify=False): "
+                "%s: TLS certificate verification is OFF (tls_verify=False, or validate=ssl.CERT_NONE): "
                 "the server is not authenticated and credentials may reach an impostor",
                 owner,
             )
@@ -88,6 +106,114 @@ class TLSPolicy:
             set_option(ldap.OPT_X_TLS_CERTFILE, self.cert_file)
             set_option(ldap.OPT_X_TLS_KEYFILE, self.key_file)
         set_option(ldap.OPT_X_TLS_PROTOCOL_MIN, TLS_VERSIONS[self.min_version])
+        if self.ciphers is not None:
+            set_option(ldap.OPT_X_TLS_CIPHER_SUITE, self.ciphers)
         if self.require_san and self.verify:
             set_option(ldap.OPT_X_TLS_REQUIRE_SAN, ldap.OPT_X_TLS_DEMAND)
         set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+
+
+# ldap3's ``version`` (an ``ssl.PROTOCOL_*`` or ``ssl.TLSVersion``) as a minimum version: libldap
+# negotiates the highest version both sides speak, from this one up.
+_PROTOCOL_VERSIONS: dict[Any, str] = {
+    ssl.TLSVersion.TLSv1: "1.0", ssl.TLSVersion.TLSv1_1: "1.1", ssl.TLSVersion.TLSv1_2: "1.2",
+    ssl.TLSVersion.TLSv1_3: "1.3", ssl.TLSVersion.MINIMUM_SUPPORTED: "1.2",
+    ssl.PROTOCOL_TLS_CLIENT: "1.2", ssl.PROTOCOL_TLS: "1.2",
+}
+for _name, _version in (("PROTOCOL_TLSv1", "1.0"), ("PROTOCOL_TLSv1_1", "1.1"), ("PROTOCOL_TLSv1_2", "1.2")):
+    if hasattr(ssl, _name):  # deprecated names, still ldap3's documented values
+        _PROTOCOL_VERSIONS[getattr(ssl, _name)] = _version
+
+#: ldap3 ``Tls`` arguments libldap has no option for, and why they are refused.
+_UNSUPPORTED = {
+    "valid_names": "libldap checks the certificate against the URI's host name only; "
+                   "connect by a name the certificate carries",
+    "ca_certs_data": "libldap reads CA certificates from files: give ca_certs_file or ca_certs_path",
+    "local_private_key_password": "libldap cannot read an encrypted private key: decrypt it to a "
+                                  "file readable by this process only",
+    "ssl_options": "libldap is not configured through ssl.SSLContext options",
+    "sni": "libldap sends the URI's host name as SNI",
+}
+
+
+class Tls(TLSPolicy):
+    """ldap3's ``Tls``, for ``Server(..., tls=Tls(...))`` and ``LDAPPool(tls=...)``.
+
+    ``validate`` (``ssl.CERT_REQUIRED`` by default, unlike ldap3's
+    ``CERT_NONE``: accepting any certificate by default is the insecure
+    choice; ``ssl.CERT_OPTIONAL`` verifies too, since a server always
+    presents one; ``ssl.CERT_NONE`` is the explicit opt-out, logged as a
+    WARNING), ``version`` (an ``ssl.PROTOCOL_*`` or ``ssl.TLSVersion``: the
+    lowest version accepted), ``ca_certs_file``, ``ca_certs_path``,
+    ``local_certificate_file``, ``local_private_key_file`` and ``ciphers``
+    map onto :class:`TLSPolicy`'s fields.  ``valid_names``,
+    ``ca_certs_data``, ``local_private_key_password``, ``ssl_options`` and
+    ``sni`` are refused: libldap has no option for them.
+
+    :raises ConfigurationError: a bad or unsupported argument (named, with the reason).
+    """
+
+    def __init__(
+        self,
+        local_private_key_file: str | None = None,
+        local_certificate_file: str | None = None,
+        validate: int = ssl.CERT_REQUIRED,
+        version: Any = None,
+        ssl_options: Any = None,
+        ca_certs_file: str | None = None,
+        valid_names: Any = None,
+        ca_certs_path: str | None = None,
+        ca_certs_data: Any = None,
+        local_private_key_password: Any = None,
+        ciphers: str | None = None,
+        sni: Any = None,
+    ) -> None:
+        given = {
+            "valid_names": valid_names, "ca_certs_data": ca_certs_data,
+            "local_private_key_password": local_private_key_password, "ssl_options": ssl_options,
+            "sni": sni,
+        }
+        for name, value in given.items():
+            if value not in (None, [], ()):
+                raise ConfigurationError(f"Tls: {name} is not supported: {_UNSUPPORTED[name]}")
+        if validate not in (ssl.CERT_NONE, ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED):
+            raise ConfigurationError(
+                "Tls: validate must be ssl.CERT_NONE, ssl.CERT_OPTIONAL or ssl.CERT_REQUIRED, "
+                f"got {validate!r}"
+            )
+        if version is None:
+            min_version = "1.2"
+        elif isinstance(version, str) and version in TLS_VERSIONS:
+            min_version = version
+        else:
+            try:
+                min_version = _PROTOCOL_VERSIONS[version]
+            except (KeyError, TypeError):
+                raise ConfigurationError(
+                    f"Tls: version must be an ssl.PROTOCOL_TLS* or ssl.TLSVersion value, got {version!r}"
+                ) from None
+        super().__init__(
+            verify=validate != ssl.CERT_NONE, ca_file=ca_certs_file, ca_dir=ca_certs_path,
+            cert_file=local_certificate_file, key_file=local_private_key_file, min_version=min_version,
+            ciphers=ciphers,
+        )
+        try:
+            self.check("Tls")
+        except ConfigurationError as error:  # name ldap3's arguments, not TLSPolicy's fields
+            message = str(error).replace(
+                "tls cert_file and key_file", "local_certificate_file and local_private_key_file"
+            )
+            for ours, theirs in (
+                ("ca_file", "ca_certs_file"), ("ca_dir", "ca_certs_path"),
+                ("cert_file", "local_certificate_file"), ("key_file", "local_private_key_file"),
+            ):
+                message = message.replace(f"tls {ours} ", f"{theirs} ")
+            raise ConfigurationError(message) from None
+
+    def __repr__(self) -> str:
+        return (
+            f"Tls(validate={'CERT_REQUIRED' if self.verify else 'CERT_NONE'}, "
+            f"min_version={self.min_version!r}, "
+            f"ca_certs_file={self.ca_file!r}, ca_certs_path={self.ca_dir!r}, "
+            f"local_certificate_file={self.cert_file!r})"
+        )

@@ -11,7 +11,7 @@ import ldap
 import pytest
 
 from geventpool import ConfigurationError
-from geventpool.ldap import LDAPPool
+from geventpool.ldap import LDAPPool, Server
 from geventpool.testing.slapd import SERVICE_PW, SUFFIX, Slapd, user_dn
 
 MakePool = Callable[..., LDAPPool]
@@ -64,9 +64,33 @@ def test_other_hosts_are_not_followed(referring: tuple[Slapd, Slapd], make_pool:
             conn.search_s(f"ou=remote,{SUFFIX}", ldap.SCOPE_ONELEVEL, "(uid=user0001)")
 
 
-def test_bad_allowed_hosts_are_refused() -> None:
+@pytest.mark.parametrize("allowed", [["127.0.0.1"], "*", ["ldap.example.org", "127.0.0.1"], [("*", False)]])
+def test_ldap3_forms_follow_without_credentials(
+    referring: tuple[Slapd, Slapd], make_pool: MakePool, allowed: object
+) -> None:
+    """ldap3's documented forms: host names, or '*' for any host; neither sends the credentials."""
+    source, target = referring
+    binds = target.operation_count("Bind")
+    server = Server(source.uri, allowed_referral_hosts=allowed)  # type: ignore[arg-type]
+    cm = make_pool(server)
+    with cm.connection() as conn:
+        found = conn.search_s(f"ou=remote,{SUFFIX}", ldap.SCOPE_ONELEVEL, "(uid=user0001)", ["uid"])
+    assert found == [(user_dn(1), {"uid": [b"user0001"]})]
+    assert target.operation_count("Bind") == binds + 1  # operation_count's own: no bind of ours
+
+
+def test_ldap3_page_example_builds_a_pool() -> None:
+    """The ldap3 page's own example (port 636 with use_ssl, a list of host names)."""
+    server = Server("server1", port=636, use_ssl=True, allowed_referral_hosts=["server2", "server3"])
+    assert server.port == 636 and server.allowed_referral_hosts == [("server2", False), ("server3", False)]
+    cm = LDAPPool(server, min_size=0)  # nothing connects: server1 is never looked up
+    cm.close()
+
+
+@pytest.mark.parametrize("allowed", [[("127.0.0.1", "yes")], [""], 5, [None]])
+def test_bad_allowed_hosts_are_refused(allowed: object) -> None:
     with pytest.raises(ConfigurationError) as info:
-        LDAPPool("ldap://127.0.0.1:1", allowed_referral_hosts=["127.0.0.1"])  # type: ignore[list-item]
+        LDAPPool("ldap://127.0.0.1:1", allowed_referral_hosts=allowed)  # type: ignore[arg-type]
     assert "allowed_referral_hosts" in str(info.value)
 
 

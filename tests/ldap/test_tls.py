@@ -128,3 +128,66 @@ def test_policies_never_share_connections(slapd: Slapd, make_pool: MakePool) -> 
         assert b is not a
         assert b.get_option(ldap.OPT_X_TLS_REQUIRE_CERT) == ldap.OPT_X_TLS_DEMAND
     assert loose.tls != strict.tls
+
+
+# -- ldap3's Tls ------------------------------------------------------------------------------------
+
+
+def test_ldap3_tls_verifies_by_default(slapd: Slapd, make_pool: MakePool) -> None:
+    """Tls() without ca_certs_file: verified against the system store, which does not know the test
+    CA (ldap3's Tls() would accept any certificate)."""
+    from geventpool.ldap import Server, Tls
+
+    cm = make_pool(Server(slapd.ldaps_uri, tls=Tls()), checkout_timeout=3, retry_max=1)
+    with pytest.raises(PoolError) as info:
+        with cm.connection():
+            pass
+    assert isinstance(info.value.__cause__ or info.value, TLSVerificationError) or "TLS" in str(info.value)
+
+
+def test_ldap3_tls_arguments_map_onto_the_policy(slapd: Slapd, make_pool: MakePool) -> None:
+    import ssl
+
+    from geventpool.ldap import Server, Tls
+
+    tls = Tls(ca_certs_file=slapd.ca_file, validate=ssl.CERT_REQUIRED, version=ssl.PROTOCOL_TLS_CLIENT,
+              ciphers="NORMAL")
+    assert (tls.verify, tls.ca_file, tls.min_version, tls.ciphers) == (True, slapd.ca_file, "1.2", "NORMAL")
+    cm = make_pool(Server(slapd.ldaps_uri, tls=tls))
+    with cm.connection() as conn:
+        assert conn.whoami_s() == f"dn:{SERVICE_DN}"
+
+
+def test_ldap3_tls_cert_none_is_the_logged_opt_out(
+    slapd: Slapd, make_pool: MakePool, caplog: pytest.LogCaptureFixture
+) -> None:
+    import ssl
+
+    from geventpool.ldap import Server, Tls
+
+    caplog.set_level(logging.WARNING, logger="geventpool")
+    cm = make_pool(Server(slapd.ldaps_uri, tls=Tls(validate=ssl.CERT_NONE)))
+    with cm.connection() as conn:
+        assert conn.whoami_s() == f"dn:{SERVICE_DN}"
+    assert "verification is OFF" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"valid_names": ["a.example"]}, "valid_names is not supported"),
+        ({"ca_certs_data": "-----BEGIN"}, "ca_certs_data is not supported"),
+        ({"local_private_key_password": "pw"}, "local_private_key_password is not supported"),
+        ({"validate": 7}, "validate must be"),
+        ({"version": "2.0"}, "version must be"),
+        ({"ca_certs_file": "/nonexistent.pem"}, "ca_certs_file '/nonexistent.pem' is not a readable file"),
+        ({"ciphers": "no-such-cipher!!"}, "tls ciphers 'no-such-cipher!!' is not a cipher suite"),
+    ],
+)
+def test_ldap3_tls_bad_arguments_are_refused_at_construction(kwargs: dict[str, object], named: str) -> None:
+    from geventpool import ConfigurationError
+    from geventpool.ldap import Tls
+
+    with pytest.raises(ConfigurationError, match=named) as info:
+        Tls(**kwargs)  # type: ignore[arg-type]
+    assert "pw" not in str(info.value).replace("password", "")

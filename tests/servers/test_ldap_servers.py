@@ -131,8 +131,6 @@ def test_unpooled_and_other_identities_fail_over(replicas: list[Slapd], make_poo
     ("given", "named"),
     [
         (Server("ldapi://127.0.0.1:1"), "scheme"),
-        (Server("127.0.0.1", 1, tls="yes"), "tls"),
-        (Server("127.0.0.1", 1, allowed_referral_hosts=["127.0.0.1"]), "allowed_referral_hosts"),  # type: ignore[list-item]
         ([Server("127.0.0.1", 1), 5], "Server"),
         ([], "no LDAP server"),
         (ServerPool(), "no LDAP server"),
@@ -145,6 +143,20 @@ def test_bad_servers_are_refused(given: object, named: str) -> None:
         LDAPPool(given, SERVICE_DN, "svcpw")  # type: ignore[arg-type]
     assert named in str(info.value)
     assert "svcpw" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"tls": "yes"}, "tls must be a geventpool.ldap.Tls"),
+        ({"allowed_referral_hosts": [("127.0.0.1", "yes")]}, "allowed_referral_hosts entries"),
+        ({"allowed_referral_hosts": [""]}, "allowed_referral_hosts entries"),
+        ({"allowed_referral_hosts": 5}, "allowed_referral_hosts must be"),
+    ],
+)
+def test_bad_server_arguments_are_refused_at_construction(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        Server("127.0.0.1", 1, **kwargs)  # type: ignore[arg-type]
 
 
 def test_servers_keyword_is_refused() -> None:
