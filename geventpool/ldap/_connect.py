@@ -28,7 +28,7 @@ from .referrals import ReferralPolicy
 from .tls import TLSPolicy
 from .uris import LDAPServer
 
-__all__ = ["Settings", "open_connection", "open_bound"]
+__all__ = ["Settings", "open_connection", "open_bound", "start_tls"]
 
 logger = logging.getLogger("geventpool.ldap")
 
@@ -114,6 +114,20 @@ def open_connection(server: LDAPServer, settings: Settings) -> LDAPConnection:
         conn.close()
         raise
     return conn
+
+
+def start_tls(conn: LDAPConnection, server: LDAPServer, settings: Settings) -> None:
+    """StartTLS on an open ``ldap://`` connection under ``settings.tls`` (a long-lived
+    connection's ``start_tls()``); nothing falls back to plaintext.
+
+    :raises TLSVerificationError: the server refused StartTLS or was not verified.
+    :raises OSError, ldap.LDAPError: the connection failed.
+    """
+    settings.tls.apply(conn)
+    try:
+        conn.start_tls_s()
+    except _TLS_FAILURES as error:
+        raise _tls_error(server, error, conn) from None
 
 
 def _open_ldaps(server: LDAPServer, settings: Settings) -> LDAPConnection:
