@@ -16,9 +16,24 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any, Callable, ClassVar
+from collections.abc import Mapping
+from typing import Any, Callable, ClassVar, cast
 
 from ..errors import ConfigurationError
+from .hygiene import (
+    PSYCOPG2_LEVELS,
+    PSYCOPG_LEVELS,
+    TOUCHED,
+    Pg2Snapshot,
+    PgSnapshot,
+    Usage,
+    pg2_close_cursors,
+    pg2_restore,
+    pg2_snapshot,
+    pg_close_cursors,
+    pg_restore,
+    pg_snapshot,
+)
 from .mysql import can_reset_session, green_pymysql_connect, kill_query, reset_session
 from .psycopg2 import cancel_query
 
@@ -115,6 +130,31 @@ class Driver:
         """Set back the attributes of ``snapshot`` (the connection is not in a transaction)."""
         if snapshot:
             conn.autocommit = snapshot[0]
+
+    #: How deeply reaching each connection attribute uses the connection (see
+    #: :mod:`~geventpool.dbapi.hygiene`); names not listed count as ``USED``.
+    attribute_levels: ClassVar[Mapping[str, int]] = {}
+
+    def close_cursors(self, conn: Any, cursors: tuple[Any, ...], io: Callable[[str], Any]) -> None:
+        """Close the named (server-side) cursors a borrower opened; runs before the rollback.
+
+        ``io(what)`` bounds a round trip.  Raise if one stays usable (the connection is discarded).
+        """
+        for cursor in cursors:
+            with io("closing a named cursor"):
+                cursor.close()
+
+    def restore_session(
+        self, conn: Any, snapshot: tuple[Any, ...], usage: Usage, io: Callable[[str], Any]
+    ) -> None:
+        """Undo what the borrower changed (after the rollback): by default the :meth:`snapshot`
+        attributes, set back by :meth:`restore` if they differ.  ``io(what)`` bounds a round trip.
+
+        :raises Exception: the connection cannot be made clean (it is discarded).
+        """
+        if usage.level >= TOUCHED and self.snapshot(conn) != snapshot:
+            with io("restoring session attributes"):
+                self.restore(conn, snapshot)
 
     def is_green(self, kwargs: dict[str, Any]) -> bool:
         """Tell whether connections opened with ``kwargs`` yield to the hub (default: :attr:`green`)."""
@@ -260,9 +300,23 @@ class _WeakTLS(Exception):
 
 
 class Psycopg2Driver(_PostgresDriver):
-    """psycopg2: libpq's transaction status, session attributes, cancel."""
+    """psycopg2: libpq's transaction status, session attributes, cancel, return hygiene.
+
+    On return (see :mod:`~geventpool.dbapi.hygiene`): WITH HOLD cursors are
+    closed; ``autocommit``, isolation level, ``readonly``, ``deferrable``,
+    ``cursor_factory``, ``notices``, ``notifies``, the client encoding and
+    the typecasters of ``string_types``/``binary_types`` are set back; after
+    SQL, the session is reset in one round trip.
+    """
 
     name = "psycopg2"
+    attribute_levels = PSYCOPG2_LEVELS
+    #: After a borrower ran SQL, reset the session in one round trip: ``DISCARD ALL``, or, when
+    #: ``configure`` made settings of its own, ``DEALLOCATE ALL``,
+    #: :data:`~geventpool.dbapi.hygiene.PG_RESET_SQL` and those settings again.  False (set it
+    #: on ``pool.driver`` before the first connect): only the attributes are set back, and a
+    #: borrower's ``SET``, ``LISTEN``, ``PREPARE``, temporary tables... stay.
+    reset_session: bool = True
 
     def _sqlstate(self, exc: BaseException) -> str | None:
         return getattr(exc, "pgcode", None)
@@ -282,11 +336,20 @@ class Psycopg2Driver(_PostgresDriver):
         return _PG_STATES[status] if 0 <= status < len(_PG_STATES) else UNKNOWN
 
     def snapshot(self, conn: Any) -> tuple[Any, ...]:
-        return (conn.autocommit, conn.isolation_level, conn.readonly, conn.deferrable)
+        """The attributes, and the session's own settings (one round trip, when resetting)."""
+        return pg2_snapshot(conn, self.reset_session)
 
     def restore(self, conn: Any, snapshot: tuple[Any, ...]) -> None:
         # client-side flags in psycopg2 >= 2.7: no round trip
-        conn.autocommit, conn.isolation_level, conn.readonly, conn.deferrable = snapshot
+        conn.autocommit, conn.isolation_level, conn.readonly, conn.deferrable = snapshot[:4]
+
+    def close_cursors(self, conn: Any, cursors: tuple[Any, ...], io: Callable[[str], Any]) -> None:
+        pg2_close_cursors(conn, cursors, io)
+
+    def restore_session(
+        self, conn: Any, snapshot: tuple[Any, ...], usage: Usage, io: Callable[[str], Any]
+    ) -> None:
+        pg2_restore(conn, cast(Pg2Snapshot, snapshot), usage, io)
 
     def ping(self, conn: Any) -> None:
         autocommit = conn.autocommit
@@ -307,9 +370,22 @@ class Psycopg2Driver(_PostgresDriver):
 
 
 class PsycopgDriver(_PostgresDriver):
-    """psycopg 3 (cooperative under gevent monkey-patching)."""
+    """psycopg 3 (cooperative under gevent monkey-patching), with return hygiene.
+
+    On return: server cursors are closed; ``autocommit``, isolation level,
+    ``read_only``, ``deferrable``, ``row_factory``, ``cursor_factory``,
+    ``server_cursor_factory``, ``prepare_threshold`` and ``prepared_max``
+    are set back; after SQL, the session is reset in one round trip and the
+    notifications nobody read are dropped.  A borrower who reached
+    ``conn.adapters`` or added a notice or notify handler gets the connection
+    discarded on return: psycopg gives no way to take those back.
+    """
 
     name = "psycopg"
+    attribute_levels = PSYCOPG_LEVELS
+    #: As :attr:`Psycopg2Driver.reset_session` (without ``DEALLOCATE ALL``: psycopg's own
+    #: prepared statements stay).
+    reset_session: bool = True
 
     def _sqlstate(self, exc: BaseException) -> str | None:
         return getattr(exc, "sqlstate", None)
@@ -325,10 +401,19 @@ class PsycopgDriver(_PostgresDriver):
         return _PG_STATES[status] if 0 <= status < len(_PG_STATES) else UNKNOWN
 
     def snapshot(self, conn: Any) -> tuple[Any, ...]:
-        return (conn.autocommit, conn.isolation_level, conn.read_only, conn.deferrable)
+        """The attributes, and the session's own settings (one round trip, when resetting)."""
+        return pg_snapshot(conn, self.reset_session)
 
     def restore(self, conn: Any, snapshot: tuple[Any, ...]) -> None:
-        conn.autocommit, conn.isolation_level, conn.read_only, conn.deferrable = snapshot
+        conn.autocommit, conn.isolation_level, conn.read_only, conn.deferrable = snapshot[0][:4]
+
+    def close_cursors(self, conn: Any, cursors: tuple[Any, ...], io: Callable[[str], Any]) -> None:
+        pg_close_cursors(conn, cursors, io)
+
+    def restore_session(
+        self, conn: Any, snapshot: tuple[Any, ...], usage: Usage, io: Callable[[str], Any]
+    ) -> None:
+        pg_restore(conn, cast(PgSnapshot, snapshot), usage, io)
 
     def ping(self, conn: Any) -> None:
         autocommit = conn.autocommit

@@ -26,6 +26,7 @@ from ..errors import ConfigurationError
 from ..pool import ConnectionPool as CorePool
 from . import psycopg2 as green_psycopg2
 from .drivers import ACTIVE, CLOSED, IDLE, INERROR, INTRANS, Driver, _PrivateMemory, _WeakTLS, driver_for
+from .hygiene import CONDEMNED, UNKNOWN_USAGE, Condemned, Usage
 from .sqlite import SqliteConnection
 from .threaded import ConnectionAbandoned, ThreadedConnection, ThreadRunner, close_when_done
 from .wrapper import PooledConnection
@@ -243,6 +244,8 @@ class ConnectionPool(CorePool[Any]):
         self._reset_hook = reset
         self._close_on_return = max_idle_s == 0 or max_age_s == 0
         self._snapshots: dict[int, tuple[Any, ...]] = {}
+        #: id(conn) -> what its last borrower did (recorded by put(), used by _reset())
+        self._borrowed: dict[int, Usage] = {}
         #: id(lease) -> the proxy lent with it (so that a raw connection returned kills its proxy)
         self._proxies: weakref.WeakValueDictionary[int, PooledConnection] = weakref.WeakValueDictionary()
         self._wrapper = _wrapper_class(self.driver, bool(self._threaded))
@@ -330,6 +333,8 @@ class ConnectionPool(CorePool[Any]):
             lease = conn._detach()
             if lease is None or not lease.active:
                 raise ValueError(f"{self.name}: connection returned twice")
+            if conn._usage is not None:
+                self._borrowed[id(lease.conn)] = conn._usage
             return lease
         lease = self._lease_of(conn)
         if lease is None:
@@ -337,6 +342,8 @@ class ConnectionPool(CorePool[Any]):
         proxy = self._proxies.pop(id(lease), None)
         if proxy is not None:
             proxy._detach()  # the raw connection came back: its proxy is dead from now on
+            if proxy._usage is not None:
+                self._borrowed[id(conn)] = proxy._usage
         return lease
 
     def _check_cleanup(self, cleanup: Any) -> None:
@@ -419,6 +426,11 @@ class ConnectionPool(CorePool[Any]):
         driver = self.driver
         if type(conn) is ThreadedConnection and conn.abandoned:
             raise _Unclean("a call was interrupted while it ran in a thread")
+        usage = self._borrowed.pop(id(conn), UNKNOWN_USAGE)  # what the borrower did (hygiene.py)
+        if usage.level >= CONDEMNED:
+            raise Condemned("the borrower changed what the driver cannot take back")
+        if usage.named_cursors:  # before the rollback: WITH HOLD cursors outlive it
+            driver.close_cursors(conn, usage.named_cursors, self._io_deadline)
         state = driver.state(conn)  # local: no I/O
         if state is not IDLE:
             if state is INTRANS or state is INERROR:
@@ -427,9 +439,8 @@ class ConnectionPool(CorePool[Any]):
             else:
                 raise _Unclean(f"connection returned in state {state!r}")
         snapshot = self._snapshots.get(id(conn))
-        if snapshot is not None and driver.snapshot(conn) != snapshot:
-            with self._io_deadline("restoring session attributes"):
-                driver.restore(conn, snapshot)
+        if snapshot is not None:
+            driver.restore_session(conn, snapshot, usage, self._io_deadline)
         hook = self._reset_hook if cleanup is _MISSING else cleanup
         if hook is not None:
             with self._io_deadline("reset"):
@@ -535,6 +546,7 @@ class ConnectionPool(CorePool[Any]):
 
     def _close_connection(self, conn: Any) -> None:
         self._snapshots.pop(id(conn), None)
+        self._borrowed.pop(id(conn), None)
         if type(conn) is ThreadedConnection and conn.abandoned:
             return  # closed by its reaper once the abandoned call has ended
         if self._interrupted:

@@ -13,14 +13,20 @@ A proxy belongs to the greenlet that checked it out; it is not meant to be
 shared.  A proxy dropped without being returned (or held only by the
 traceback of a greenlet that died) is noticed by the pool's next
 housekeeping pass: its connection is discarded and a warning is logged.
+
+The proxy also records how deeply its borrower used the connection (see
+:mod:`geventpool.dbapi.hygiene`), so that the return does only the work the
+use calls for: none for a connection nobody touched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PoolError
+from .hygiene import TOUCHED, UNTOUCHED, USED, Usage
 
 if TYPE_CHECKING:
     from .._lease import Lease
@@ -38,16 +44,23 @@ class ConnectionReturned(PoolError):
 class PooledConnection:
     """A checked-out connection of a :class:`~geventpool.dbapi.ConnectionPool` (see the module doc)."""
 
-    __slots__ = ("_base", "_lease", "_pool", "_cursors", "__weakref__")
+    __slots__ = ("_base", "_lease", "_pool", "_cursors", "_use", "_levels", "_usage", "__weakref__")
     _base: Any
     _lease: Lease[Any] | None
     _pool: ConnectionPool
+    _use: int
+    _levels: Mapping[str, int]
+    #: What the borrower did, once the connection is returned (None before).
+    _usage: Usage | None
 
     def __init__(self, pool: ConnectionPool, lease: Lease[Any]) -> None:
         _set(self, "_pool", pool)
         _set(self, "_lease", lease)
         _set(self, "_base", lease.conn)
         _set(self, "_cursors", [])
+        _set(self, "_use", UNTOUCHED)
+        _set(self, "_levels", pool.driver.attribute_levels)
+        _set(self, "_usage", None)
 
     # -- the proxy ----------------------------------------------------------------------------
 
@@ -60,18 +73,25 @@ class PooledConnection:
         base = self._base
         if base is None:
             raise self._dead()
+        level = self._levels.get(name, USED)
+        if level > self._use:
+            _set(self, "_use", level)
         return getattr(base, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         base = self._base
         if base is None:
             raise self._dead()
+        level = max(self._levels.get(name, USED), TOUCHED)
+        if level > self._use:
+            _set(self, "_use", level)
         setattr(base, name, value)
 
     def __delattr__(self, name: str) -> None:
         base = self._base
         if base is None:
             raise self._dead()
+        _set(self, "_use", max(self._use, USED))
         delattr(base, name)
 
     @property
@@ -83,6 +103,7 @@ class PooledConnection:
         base = self._base
         if base is None:
             raise self._dead()
+        _set(self, "_use", max(self._use, USED))  # anything may happen to it now
         return base
 
     @property
@@ -106,6 +127,8 @@ class PooledConnection:
         base = self._base
         if base is None:
             raise self._dead()
+        if self._use < USED:
+            _set(self, "_use", USED)
         cursor = base.cursor(*args, **kwargs)
         self._cursors.append(cursor)
         return cursor
@@ -133,6 +156,8 @@ class PooledConnection:
         base = self._base
         if base is None:
             raise self._dead()
+        if self._use < USED:
+            _set(self, "_use", USED)
         base.__enter__()
         return self
 
@@ -148,18 +173,23 @@ class PooledConnection:
         return base.__exit__(exc_type, exc, tb)
 
     def _detach(self) -> Lease[Any] | None:
-        """Kill the proxy, close its client-side cursors, and return its lease (None if it was
-        already returned).  Server-side (named) cursors are left to the return's rollback: closing
-        them is I/O."""
+        """Kill the proxy, close its client-side cursors, record its :attr:`_usage`, and return its
+        lease (None if it was already returned).  Server-side (named) cursors go into the usage:
+        the pool closes them on return (closing them is I/O)."""
         lease = self._lease
         cursors = self._cursors
+        named = []
         for cursor in cursors:
             if getattr(cursor, "name", None) is None:
                 try:
                     cursor.close()
                 except Exception:  # a cursor of a broken connection: nothing to protect
                     pass
+            else:
+                named.append(cursor)
         cursors.clear()
+        if lease is not None:
+            _set(self, "_usage", Usage(self._use, tuple(named)))
         _set(self, "_lease", None)
         _set(self, "_base", None)
         return lease
