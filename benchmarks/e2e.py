@@ -248,9 +248,16 @@ def summarize(cells: list[Cell]) -> list[dict[str, Any]]:
             "rps_rounds": [r["rps"] for r in runs],
         })
     reference = {(r["scenario"], r["clients"]): r["rps"] for r in rows if r["variant"] == "ldappool"}
+    same_round = {(c["scenario"], c["clients"], c.get("round")): c["rps"] for c in cells
+                  if c["variant"] == "ldappool"}
     for row in rows:
         ref = reference.get((row["scenario"], row["clients"]))
         row["x_ldappool"] = row["rps"] / ref if ref else None
+        # beside the ratio of the medians: the median of each round's ratio (paired in time)
+        runs = groups[(row["scenario"], row["clients"], row["variant"])]
+        paired = [c["rps"] / same_round[key] for c in runs
+                  if same_round.get(key := (c["scenario"], c["clients"], c.get("round")))]
+        row["x_ldappool_paired"] = statistics.median(paired) if paired else None
     order = {name: i for i, name in enumerate(VARIANTS)}
     scenarios = list(SCENARIOS)
     rows.sort(key=lambda r: (scenarios.index(r["scenario"]) if r["scenario"] in scenarios else 99,
@@ -281,11 +288,12 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def table_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The results as a Markdown table (one line per scenario, clients and variant)."""
-    lines = ["| directory | clients | variant | requests/s | x ldappool | p50 ms | p99 ms | errors | "
-             "worst hub stall ms |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| directory | clients | variant | requests/s | x ldappool | x ldappool, paired | p50 ms | "
+             "p99 ms | errors | worst hub stall ms |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['scenario']} | {r['clients']} | {r['variant']} | {_fmt(r['rps'], '.0f')} | "
-                     f"{_fmt(r['x_ldappool'], '.2f')} | {_fmt(r['p50_ms'], '.1f')} | "
+                     f"{_fmt(r['x_ldappool'], '.2f')} | {_fmt(r.get('x_ldappool_paired'), '.2f')} | "
+                     f"{_fmt(r['p50_ms'], '.1f')} | "
                      f"{_fmt(r['p99_ms'], '.1f')} | {r['errors']} | {_fmt(r['stall_ms'], '.1f')} |")
     return lines
 
@@ -299,7 +307,9 @@ def markdown(data: dict[str, Any]) -> str:
              f"{data['pool_size']}.  Medians over {data['rounds']} interleaved rounds of "
              f"{data['seconds']:g} s per cell (after a {data['warmup']:g} s warm-up); errors are summed "
              "over the rounds; the hub stall is the worker's worst heartbeat lateness in a cell "
-             "(median over rounds).  See benchmarks/README.rst.", "",
+             "(median over rounds).  *x ldappool*: the variant's median requests/s over ldappool's; "
+             "*paired*: the median of the rounds' own ratios (each round runs the variants back to "
+             "back).  The targets use the first.  See benchmarks/README.rst.", "",
              *table_lines(data["rows"]), "", "## Targets", "", "| target | measured | verdict |",
              "|---|---:|---|"]
     for t in data["targets"]:
@@ -347,7 +357,7 @@ def chart(data: dict[str, Any], path: Path) -> bool:
                     if key == "rps":
                         shown = f"{row[key]:.0f}"
                         if ratio is not None and variant != "ldappool":
-                            shown += f"\n{ratio:.1f}x"
+                            shown += f"\n{ratio:.2f}x" if ratio < 2 else f"\n{ratio:.1f}x"
                     else:
                         shown = f"{row[key]:.0f}" if row[key] >= 10 else f"{row[key]:.1f}"
                     labels.append(shown)

@@ -156,6 +156,7 @@ def test_summary_medians_ratios_and_targets(e2e: ModuleType) -> None:
     assert auth["rps"] == 1202.0 and auth["p99_ms"] == 20.0 and auth["stall_ms"] == 4.0
     assert auth["max_stall_ms"] == 6.0 and auth["errors"] == 1 and auth["rounds"] == 3
     assert auth["x_ldappool"] == pytest.approx(1202.0 / 1002.0)
+    assert auth["x_ldappool_paired"] == pytest.approx(1202.0 / 1002.0)  # the median round's ratio
     verdicts = {t["text"]: t["verdict"] for t in e2e.targets(rows)}
     assert len(verdicts) == 8
     assert all(v == "met" for text, v in verdicts.items() if "geventpool-auth" in text)
@@ -172,7 +173,7 @@ def test_page_and_chart(e2e: ModuleType, tmp_path: Path) -> None:
         assert (tmp_path / "e2e.png").read_bytes().startswith(PNG_MAGIC)
         data["chart"] = "e2e.png"
     page = e2e.markdown(data)
-    assert "| loopback | 50 | geventpool-conn | 902 | - | 2.0 | 20.0 | 1 | 4.0 |" in page
+    assert "| loopback | 50 | geventpool-conn | 902 | - | - | 2.0 | 20.0 | 1 | 4.0 |" in page
     assert page.count("| not measured |") == 8
     assert ("![End to end](e2e.png)" in page) == (data["chart"] is not None)
 
