@@ -75,10 +75,12 @@ def established(port: int) -> int:
 
 
 class Gunicorn:
-    """``gunicorn -k gevent -w N`` running the example app, started and stopped by PID."""
+    """``gunicorn -k gevent -w N`` running the example app (or ``app`` from ``app_dir``), started
+    and stopped by PID."""
 
     def __init__(
-        self, log_file: Path, port: int, env: dict[str, str], preload: bool, workers: int = 2
+        self, log_file: Path, port: int, env: dict[str, str], preload: bool, workers: int = 2,
+        app_dir: Path = APP_DIR, app: str = "app:application",
     ) -> None:
         self.log_file = log_file
         self.port = port
@@ -90,8 +92,9 @@ class Gunicorn:
             args.append("--no-control-socket")
         if preload:
             args.append("--preload")
-        args.append("app:application")
+        args.append(app)
         self._args = args
+        self._app_dir = app_dir
         self._env = {**os.environ, **env}
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -107,9 +110,22 @@ class Gunicorn:
         """PIDs of the workers booted so far (from gunicorn's log)."""
         return [int(p) for p in re.findall(r"Booting worker with pid: (\d+)", self.log())]
 
+    def live_workers(self) -> list[int]:
+        """PIDs of the workers running now (booted, and still children of the master)."""
+        return [pid for pid in self.worker_pids() if _parent_of(pid) == self.pid]
+
+    def kill_worker(self, pid: int) -> None:
+        """SIGKILL one worker of this gunicorn (checked to be the master's child)."""
+        assert _parent_of(pid) == self.pid, f"{pid} is not a worker of {self.pid}"
+        os.kill(pid, signal.SIGKILL)
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the master (TTIN, TTOU, HUP...)."""
+        os.kill(self.pid, sig)
+
     def start(self, timeout: float = 30.0) -> Gunicorn:
         with open(self.log_file, "wb") as log:
-            self._proc = subprocess.Popen(self._args, cwd=APP_DIR, env=self._env, stdout=log,
+            self._proc = subprocess.Popen(self._args, cwd=self._app_dir, env=self._env, stdout=log,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
         def ready() -> bool:

@@ -286,9 +286,9 @@ def test_hooks_pass_gunicorn_config_validation() -> None:
     cfg = Config()
     reg = PoolRegistry()
     for hooks in (contrib.hooks(reg), contrib.hooks()):
-        assert set(hooks) == {"post_worker_init", "worker_exit", "when_ready", "on_exit"}
+        assert set(hooks) == {"post_worker_init", "worker_exit", "when_ready", "on_exit", "nworkers_changed"}
         for name, hook in hooks.items():
             cfg.set(name, hook)  # raises TypeError on a wrong arity
-    for name in ("post_worker_init", "worker_exit", "when_ready", "on_exit"):
+    for name in ("post_worker_init", "worker_exit", "when_ready", "on_exit", "nworkers_changed"):
         cfg.set(name, getattr(contrib, name))
         assert getattr(cfg, name) is getattr(contrib, name)
