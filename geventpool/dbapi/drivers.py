@@ -17,15 +17,13 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, Callable, ClassVar, cast
+from typing import Any, Callable, ClassVar
 
 from ..errors import ConfigurationError
 from .hygiene import (
     PSYCOPG2_LEVELS,
     PSYCOPG_LEVELS,
     TOUCHED,
-    Pg2Snapshot,
-    PgSnapshot,
     Usage,
     pg2_close_cursors,
     pg2_restore,
@@ -349,7 +347,7 @@ class Psycopg2Driver(_PostgresDriver):
     def restore_session(
         self, conn: Any, snapshot: tuple[Any, ...], usage: Usage, io: Callable[[str], Any]
     ) -> None:
-        pg2_restore(conn, cast(Pg2Snapshot, snapshot), usage, io)
+        pg2_restore(conn, snapshot, usage, io)  # type: ignore[arg-type]
 
     def ping(self, conn: Any) -> None:
         autocommit = conn.autocommit
@@ -413,7 +411,7 @@ class PsycopgDriver(_PostgresDriver):
     def restore_session(
         self, conn: Any, snapshot: tuple[Any, ...], usage: Usage, io: Callable[[str], Any]
     ) -> None:
-        pg_restore(conn, cast(PgSnapshot, snapshot), usage, io)
+        pg_restore(conn, snapshot, usage, io)  # type: ignore[arg-type]
 
     def ping(self, conn: Any) -> None:
         autocommit = conn.autocommit

@@ -439,7 +439,7 @@ class ConnectionPool(CorePool[Any]):
             else:
                 raise _Unclean(f"connection returned in state {state!r}")
         snapshot = self._snapshots.get(id(conn))
-        if snapshot is not None:
+        if usage.level and snapshot is not None:  # an untouched connection needs nothing
             driver.restore_session(conn, snapshot, usage, self._io_deadline)
         hook = self._reset_hook if cleanup is _MISSING else cleanup
         if hook is not None:
