@@ -173,24 +173,36 @@ class Connector(Generic[C]):
         :raises BackendUnavailable: no server may be tried now.
         """
         pool = self.pool
-        assert pool.server_pool is not None
+        server_pool = pool.server_pool
+        assert server_pool is not None
         last_error: BaseException | None = None
-        for server in pool.server_pool.candidates():
-            health = server.health
-            if not health.begin_attempt():
-                continue
-            health.set_probe(pool._probe_server)
-            try:
-                conn = open_one(server)
-            except BaseException as error:
-                if pool._is_connect_error(error):
-                    health.record_failure(error)
-                    last_error = error
+        for _cycle in range(server_pool.cycles):
+            for server in server_pool.candidates():
+                health = server.health
+                if not health.begin_attempt():
                     continue
-                health.end_attempt()
-                raise
-            health.record_success()
-            return conn, server
+                health.set_probe(pool._probe_server)
+                if server_pool.needs_check(server):  # ACTIVE: is anything listening there?
+                    try:
+                        server_pool.check_reachable(server, pool._check_timeout(server))
+                    except OSError as error:
+                        health.record_unreachable(error)  # its circuit opens: skipped until it answers
+                        last_error = error
+                        continue
+                    except BaseException:
+                        health.end_attempt()
+                        raise
+                try:
+                    conn = open_one(server)
+                except BaseException as error:
+                    if pool._is_connect_error(error):
+                        health.record_failure(error)
+                        last_error = error
+                        continue
+                    health.end_attempt()
+                    raise
+                health.record_success()
+                return conn, server
         if last_error is not None:
             raise last_error
         raise BackendUnavailable(f"{pool.name}: every server is down ({pool.server_pool!r})")

@@ -369,6 +369,11 @@ class ConnectionPool(Generic[C]):
         (for a subclass whose connections may have become unfit: new credentials, say).  No switch."""
         self._table.mark_all_suspect()
 
+    def _check_timeout(self, server: Server) -> float:
+        """Seconds an ACTIVE strategy's reachability check of ``server`` may take (the time one
+        connect attempt may take; a subclass whose connect makes several attempts says less)."""
+        return min(self.connect_timeout, server.connect_timeout or self.connect_timeout)
+
     def _open_on_any_server(self, open_one: Callable[[Server], T]) -> tuple[T, Server]:
         """Run ``open_one(server)`` on the first of the pool's servers that takes it, with the
         pool's failover and health (for a subclass that opens connections outside the pool).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import random
 import time
 import weakref
@@ -18,6 +19,7 @@ from typing import Any, Callable, ClassVar, Union
 from urllib.parse import urlsplit
 
 import gevent
+import gevent.socket
 
 from . import _deadline
 from .backoff import backoff_delay
@@ -102,6 +104,8 @@ class ServerHealth:
         self.failures = 0  # consecutive
         self.total_failures = 0
         self.last_error: BaseException | None = None
+        self.last_success_at: float | None = None  # of a connect or probe
+        self.last_failure_at: float | None = None
         self.opened_at: float | None = None
         self.open_until = 0.0
         self._cooldown = self.cooldown
@@ -138,6 +142,7 @@ class ServerHealth:
             logger.info("server %s is back: circuit closed", self._name())
         self.state = CircuitState.CLOSED
         self.failures = 0
+        self.last_success_at = self._clock()
         self.opened_at = None
         self._cooldown = self.cooldown
         self._trials = 0
@@ -148,7 +153,7 @@ class ServerHealth:
         self.failures += 1
         self.total_failures += 1
         self.last_error = error.with_traceback(None)
-        now = self._clock()
+        now = self.last_failure_at = self._clock()
         if self.state == CircuitState.HALF_OPEN:
             self._trial_in_flight = False
             self._trials += 1
@@ -156,6 +161,12 @@ class ServerHealth:
             self._open(now)
         elif self.state == CircuitState.CLOSED and self.failures >= self.failure_threshold:
             self._open(now)
+
+    def record_unreachable(self, error: BaseException) -> None:
+        """A reachability check failed (nothing listens): open the circuit now, whatever the
+        threshold; the probe closes it when the server answers again."""
+        self.failures = max(self.failures, self.failure_threshold - 1)
+        self.record_failure(error)
 
     def end_attempt(self) -> None:
         """An attempt ended with neither verdict (e.g. it was killed): free the trial."""
@@ -381,17 +392,38 @@ class ServerPool:
     #: What a host or URI string given to ``add()`` becomes.
     server_class: ClassVar[type[Server]] = Server
 
+    #: With an ACTIVE strategy, a server with no successful connect in this many seconds (or never)
+    #: is checked with a TCP connect-and-close before a connection is opened to it.
+    check_after = 30.0
+
     def __init__(
         self,
         servers: Iterable[ServerLike] | ServerLike | None = None,
         strategy: str = POOLING_STRATEGY_ROUND_ROBIN_ACTIVE,
         *,
         rng: Callable[[], float] = random.random,
+        cycles: int = 1,
+        exhaust: float | bool = False,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ConfigurationError(f"ServerPool: strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1:
+            raise ConfigurationError(f"ServerPool: cycles must be an int >= 1, got {cycles!r}")
+        if exhaust is True:
+            exhaust = math.inf
+        elif exhaust is False:
+            exhaust = 0.0
+        elif not isinstance(exhaust, (int, float)) or not exhaust >= 0 or math.isnan(exhaust):
+            raise ConfigurationError(
+                f"ServerPool: exhaust must be False, True or seconds >= 0, got {exhaust!r}"
+            )
         self.strategy = strategy
         self.active = strategy in _ACTIVE
+        #: How many times a new connection goes round the servers before it fails.
+        self.cycles = cycles
+        #: Seconds a server stays out of the candidates after a failed connect, even if it answers
+        #: meanwhile (0: the circuit breaker alone decides; inf: until it answers the circuit's probe).
+        self.exhaust = float(exhaust)
         self._servers: list[Server] = []
         self._watchers: weakref.WeakSet[Any] = weakref.WeakSet()  # pools using this ServerPool
         self._turn = itertools.count()
@@ -468,7 +500,38 @@ class ServerPool:
             servers = sorted(servers, key=lambda s: (s.priority, self._rng()))
         if self.active:
             servers = [s for s in servers if s.health.is_available]
+        if self.exhaust:
+            servers = [s for s in servers if not self._exhausted(s)]
         return servers
+
+    def _exhausted(self, server: Server) -> bool:
+        health = server.health
+        failed_at = health.last_failure_at
+        if failed_at is None:
+            return False
+        if self.exhaust == math.inf:  # until it answered (the circuit's probe) since
+            succeeded_at = health.last_success_at
+            return succeeded_at is None or succeeded_at < failed_at
+        return health._clock() - failed_at < self.exhaust  # that long, even if it answers meanwhile
+
+    def needs_check(self, server: Server) -> bool:
+        """Whether an ACTIVE strategy checks ``server`` before opening a connection to it: its
+        health is unknown (never connected) or stale (no success in ``check_after`` seconds)."""
+        if not self.active:
+            return False
+        health = server.health
+        last = health.last_success_at
+        return last is None or health._clock() - last > self.check_after
+
+    def check_reachable(self, server: Server, timeout: float) -> None:
+        """Open and close a TCP connection to ``server`` within ``timeout`` seconds.
+
+        :raises OSError: nothing accepted the connection in time (``ConnectTimeout`` included).
+        """
+        what = f"{server.name} did not accept a connection within {timeout:g} s"
+        with _deadline.limit(timeout, what, ConnectTimeout):  # every address of the name included
+            sock = gevent.socket.create_connection(server.address, timeout=timeout)
+        sock.close()
 
     def rank(self, server: Server) -> tuple[int, ...]:
         """How preferred ``server`` is (lower is better): its priority, and its

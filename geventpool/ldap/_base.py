@@ -127,6 +127,9 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
         self._proven_key = credentials.key
         return conn, address
 
+    def _check_timeout(self, server: Server) -> float:
+        return float(self._options.get(server).settings.connect_timeout)  # one attempt, not retry_max
+
     def _probe_server(self, server: Server) -> None:
         """Check ``server`` for its circuit breaker: an anonymous connection reads the rootDSE.
 

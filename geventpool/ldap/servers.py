@@ -33,7 +33,8 @@ from .tls import TLSPolicy
 from .uris import LDAPServer, parse_uris
 
 __all__ = [
-    "Server", "ServerPool", "GET_NO_INFO", "GET_DSA_INFO", "GET_SCHEMA_INFO", "GET_ALL_INFO",
+    "Server", "ServerPool", "FIRST", "ROUND_ROBIN", "RANDOM",
+    "GET_NO_INFO", "GET_DSA_INFO", "GET_SCHEMA_INFO", "GET_ALL_INFO",
     "DSAInfo", "SchemaInfo", "ServerOptions", "server_pool_of", "check_server", "fetch_info",
 ]
 
@@ -107,10 +108,77 @@ class Server(core.Server):
         return (Server, (self.host, self.port, self.use_ssl, self.allowed_referral_hosts, self.get_info))
 
 
+#: ldap3's ``pool_strategy`` values.
+FIRST = "FIRST"
+ROUND_ROBIN = "ROUND_ROBIN"
+RANDOM = "RANDOM"
+_LDAP3_STRATEGIES = {
+    # (pool_strategy, active): the core's strategy
+    (FIRST, True): core.POOLING_STRATEGY_FIRST_ACTIVE,
+    (FIRST, False): core.POOLING_STRATEGY_NONE,
+    (ROUND_ROBIN, True): core.POOLING_STRATEGY_ROUND_ROBIN_ACTIVE,
+    (ROUND_ROBIN, False): core.POOLING_STRATEGY_ROUND_ROBIN_PASSIVE,
+    (RANDOM, True): core.POOLING_STRATEGY_RANDOM_ACTIVE,
+    (RANDOM, False): core.POOLING_STRATEGY_RANDOM_PASSIVE,
+}
+
+
 class ServerPool(core.ServerPool):
-    """:class:`geventpool.ServerPool` whose host and URI strings become LDAP :class:`Server` objects."""
+    """:class:`geventpool.ServerPool` whose host and URI strings become LDAP :class:`Server` objects,
+    with ldap3's keywords too: ``ServerPool([s1, s2], pool_strategy=FIRST, active=True, exhaust=60)``.
+
+    ``pool_strategy``: ``FIRST``, ``ROUND_ROBIN`` (default) or ``RANDOM``.
+    ``active``: True (default) skips servers whose circuit is open and
+    checks one whose health is unknown or stale with a TCP connect-and-close
+    before choosing it (bounded by one connect attempt's ``connect_timeout``);
+    a number N goes round the servers N times before a connect fails (ldap3's
+    True, "for ever", is one round here: every wait is bounded, and the pool's
+    waiters ask again); False tries the servers in order without checks.
+    ``exhaust``: seconds a server that failed stays out (True: until it
+    answers the circuit's probe); False: the circuit breaker alone decides.
+    Health is kept per server address and shared by every pool of the
+    process (``single_state=False`` is refused).  The second positional
+    argument may also be one of the core's ``POOLING_STRATEGY_*`` names.
+
+    :raises ConfigurationError: an unknown strategy, a bad ``active`` or ``exhaust``.
+    """
 
     server_class = Server
+
+    def __init__(
+        self,
+        servers: Iterable[core.ServerLike] | core.ServerLike | None = None,
+        pool_strategy: str = ROUND_ROBIN,
+        active: bool | int = True,
+        exhaust: bool | float = False,
+        single_state: bool = True,
+        *,
+        rng: Any = None,
+    ) -> None:
+        if single_state is not True:
+            raise ConfigurationError(
+                "ServerPool: single_state=False is not supported: a server's health is kept per address "
+                "and shared by every pool of the process"
+            )
+        if isinstance(active, bool):
+            cycles = 1
+        elif isinstance(active, int) and active >= 1:
+            cycles = active
+        else:
+            raise ConfigurationError(f"ServerPool: active must be True, False or a number of cycles >= 1, "
+                                     f"got {active!r}")
+        if pool_strategy in core.STRATEGIES:
+            strategy = pool_strategy  # the core's own names
+        else:
+            strategy = _LDAP3_STRATEGIES.get((pool_strategy, active is not False), "")
+            if not strategy:
+                raise ConfigurationError(
+                    f"ServerPool: pool_strategy must be FIRST, ROUND_ROBIN or RANDOM (or one of "
+                    f"{core.STRATEGIES}), got {pool_strategy!r}"
+                )
+        extra: dict[str, Any] = {} if rng is None else {"rng": rng}
+        super().__init__(servers, strategy, cycles=cycles, exhaust=exhaust, **extra)
+        self.pool_strategy = pool_strategy
 
 
 def _ldap_field(server: core.Server, name: str, default: Any) -> Any:

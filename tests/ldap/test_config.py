@@ -68,7 +68,8 @@ def test_uri_lists_and_trailing_newline() -> None:
         ({"use_tls": True, "tls_ca_file": "/nonexistent/ca.pem"}, "ca_file"),
         ({"use_tls": True, "tls_min_version": "1.7"}, "min_version"),
         ({"use_tls": True, "tls_cert_file": __file__}, "key_file"),
-        ({"identity_size": 0}, "identity_size"),
+        ({"per_user": "subpools", "identity_size": 0}, "identity_size"),
+        ({"user_size": 0}, "user_size"),
     ],
 )
 def test_bad_arguments_are_named(kwargs: dict[str, object], name: str) -> None:
