@@ -21,6 +21,7 @@ from ._base import DEFAULT_LDAP_EXC_CLASSES
 from .connection import LOST_CONNECTION_ERRORS, LDAPConnection
 from .credentials import Credentials
 from .errors import AuthenticationFailed, BackendError, MaxConnectionReachedError, TLSVerificationError
+from .ldap3_connection import Connection
 from .pool import ConnectionManager, LDAPPool
 from .servers import (
     GET_ALL_INFO,
@@ -32,12 +33,13 @@ from .servers import (
     Server,
     ServerPool,
 )
-from .tls import TLSPolicy, Tls
+from .tls import Tls, TLSPolicy
 from .uris import LDAPServer, parse_uris
 
 __all__ = [
     "LDAPPool",
     "ConnectionManager",
+    "Connection",
     "Server",
     "ServerPool",
     "GET_NO_INFO",
