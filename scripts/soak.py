@@ -10,7 +10,8 @@
 greenlets killed at random points per fault period, connection lifetime
 ``--lifetime`` seconds.  Exit status 1 when anything was lost, late, untyped
 or an invariant broke.  The timeline (throughput, errors, pool sizes,
-faults) goes to benchmarks/results/soak.png by default.
+faults) goes to benchmarks/results/soak.png by default: one panel per pool,
+rates binned per ``--bin`` seconds, a rug of faults per kind.
 """
 
 from __future__ import annotations
@@ -32,49 +33,99 @@ BUILDERS = {"tcp": chaos.tcp_target, "postgres": chaos.postgres_target, "ldap": 
 LIFETIME_ARG = {"tcp": "max_lifetime", "postgres": "max_age", "ldap": "max_lifetime"}
 
 
-def plot(report: chaos.Report, path: str) -> None:
+#: fault kind -> colour of its lane in the fault rug (kinds not listed get grey)
+FAULT_COLOURS = {"server restart": "tab:red", "server pause": "tab:orange", "proxy reset": "tab:purple",
+                 "proxy stall": "tab:brown", "proxy blackhole": "black", "proxy refuse": "tab:gray"}
+
+
+def _binned(
+    times: list[float], values: list[float], width: float, how: str
+) -> tuple[list[float], list[float]]:
+    """Bin ``values`` by ``times`` into ``width``-second bins: ``how`` is "rate" (sum / width) or "mean"."""
+    bins: dict[int, list[float]] = {}
+    for t, value in zip(times, values, strict=True):
+        bins.setdefault(int(t // width), []).append(value)
+    keys = sorted(bins)
+    centres = [(k + 0.5) * width for k in keys]
+    if how == "rate":
+        return centres, [sum(bins[k]) / width for k in keys]
+    return centres, [sum(bins[k]) / len(bins[k]) for k in keys]
+
+
+def plot(report: Any, path: str, bin_seconds: float = 10.0) -> None:
+    """Draw the soak timeline: per pool, rates binned per ``bin_seconds``, connections, and a rug of faults.
+
+    ``report`` needs ``samples`` (t, target, ok, errors, size, in_use, sessions), ``fault_times``
+    ((t, target, kind)), ``tallies`` (pool names), ``duration``, ``workers``, ``lost``, ``max_stall``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(report.tallies)
-    fig, axes = plt.subplots(3, 1, figsize=(12, 9), sharex=True)
-    for name in names:
+    names = [name for name in report.tallies if any(s.target == name for s in report.samples)]
+    kinds = sorted({kind for _t, _target, kind in report.fault_times})
+    fig = plt.figure(figsize=(12, 3.6 * max(1, len(names)) + 0.8))
+    outer = fig.add_gridspec(max(1, len(names)), 1, hspace=0.25)
+    first = None
+    rug = None
+    for row, name in enumerate(names):
         samples = [s for s in report.samples if s.target == name]
-        if not samples:
-            continue
         times = [s.t for s in samples]
-        steps = [b.t - a.t for a, b in zip([samples[0], *samples], samples, strict=False)]
-        steps[0] = steps[1] if len(steps) > 1 else 1.0
-        axes[0].plot(times, [s.ok / max(dt, 1e-3) for s, dt in zip(samples, steps, strict=False)],
-                     label=f"{name} ok/s")
-        axes[1].plot(times, [s.errors / max(dt, 1e-3) for s, dt in zip(samples, steps, strict=False)],
-                     label=f"{name} typed errors/s")
-        axes[2].plot(times, [s.size for s in samples], label=f"{name} size")
-        axes[2].plot(times, [s.in_use for s in samples], linestyle=":", label=f"{name} in use")
-    colours = {"server restart": "red", "server pause": "orange", "proxy reset": "purple",
-               "proxy stall": "brown", "proxy blackhole": "black", "proxy refuse": "grey"}
-    for t, _target, kind in report.fault_times:
-        for ax in axes:
-            ax.axvline(t, color=colours.get(kind, "blue"), alpha=0.25, linewidth=1)
-    for kind, colour in colours.items():
-        axes[0].plot([], [], color=colour, alpha=0.5, label=f"fault: {kind}")
-    axes[0].set_ylabel("operations / s")
-    axes[1].set_ylabel("typed errors / s")
-    axes[2].set_ylabel("connections")
-    axes[2].set_xlabel("seconds")
-    for ax in axes:
-        ax.legend(loc="upper right", fontsize=7, ncol=2)
-        ax.grid(alpha=0.3)
-    lost = report.lost
+        inner = outer[row].subgridspec(3, 1, height_ratios=[3, 2, 0.25 + 0.22 * len(kinds)], hspace=0.08)
+        rates = fig.add_subplot(inner[0], sharex=first)
+        first = first or rates
+        conns = fig.add_subplot(inner[1], sharex=first)
+        rug = fig.add_subplot(inner[2], sharex=first)
+        x, ok = _binned(times, [s.ok for s in samples], bin_seconds, "rate")
+        rates.plot(x, ok, color="tab:blue", marker=".", label="successful operations / s")
+        rates.set_ylim(0, max(ok, default=1) * 1.35 or 1)  # headroom for the legend
+        rates.set_ylabel("operations / s")
+        errors = rates.twinx()
+        x, err = _binned(times, [s.errors for s in samples], bin_seconds, "rate")
+        errors.plot(x, err, color="tab:red", marker=".", label="typed errors / s (right axis)")
+        errors.set_ylim(0, max(err, default=1) * 1.35 or 1)
+        errors.set_ylabel("typed errors / s", color="tab:red")
+        errors.tick_params(axis="y", colors="tab:red")
+        handles = rates.get_legend_handles_labels()[0] + errors.get_legend_handles_labels()[0]
+        rates.legend(handles, [str(h.get_label()) for h in handles], loc="upper right", fontsize=7, ncol=2)
+        rates.set_title(f"{name} pool: rates per {bin_seconds:g} s, connections, faults", fontsize=10,
+                        loc="left")
+        x, size = _binned(times, [s.size for s in samples], bin_seconds, "mean")
+        conns.plot(x, size, color="tab:green", label="pool size (mean)")
+        x, used = _binned(times, [s.in_use for s in samples], bin_seconds, "mean")
+        conns.plot(x, used, color="tab:green", linestyle=":", label="in use (mean)")
+        server = [(s.t, s.sessions) for s in samples if s.sessions is not None]
+        if server:
+            x, sessions = _binned([t for t, _ in server], [n for _, n in server], bin_seconds, "mean")
+            conns.plot(x, sessions, color="tab:olive", linestyle="--", label="server sessions (mean)")
+        conns.set_ylim(0, max([*size, *used, 1]) * 1.45)
+        conns.set_ylabel("connections")
+        conns.legend(loc="upper right", fontsize=7, ncol=3)
+        for kind_row, kind in enumerate(kinds):
+            at = [t for t, target, k in report.fault_times if k == kind and target == name]
+            rug.eventplot([at], lineoffsets=kind_row, linelengths=0.8, linewidths=0.8,
+                          colors=FAULT_COLOURS.get(kind, "tab:gray"))
+        rug.set_yticks(range(len(kinds)), kinds, fontsize=7)
+        rug.set_ylim(-0.6, len(kinds) - 0.4)
+        rug.set_ylabel("faults", fontsize=8)
+        for ax in (rates, conns, rug):
+            ax.grid(alpha=0.3)
+            if ax is not rug or row < len(names) - 1:
+                ax.tick_params(labelbottom=False)
+    if first is not None and rug is not None:
+        rug.set_xlabel("seconds since the start of the soak")
+        first.set_xlim(0, max(report.duration, 1.0))
     fig.suptitle(
         f"geventpool chaos soak: {report.duration:.0f} s, {report.workers} greenlets per pool, "
-        f"lost {lost}, hub stall max {report.max_stall * 1000:.0f} ms"
+        f"lost {report.lost}, hub stall max {report.max_stall * 1000:.0f} ms",
+        y=1 - 0.15 / fig.get_figheight(),
     )
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.12, right=0.92, top=1 - 0.75 / fig.get_figheight(),
+                        bottom=0.45 / fig.get_figheight())
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def print_growth(before: Any, after: Any, top: int) -> None:
@@ -109,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace-memory", type=int, default=0, metavar="N",
                         help="trace allocations (slow): print the N sites that grew most after warm-up")
     parser.add_argument("--png", default=os.path.join(ROOT, "benchmarks", "results", "soak.png"))
+    parser.add_argument("--bin", type=float, default=10.0, help="seconds per bin of the timeline's rates")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.pools.split(",") if n.strip()]
     unknown = [n for n in names if n not in BUILDERS]
@@ -151,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     for failure in report.invariant_failures[:20]:
         print("INVARIANT:", failure)
     if args.png:
-        plot(report, args.png)
+        plot(report, args.png, args.bin)
         print(f"timeline: {args.png}")
     bad = report.lost or report.invariant_failures or any(
         t.late or t.untyped for t in report.tallies.values()
