@@ -221,7 +221,9 @@ def measure(server: Gunicorn, clients: int, seconds: float, requests: list[bytes
     before = server.status()
     result: LoadResult = run_load(server.address, clients, seconds, lambda n: requests[n % len(requests)])
     after = server.status()
+    cpu_us = (after["cpu_s"] - before["cpu_s"]) * 1e6 / result.requests if result.requests else math.nan
     return {"rps": result.rps, "p50_ms": result.quantile_ms(0.50), "p99_ms": result.quantile_ms(0.99),
+            "cpu_us": cpu_us,
             "requests": result.requests, "errors": result.errors, "error_kinds": result.error_kinds,
             "app_failures": after["failures"] - before["failures"], "stall_ms": after["max_stall_ms"],
             "elapsed": result.elapsed}
@@ -244,6 +246,7 @@ def summarize(cells: list[Cell]) -> list[dict[str, Any]]:
             "p99_ms": statistics.median(r["p99_ms"] for r in runs),
             "errors": sum(r["errors"] for r in runs),
             "stall_ms": statistics.median(r["stall_ms"] for r in runs),
+            "cpu_us": statistics.median(r.get("cpu_us", math.nan) for r in runs),
             "max_stall_ms": max(r["stall_ms"] for r in runs),
             "rps_rounds": [r["rps"] for r in runs],
         })
@@ -289,12 +292,14 @@ def _fmt(value: float | None, spec: str) -> str:
 def table_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The results as a Markdown table (one line per scenario, clients and variant)."""
     lines = ["| directory | clients | variant | requests/s | x ldappool | x ldappool, paired | p50 ms | "
-             "p99 ms | errors | worst hub stall ms |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "p99 ms | errors | worst hub stall ms | worker CPU µs/request |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['scenario']} | {r['clients']} | {r['variant']} | {_fmt(r['rps'], '.0f')} | "
                      f"{_fmt(r['x_ldappool'], '.2f')} | {_fmt(r.get('x_ldappool_paired'), '.2f')} | "
                      f"{_fmt(r['p50_ms'], '.1f')} | "
-                     f"{_fmt(r['p99_ms'], '.1f')} | {r['errors']} | {_fmt(r['stall_ms'], '.1f')} |")
+                     f"{_fmt(r['p99_ms'], '.1f')} | {r['errors']} | {_fmt(r['stall_ms'], '.1f')} | "
+                     f"{_fmt(r.get('cpu_us'), '.0f')} |")
     return lines
 
 
@@ -309,7 +314,10 @@ def markdown(data: dict[str, Any]) -> str:
              "over the rounds; the hub stall is the worker's worst heartbeat lateness in a cell "
              "(median over rounds).  *x ldappool*: the variant's median requests/s over ldappool's; "
              "*paired*: the median of the rounds' own ratios (each round runs the variants back to "
-             "back).  The targets use the first.  See benchmarks/README.rst.", "",
+             "back).  The targets use the first.  *Worker CPU*: the gunicorn worker's CPU time per "
+             "successful request (it does not count slapd's, PostgreSQL's or the client's; less "
+             "sensitive than requests/s to other load on the machine).  Load average (1 min) at the "
+             f"start and end of the run: {data.get('load', '-')}.  See benchmarks/README.rst.", "",
              *table_lines(data["rows"]), "", "## Targets", "", "| target | measured | verdict |",
              "|---|---:|---|"]
     for t in data["targets"]:
@@ -503,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     if "ldappool" in variants:
         ensure_peers()
+    load_start = os.getloadavg()[0]
     cells = run(args, variants, scenarios, clients)
     rows = summarize(cells)
     command = "benchmarks/e2e.py" + "".join(f" {a}" if " " not in a else f" '{a}'"
@@ -512,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": f"{platform.python_implementation()} {platform.python_version()}", "cpus": os.cpu_count(),
         "users": args.users, "pool_size": POOL_SIZE, "rounds": args.rounds, "seconds": args.seconds,
         "warmup": args.warmup, "delay_ms": args.delay_ms, "rows": rows, "targets": targets(rows),
-        "cells": cells, "chart": None,
+        "cells": cells, "chart": None, "load": f"{load_start:.1f}, {os.getloadavg()[0]:.1f}",
     }
     print()
     print("\n".join(table_lines(rows)))

@@ -34,6 +34,7 @@ import binascii
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -166,7 +167,7 @@ class App:
     def _stall(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         body = {"variant": self.variant, "max_stall_ms": self.monitor.max_stall * 1000.0,
                 "beats": self.monitor.beats, "served": self.served, "failures": self.failures,
-                "pid": os.getpid()}
+                "cpu_s": time.process_time(), "pid": os.getpid()}
         if parse_qs(environ.get("QUERY_STRING", "")).get("reset") == ["1"]:
             self.monitor.reset()
         return _reply(start_response, "200 OK", body)

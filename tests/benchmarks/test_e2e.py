@@ -143,7 +143,8 @@ def _cells(e2e: ModuleType) -> list[dict[str, Any]]:
                         rate *= 10
                     cells.append({"round": r, "scenario": scenario, "clients": clients, "variant": variant,
                                   "rps": rate / slow + r, "p50_ms": float(r), "p99_ms": 10.0 * r,
-                                  "errors": 1 if r == 2 else 0, "stall_ms": 2.0 * r})
+                                  "errors": 1 if r == 2 else 0, "stall_ms": 2.0 * r,
+                                  "cpu_us": 100.0 * r})
     return cells
 
 
@@ -173,7 +174,7 @@ def test_page_and_chart(e2e: ModuleType, tmp_path: Path) -> None:
         assert (tmp_path / "e2e.png").read_bytes().startswith(PNG_MAGIC)
         data["chart"] = "e2e.png"
     page = e2e.markdown(data)
-    assert "| loopback | 50 | geventpool-conn | 902 | - | - | 2.0 | 20.0 | 1 | 4.0 |" in page
+    assert "| loopback | 50 | geventpool-conn | 902 | - | - | 2.0 | 20.0 | 1 | 4.0 | 200 |" in page
     assert page.count("| not measured |") == 8
     assert ("![End to end](e2e.png)" in page) == (data["chart"] is not None)
 
@@ -193,7 +194,7 @@ def test_quick_run_of_the_geventpool_variants(tmp_path: Path) -> None:
     assert set(cells) == {(v, c) for v in ("geventpool-auth", "geventpool-conn") for c in (1, 10)}
     for cell in cells.values():
         assert cell["errors"] == 0 and cell["app_failures"] == 0, cell
-        assert cell["requests"] > 0 and cell["stall_ms"] >= 0
+        assert cell["requests"] > 0 and cell["stall_ms"] >= 0 and cell["cpu_us"] > 0
     page = (tmp_path / "e2e.md").read_text()
     assert "| loopback | 10 | geventpool-conn |" in page
     assert "not measured" in page  # no ldappool variant, no ratio
