@@ -14,6 +14,7 @@ import pytest
 from geventpool import POOLING_STRATEGY_FIRST_ACTIVE, POOLING_STRATEGY_ROUND_ROBIN_ACTIVE, PoolError
 from geventpool.errors import ConfigurationError
 from geventpool.ldap import (
+    GET_DSA_INFO,
     AuthenticationFailed,
     BackendError,
     Connection,
@@ -85,6 +86,13 @@ def test_lifecycle(slapd: Slapd) -> None:
     assert conn.bind() is True  # a closed connection opens again to bind
     assert conn.whoami_s() == f"dn:{SERVICE_DN}"
     conn.unbind()
+
+
+def test_server_info_is_read_after_the_first_bind(slapd: Slapd) -> None:
+    server = Server(slapd.uri, get_info=GET_DSA_INFO)
+    with Connection(server, SERVICE_DN, SERVICE_PW) as conn:
+        assert conn.server is server
+    assert server.info is not None and SUFFIX in server.info.naming_contexts
 
 
 def test_auto_bind_forms(slapd: Slapd) -> None:
@@ -476,3 +484,42 @@ def test_the_password_is_never_shown(slapd: Slapd, debug_log: pytest.LogCaptureF
     conn.unbind()
     assert SECRET not in debug_log.text
     assert any(r.levelno == logging.INFO and "refused" in r.getMessage() for r in debug_log.records)
+
+
+# -- referrals ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def referring(private_slapd: Slapd) -> Iterator[tuple[Slapd, Slapd]]:
+    """private_slapd holds ou=remote, a referral to the people of a second slapd."""
+    with Slapd(users=5, tls=False) as target:
+        private_slapd.modify(
+            f"dn: ou=remote,{SUFFIX}\nchangetype: add\nobjectClass: referral\n"
+            f"objectClass: extensibleObject\nou: remote\nref: ldap://127.0.0.1:{target.port}/{PEOPLE}\n"
+        )
+        yield private_slapd, target
+
+
+def test_referrals_follow_the_pool_rules(referring: tuple[Slapd, Slapd]) -> None:
+    source, target = referring
+    remote = f"ou=remote,{SUFFIX}"
+    # not allowed (the default): reported, never chased, even with raise_exceptions
+    conn = Connection(source.uri, SERVICE_DN, SERVICE_PW, auto_bind=True, raise_exceptions=True)
+    assert conn.search(remote, "(uid=user0001)", LEVEL) is False
+    assert conn.result is not None and conn.result["description"] == "referral"
+    assert conn.result["referrals"] == [f"ldap://127.0.0.1:{target.port}/{PEOPLE}??one"]
+    assert conn.search(SUFFIX, "(uid=user0001)", SUBTREE)  # the local entry, and a reference
+    assert [item["type"] for item in conn.response] == ["searchResEntry", "searchResRef"]
+    conn.unbind()
+    # allowed by name (ldap3's form): followed, without the credentials
+    binds = target.operation_count("Bind")
+    server = Server(source.uri, allowed_referral_hosts=["127.0.0.1"])
+    with Connection(server, SERVICE_DN, SERVICE_PW) as conn:
+        assert conn.search(remote, "(uid=user0001)", LEVEL, attributes=["uid"]) is True
+        assert conn.entries[0].entry_dn == user_dn(1) and conn.result["result"] == 0
+        assert conn.search(SUFFIX, "(uid=user0002)", SUBTREE, attributes=["uid"])
+        assert [e.entry_dn for e in conn.entries].count(user_dn(2)) == 2  # local, and the referred one
+    assert target.operation_count("Bind") == binds + 1  # operation_count's own: no bind of ours
+    # auto_referrals=False: never chased
+    with Connection(server, SERVICE_DN, SERVICE_PW, auto_referrals=False) as conn:
+        assert conn.search(remote, "(uid=user0001)", LEVEL) is False
