@@ -365,13 +365,14 @@ def _png(results: list[dict[str, Any]], path: Path) -> bool:
         top.plot(xs, ok, label=result["name"], linewidth=width)
         bottom.plot(xs, failed, label=result["name"], linewidth=width)
     for axis in (top, bottom):
-        axis.axvline(0.0, color="black", linestyle="--", linewidth=1)
+        axis.axvline(0.0, color="black", linestyle="--", linewidth=1,
+                     label="serving replica killed" if axis is top else None)
         axis.grid(alpha=0.3)
     top.set_ylabel("successful calls/s")
     top.set_title("LDAP: the serving replica killed (SIGKILL) at t=0; 50 greenlets, pool of 10")
     top.legend(loc="lower left", fontsize=8)
     bottom.set_ylabel("failed calls\nper 100 ms")
-    bottom.set_xlabel("seconds from the kill")
+    bottom.set_xlabel("time from the kill, seconds")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
