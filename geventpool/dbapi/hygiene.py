@@ -9,9 +9,13 @@ borrower made of the connection, as one of four levels:
   ``conn.set_session(...)``): the driver's attributes are compared with the
   connection's first state and set back (no round trip, except for a changed
   client encoding);
-- :data:`USED`: SQL may have run (a cursor, ``conn.raw``, any other method):
-  the session is reset too, in one round trip (``DISCARD ALL``, or
-  :data:`PG_RESET_SQL` followed by the settings ``configure`` made);
+- :data:`QUERIED`: statements ran through cursors whose driver watches them
+  (psycopg2), and none of them may change the session: as :data:`TOUCHED`;
+- :data:`USED`: the session may have changed (a watched statement matched
+  :data:`SESSION_SQL`, or a cursor of a driver that is not watched,
+  ``conn.raw``, any other method): the session is reset too, in one round
+  trip (``DISCARD ALL``, or :data:`PG_RESET_SQL` followed by the settings
+  ``configure`` made);
 - :data:`CONDEMNED`: something the driver cannot take back (psycopg 3's
   adapters and notice/notify handlers): the connection is closed on return.
 
@@ -24,12 +28,14 @@ driver is cooperative.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 __all__ = [
     "UNTOUCHED",
     "TOUCHED",
+    "QUERIED",
     "USED",
     "CONDEMNED",
     "Usage",
@@ -37,6 +43,9 @@ __all__ = [
     "PG_RESET_SQL",
     "PG_SESSION_SETTINGS_SQL",
     "pg_reapply_sql",
+    "SESSION_SQL",
+    "may_change_session",
+    "pg2_open_cursor",
     "PSYCOPG2_LEVELS",
     "PSYCOPG_LEVELS",
     "Pg2Snapshot",
@@ -51,8 +60,9 @@ __all__ = [
 
 UNTOUCHED = 0
 TOUCHED = 1
-USED = 2
-CONDEMNED = 3
+QUERIED = 2
+USED = 3
+CONDEMNED = 4
 
 
 class Usage(NamedTuple):
@@ -97,6 +107,78 @@ def pg_reapply_sql(settings: list[tuple[str, str]], quote: Any) -> str:
     calls = ", ".join(f"pg_catalog.set_config({quote(name)}, {quote(value)}, false)"
                       for name, value in settings)
     return f"; SELECT {calls}"
+
+
+#: Statements that may change a PostgreSQL session: ``SET``, ``RESET``, ``LISTEN``, ``PREPARE``,
+#: ``DECLARE``, ``DISCARD``, ``LOAD``, ``DO``, ``CALL`` at the start of a statement; temporary
+#: tables, ``set_config()`` and session advisory locks anywhere.  Matching too much costs a
+#: reset; a function that changes the session by itself is not seen (see the docs).
+SESSION_SQL = (
+    r"(?:^|;)(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*"
+    r"(?:SET|RESET|LISTEN|PREPARE|DECLARE|DISCARD|LOAD|DO|CALL)\b"
+    r"|\bTEMP(?:ORARY)?\b"
+    r"|\b(?:set_config|pg_(?:try_)?advisory_lock(?:_shared)?)\s*\("
+)
+_SESSION_STR = re.compile(SESSION_SQL, re.IGNORECASE | re.DOTALL).search
+_SESSION_BYTES = re.compile(SESSION_SQL.encode(), re.IGNORECASE | re.DOTALL).search
+
+
+def may_change_session(query: Any) -> bool:
+    """Tell whether ``query`` may change the session (anything but ``str`` or ``bytes``: yes)."""
+    if type(query) is str:
+        return _SESSION_STR(query) is not None
+    if type(query) is bytes:
+        return _SESSION_BYTES(query) is not None
+    return True  # psycopg2.sql.Composed and the like: not worth rendering to look
+
+
+_WATCHED: dict[type, type] = {}
+
+
+def _watched(cls: type) -> type:
+    """A subclass of psycopg2 cursor class ``cls`` whose statements are looked at (cached)."""
+    sub = _WATCHED.get(cls)
+    if sub is not None:
+        return sub
+
+    class Watched(cls):  # type: ignore[misc]
+        _gp_flag: list[bool]
+
+        def execute(self, query: Any, vars: Any = None) -> Any:
+            if may_change_session(query):
+                self._gp_flag[0] = True
+            return super().execute(query, vars)
+
+        def executemany(self, query: Any, vars_list: Any) -> Any:
+            if may_change_session(query):
+                self._gp_flag[0] = True
+            return super().executemany(query, vars_list)
+
+        def callproc(self, procname: Any, parameters: Any = None) -> Any:
+            self._gp_flag[0] = True  # a function may change anything
+            return super().callproc(procname, parameters)
+
+    Watched.__name__, Watched.__qualname__ = cls.__name__, cls.__qualname__
+    Watched.__module__ = cls.__module__
+    _WATCHED[cls] = Watched
+    return Watched
+
+
+def pg2_open_cursor(
+    conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], flag: list[bool], default: type
+) -> Any:
+    """``conn.cursor(*args, **kwargs)``, of a subclass of the class asked for (``default``:
+    psycopg2's) that sets ``flag[0]`` when a statement may change the session.
+    ``isinstance`` with the class asked for still holds."""
+    if len(args) >= 2:
+        factory = args[1] or conn.cursor_factory or default
+        args = (args[0], _watched(factory), *args[2:])
+    else:
+        factory = kwargs.get("cursor_factory") or conn.cursor_factory or default
+        kwargs = {**kwargs, "cursor_factory": _watched(factory)}
+    cursor = conn.cursor(*args, **kwargs)
+    cursor._gp_flag = flag
+    return cursor
 
 
 def _run_autocommit(conn: Any, sql: str, **options: Any) -> None:

@@ -44,11 +44,13 @@ class ConnectionReturned(PoolError):
 class PooledConnection:
     """A checked-out connection of a :class:`~geventpool.dbapi.ConnectionPool` (see the module doc)."""
 
-    __slots__ = ("_base", "_lease", "_pool", "_cursors", "_use", "_levels", "_usage", "__weakref__")
+    __slots__ = ("_base", "_lease", "_pool", "_cursors", "_use", "_levels", "_sql", "_usage", "__weakref__")
     _base: Any
     _lease: Lease[Any] | None
     _pool: ConnectionPool
     _use: int
+    #: Set to [True] by a watched cursor that ran a statement which may change the session.
+    _sql: list[bool] | None
     _levels: Mapping[str, int]
     #: What the borrower did, once the connection is returned (None before).
     _usage: Usage | None
@@ -59,6 +61,7 @@ class PooledConnection:
         _set(self, "_base", lease.conn)
         _set(self, "_cursors", [])
         _set(self, "_use", UNTOUCHED)
+        _set(self, "_sql", None)
         _set(self, "_levels", pool.driver.attribute_levels)
         _set(self, "_usage", None)
 
@@ -127,9 +130,20 @@ class PooledConnection:
         base = self._base
         if base is None:
             raise self._dead()
-        if self._use < USED:
-            _set(self, "_use", USED)
-        cursor = base.cursor(*args, **kwargs)
+        driver = self._pool.driver
+        level = driver.cursor_level
+        if level >= USED:
+            if self._use < USED:
+                _set(self, "_use", USED)
+            cursor = base.cursor(*args, **kwargs)
+        else:  # the driver watches the statements: a session reset only if one may change it
+            if self._use < level:
+                _set(self, "_use", level)
+            flag = self._sql
+            if flag is None:
+                flag = [False]
+                _set(self, "_sql", flag)
+            cursor = driver.open_cursor(base, args, kwargs, flag)
         self._cursors.append(cursor)
         return cursor
 
@@ -189,7 +203,10 @@ class PooledConnection:
                 named.append(cursor)
         cursors.clear()
         if lease is not None:
-            _set(self, "_usage", Usage(self._use, tuple(named)))
+            use = self._use
+            if self._sql is not None and self._sql[0] and use < USED:
+                use = USED
+            _set(self, "_usage", Usage(use, tuple(named)))
         _set(self, "_lease", None)
         _set(self, "_base", None)
         return lease

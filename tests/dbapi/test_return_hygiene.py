@@ -21,7 +21,7 @@ import psycopg2.extras
 import pytest
 
 from geventpool.dbapi import ConnectionPool, ConnectionReturned
-from geventpool.dbapi.hygiene import UNTOUCHED, USED
+from geventpool.dbapi.hygiene import QUERIED, UNTOUCHED
 from geventpool.testing.invariants import check_invariants
 from geventpool.testing.postgres import PostgresServer
 from geventpool.testing.waiting import wait_until
@@ -250,8 +250,35 @@ def test_untouched_connection_costs_no_round_trip(pg: PostgresServer, make_pool:
     assert _statements_of(pg, pid) == calls_before
     conn = pool.get()
     _one(conn, "SELECT 1")
-    assert conn._use == USED
+    assert conn._use == QUERIED
     pool.put(conn)
+
+
+def test_plain_queries_cost_no_session_reset(pg: PostgresServer, make_pool: MakePool) -> None:
+    """psycopg2's statements are watched: only one that may change the session earns the reset."""
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
+    conn = pool.get()
+    pid = _pid(conn)
+    pool.put(conn)
+    for sql in ("SELECT 1", "UPDATE pg_catalog.pg_class SET relname = relname WHERE false",
+                "INSERT INTO t SELECT 1 ON CONFLICT DO NOTHING"):
+        conn = pool.get()
+        try:
+            _one(conn, sql)
+        except psycopg2.Error:
+            pass  # no table t: the statement only has to be looked at
+        pool.put(conn)
+        assert _statements_of(pg, pid)[0][0] in (sql, "ROLLBACK"), sql  # no DISCARD ALL after it
+    for sql in ("SET search_path TO pg_catalog", "select 1;\n /* x */ reset all", "LISTEN x",
+                "CREATE TEMP TABLE tt (x int)", "SELECT pg_catalog.set_config('a.b', 'c', false)",
+                "SELECT pg_advisory_lock(1)", b"-- comment\nSET work_mem TO '8MB'"):
+        conn = pool.get()
+        cur = conn.cursor(cursor_factory=psycopg2.extras.DictCursor)
+        assert isinstance(cur, psycopg2.extras.DictCursor)
+        cur.execute(sql)
+        cur.close()
+        pool.put(conn)
+        assert _statements_of(pg, pid)[0][0] == "DISCARD ALL", sql
 
 
 def _statements_of(pg: PostgresServer, pid: int) -> Any:
