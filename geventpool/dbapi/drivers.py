@@ -23,12 +23,9 @@ from ..errors import ConfigurationError
 from .hygiene import (
     PSYCOPG2_LEVELS,
     PSYCOPG_LEVELS,
-    QUERIED,
     TOUCHED,
-    USED,
     Usage,
     pg2_close_cursors,
-    pg2_open_cursor,
     pg2_restore,
     pg2_snapshot,
     pg_close_cursors,
@@ -135,14 +132,6 @@ class Driver:
     #: How deeply reaching each connection attribute uses the connection (see
     #: :mod:`~geventpool.dbapi.hygiene`); names not listed count as ``USED``.
     attribute_levels: ClassVar[Mapping[str, int]] = {}
-    #: How deeply opening a cursor uses the connection: ``USED``, unless :meth:`open_cursor`
-    #: watches the statements (then ``QUERIED``).
-    cursor_level: ClassVar[int] = USED
-
-    def open_cursor(self, conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], flag: list[bool]) -> Any:
-        """Open a cursor that sets ``flag[0]`` when a statement may change the session
-        (only called when :attr:`cursor_level` is below ``USED``)."""
-        return conn.cursor(*args, **kwargs)
 
     def close_cursors(self, conn: Any, cursors: tuple[Any, ...], io: Callable[[str], Any]) -> None:
         """Close the named (server-side) cursors a borrower opened; runs before the rollback.
@@ -320,7 +309,6 @@ class Psycopg2Driver(_PostgresDriver):
 
     name = "psycopg2"
     attribute_levels = PSYCOPG2_LEVELS
-    cursor_level = QUERIED
     #: After a borrower ran SQL, reset the session in one round trip: ``DISCARD ALL``, or, when
     #: ``configure`` made settings of its own, ``DEALLOCATE ALL``,
     #: :data:`~geventpool.dbapi.hygiene.PG_RESET_SQL` and those settings again.  False (set it
@@ -352,9 +340,6 @@ class Psycopg2Driver(_PostgresDriver):
     def restore(self, conn: Any, snapshot: tuple[Any, ...]) -> None:
         # client-side flags in psycopg2 >= 2.7: no round trip
         conn.autocommit, conn.isolation_level, conn.readonly, conn.deferrable = snapshot[:4]
-
-    def open_cursor(self, conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], flag: list[bool]) -> Any:
-        return pg2_open_cursor(conn, args, kwargs, flag, self.module.extensions.cursor)
 
     def close_cursors(self, conn: Any, cursors: tuple[Any, ...], io: Callable[[str], Any]) -> None:
         pg2_close_cursors(conn, cursors, io)

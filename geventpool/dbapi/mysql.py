@@ -2,10 +2,11 @@
 
 - :func:`green_pymysql_connect` opens a PyMySQL connection over a gevent
   socket, so every query yields to the hub without monkey-patching; the
-  whole connect (TCP and login) is bounded by ``connect_timeout``.  TLS
-  (``ssl=...``) wraps the socket with the standard library's ``ssl``, which
-  is cooperative only under gevent's monkey-patching: the pool runs such
-  connections in threads otherwise.
+  whole connect (TCP and login) is bounded by ``connect_timeout``.  TLS,
+  asked for or PyMySQL's "preferred" default, goes through gevent's
+  ``ssl`` with PyMySQL's own context; the preferred mode's context (no
+  verification, loading it costs tens of milliseconds of CPU) is made once
+  per process instead of once per connection.
 - :func:`kill_query` asks the server to stop the statement a connection is
   running (``KILL QUERY <thread id>`` on a side connection), in a greenlet
   of its own, bounded by :data:`CANCEL_TIMEOUT`.
@@ -53,7 +54,21 @@ def green_pymysql_connect(*args: Any, **kwargs: Any) -> Any:
     """
     import pymysql  # noqa: PLC0415 - an optional driver, imported when used
 
-    conn = pymysql.connections.Connection(*args, defer_connect=True, **kwargs)
+    connection_class = pymysql.connections.Connection
+    preferred = (
+        not args
+        and not any(name in kwargs for name in _TLS_KWARGS)
+        and "ssl_disabled" in connection_class.__init__.__code__.co_varnames
+    )
+    if preferred:  # PyMySQL would build a new TLS context for each connection, in the hub
+        kwargs = {**kwargs, "ssl_disabled": True}
+    conn = connection_class(*args, defer_connect=True, **kwargs)
+    if preferred and hasattr(conn, "_ssl_required") and getattr(pymysql.connections, "SSL_ENABLED", False):
+        conn.ssl, conn._ssl_required = True, False
+        conn.ctx = _preferred_context(conn)
+    context = getattr(conn, "ctx", None)
+    if conn.ssl and context is not None and not isinstance(context, _GreenTLS):
+        conn.ctx = _GreenTLS(context)
     timeout = conn.connect_timeout
     sock: Any = None
     try:
@@ -84,6 +99,33 @@ def green_pymysql_connect(*args: Any, **kwargs: Any) -> Any:
 
 class _Expired(Exception):
     """Internal: a deadline of this module passed."""
+
+
+#: Keywords by which a caller chooses PyMySQL's TLS (or its option files, which may).
+_TLS_KWARGS = ("ssl", "ssl_ca", "ssl_cert", "ssl_key", "ssl_key_password", "ssl_verify_cert",
+               "ssl_verify_identity", "ssl_disabled", "read_default_file", "read_default_group")
+_preferred: list[Any] = []
+
+
+def _preferred_context(conn: Any) -> Any:
+    """PyMySQL's context for its "preferred" TLS mode (no verification), made once."""
+    if not _preferred:
+        _preferred.append(conn._create_ssl_ctx({}))
+    return _preferred[0]
+
+
+class _GreenTLS:
+    """Wraps PyMySQL's socket with gevent's ``ssl`` (and the caller's, or PyMySQL's, context)."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+    def wrap_socket(self, sock: Any, server_hostname: str | None = None) -> Any:
+        import gevent.ssl  # noqa: PLC0415 - loads ssl: only when a server offers TLS
+
+        return gevent.ssl.SSLSocket(sock=sock, server_hostname=server_hostname, _context=self.context)
 
 
 def kill_query(connect: Callable[[], Any], thread_id: int, run: Callable[..., Any] | None = None) -> None:
