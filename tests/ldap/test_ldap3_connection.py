@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import time
 from collections.abc import Iterator
@@ -57,6 +58,22 @@ def second_slapd() -> Iterator[Slapd]:
     """Another small slapd of this test (no TLS): a second server for failover."""
     with Slapd(users=5, tls=False) as server:
         yield server
+
+
+def _pause(server: Slapd) -> None:
+    """Pause slapd and wait until every one of its threads is stopped (SIGSTOP is asynchronous:
+    a worker running on another CPU could still answer a request sent right after the signal)."""
+    server.pause()
+    tasks = f"/proc/{server.pid}/task"
+
+    def stopped() -> bool:
+        states = []
+        for task in os.listdir(tasks):
+            with open(f"{tasks}/{task}/stat") as stat:
+                states.append(stat.read().rpartition(")")[2].split()[0])
+        return all(state in ("T", "t") for state in states)
+
+    wait_until(stopped, timeout=5)
 
 
 def _port(conn: Connection) -> int:
@@ -391,7 +408,7 @@ def test_nothing_listening(hub: HubMonitor) -> None:
 
 def test_paused_server_times_out_within_receive_timeout(private_slapd: Slapd, hub: HubMonitor) -> None:
     conn = Connection(private_slapd.uri, SERVICE_DN, SERVICE_PW, auto_bind=True, receive_timeout=0.5)
-    private_slapd.pause()
+    _pause(private_slapd)
     try:
         started = time.monotonic()
         with pytest.raises(ldap.TIMEOUT):
@@ -412,7 +429,7 @@ def test_paused_server_times_out_within_receive_timeout(private_slapd: Slapd, hu
 
 def test_greenlet_killed_mid_search_leaves_it_reopenable(private_slapd: Slapd, hub: HubMonitor) -> None:
     conn = Connection(private_slapd.uri, SERVICE_DN, SERVICE_PW, auto_bind=True)
-    private_slapd.pause()
+    _pause(private_slapd)
     try:
         job = gevent.spawn(conn.search, PEOPLE, "(uid=user0002)", attributes=["uid"])
         wait_until(conn._lock.locked, timeout=5)  # the search is in flight
@@ -423,7 +440,7 @@ def test_greenlet_killed_mid_search_leaves_it_reopenable(private_slapd: Slapd, h
             conn.whoami_s()
         private_slapd.resume()
         assert conn.bind() is True
-        private_slapd.pause()
+        _pause(private_slapd)
         timer = gevent.Timeout(0.1)
         with pytest.raises(gevent.Timeout) as info:
             with timer:
