@@ -121,6 +121,10 @@ class Connection:
     """ldap3's long-standing connection: ``Connection(server | server_pool | [servers], user,
     password, auto_bind=False, ...)``, cooperative under gevent.
 
+    ``server``: a ``Server``, a host or URI string (one server), a
+    ``ServerPool`` (shared: its ``add()``/``remove()`` and strategy apply at
+    each :meth:`open`), or a list (ldap3's round robin, ACTIVE).
+
     Lifecycle: :meth:`open` (choose a server, connect), :meth:`bind`,
     :meth:`rebind`, :meth:`start_tls`, :meth:`unbind` (closes), ``closed``,
     ``bound``, ``server`` (the one in use); ``with Connection(...) as conn:``
@@ -130,6 +134,8 @@ class Connection:
     ``AUTO_BIND_TLS_BEFORE_BIND`` opens, starts TLS, binds;
     ``AUTO_BIND_TLS_AFTER_BIND`` is refused with a password (it would cross in
     clear text).  A failed auto-bind raises :class:`AuthenticationFailed`.
+    Once TLS has been on (:meth:`start_tls`, or ``TLS_BEFORE_BIND``), every
+    later :meth:`open` starts it again before anything is sent.
 
     Operations: ldap3's :meth:`search` (returns a bool; ``response``,
     ``entries``, ``result``), and python-ldap's synchronous calls, run on the
@@ -154,7 +160,8 @@ class Connection:
     ``auto_referrals``, ``check_names`` (no effect), ``lazy=False``,
     ``collect_usage=False``; other values are refused.
 
-    Greenlet-safe: calls are serialised (one at a time on the connection); for
+    Every wait (connect, TLS, each result) yields to the gevent hub; nothing
+    blocks it.  Greenlet-safe: calls are serialised (one at a time on the connection); for
     many concurrent callers use :class:`~geventpool.ldap.LDAPPool`.  ``response``,
     ``entries`` and ``result`` describe the last search.  Not thread-safe.  Its
     ``repr`` shows the user, never the password; it cannot be pickled.
@@ -269,6 +276,8 @@ class Connection:
         self._settings: Settings | None = None  # of the server in use (use_tls once TLS started)
         self._bound = False
         self._tls_started = False
+        # once TLS has been on, every later open() starts it before anything is sent
+        self._keep_tls = auto_bind == AUTO_BIND_TLS_BEFORE_BIND
         self._depth = 0  # nested ``with`` blocks
         self._lock = gevent.lock.RLock()
         if auto_bind in (AUTO_BIND_NO_TLS, AUTO_BIND_TLS_BEFORE_BIND, AUTO_BIND_TLS_AFTER_BIND):
@@ -334,8 +343,13 @@ class Connection:
         ``read_server_info`` is accepted for ldap3's signature (the server's
         ``get_info`` says what is read, after the first successful bind).
 
+        Once TLS has been started on this Connection (or ``auto_bind`` is
+        ``AUTO_BIND_TLS_BEFORE_BIND``), StartTLS runs here, before anything
+        else is sent: a reconnect (a ``bind()`` after a lost connection) never
+        downgrades to clear text.
+
         :raises BackendError: no server could be reached (``__cause__``: the last error).
-        :raises TLSVerificationError: an ``ldaps://`` server was not verified (not failed over).
+        :raises TLSVerificationError: the server was not verified (not failed over; closed).
         """
         with self._lock:
             self._drop()
@@ -346,6 +360,8 @@ class Connection:
             self._tls_started = settings.servers[0].scheme == "ldaps"
             self._set_referrals()
             logger.debug("%s: connected to %s", self.name, server.name)
+            if self._keep_tls and not self._tls_started:
+                self.start_tls()
 
     def bind(self, read_server_info: bool = True, controls: Any = None) -> bool:
         """Bind with this Connection's credentials (opening the connection first if closed).
@@ -448,6 +464,7 @@ class Connection:
                 self._drop()
                 raise
             self._tls_started = True
+            self._keep_tls = True
             # a TLS connection follows referrals with StartTLS or not at all (the pool's rule)
             self._settings = replace(settings, use_tls=True)
             self._set_referrals()
@@ -636,8 +653,8 @@ class Connection:
         try:
             if self.closed:
                 self.open()
-                if self.auto_bind == AUTO_BIND_TLS_BEFORE_BIND:
-                    self.start_tls()
+            if self.auto_bind == AUTO_BIND_TLS_BEFORE_BIND and not self._tls_started:
+                self.start_tls()
             if not self.bound:
                 if not self.bind():
                     raise AuthenticationFailed({

@@ -123,6 +123,8 @@ def test_auto_bind_forms(slapd: Slapd) -> None:
     conn = Connection(slapd.uri, SERVICE_DN, SERVICE_PW, auto_bind=AUTO_BIND_TLS_BEFORE_BIND, tls=tls)
     assert conn.bound and conn.tls_started and conn.whoami_s() == f"dn:{SERVICE_DN}"
     conn.unbind()
+    assert conn.bind() and conn.tls_started  # a reconnect starts TLS again before the bind
+    conn.unbind()
     # anonymous: nothing secret crosses before TLS, so TLS_AFTER_BIND is allowed
     conn = Connection(slapd.uri, auto_bind=AUTO_BIND_TLS_AFTER_BIND, tls=tls)
     assert conn.bound and conn.tls_started and conn.whoami_s() == ""
@@ -337,6 +339,9 @@ def test_tls_is_verified_by_default(slapd: Slapd) -> None:
     conn = Connection(slapd.uri, SERVICE_DN, SERVICE_PW, tls=TLSPolicy(ca_file=slapd.ca_file))
     assert conn.start_tls() is True and conn.tls_started and not conn.bound
     assert conn.bind() and conn.whoami_s() == f"dn:{SERVICE_DN}"
+    conn.unbind()
+    conn.open()  # TLS was on: it is again, before anything else is sent
+    assert conn.tls_started
     conn.unbind()
 
 
