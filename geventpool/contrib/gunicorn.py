@@ -15,7 +15,8 @@ built yet)::
 
 and put the hooks in ``gunicorn.conf.py``::
 
-    from geventpool.contrib.gunicorn import on_exit, post_worker_init, when_ready, worker_exit
+    from geventpool.contrib.gunicorn import (
+        nworkers_changed, on_exit, post_worker_init, when_ready, worker_exit)
 
 (or ``globals().update(hooks(my_registry))`` for a registry of your own; your
 own hook functions can call these ones too).
@@ -34,7 +35,21 @@ What each hook does:
   for a worker already dead, it does nothing.
 - ``when_ready(server)`` and ``on_exit(server)``, in the master: close the pools
   the master built itself (with ``--preload``, e.g. a check at import time), so
-  the master holds no server sessions while the workers run.
+  the master holds no server sessions while the workers run.  ``when_ready``
+  and ``nworkers_changed(server, new, old)`` also publish the worker count the
+  master wants (start, TTIN, TTOU, reload) for the budgets; ``on_exit`` removes it.
+
+A connection budget: ``register("db", factory, budget=40)`` keeps the
+sessions of pool ``"db"``, summed over all the master's workers, at or under
+40 at every instant.  Each worker gets ``budget // workers`` (never above the
+factory's ``max_size``).  When the count changes, shrinking workers resize
+their pools at once (idle extras close, busy ones close when returned) and a
+growing or new worker takes only the room the others have given back, as
+recorded in a ledger they share (a directory in the temp dir, one record per
+worker, ``flock``-ed while it lives).  A killed worker's share is reused
+``RECLAIM_AFTER`` (1) second after it is found dead.  A worker without a
+share yet builds that pool when it gets one: ``get()`` waits for it up to
+:attr:`PoolRegistry.budget_wait` seconds.
 
 A pool is only ever used by the process that built it: ``PoolRef.get()`` (and
 :func:`get`) build this process's pool on first use, and a pool inherited

@@ -1,4 +1,8 @@
-"""A connection budget across gunicorn workers, under real gunicorn and a private PostgreSQL.
+"""A connection budget across gunicorn workers: its ledger and shares, then real gunicorn and PostgreSQL.
+
+The first tests check the ledger (records of live and dead processes, a private directory)
+and one process's shares as the worker count changes, against real echo-server pools.
+The last one runs real gunicorn:
 
 ``gunicorn -k gevent -w 4`` runs a small app whose pool is registered with ``budget=12``
 (``max_size=10``, so each worker would open up to 10 without it).  CLIENTS client greenlets
@@ -16,22 +20,28 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gevent
 import psycopg2
 import pytest
+from gevent import socket as gsocket
+from gevent import subprocess
 
-from geventpool.contrib._budget import directory_of
+from geventpool import ConfigurationError, ConnectionPool
+from geventpool.contrib import _budget
+from geventpool.contrib._budget import Ledger, directory_of
+from geventpool.contrib.gunicorn import PoolRegistry
 from geventpool.dbapi.psycopg2 import install as green_psycopg2
-from geventpool.testing import wait_until
+from geventpool.testing import EchoServer, wait_until
 from geventpool.testing.postgres import PostgresServer, free_port
 
 from ._gunicorn import Gunicorn, Reply, fetch
-
-pytestmark = pytest.mark.postgres
 
 BUDGET = 12
 WORKERS = 4
@@ -148,6 +158,128 @@ def _step(load: Load, server: Gunicorn, sampler: Sampler, share: int, workers: i
     return time.monotonic() - moment
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+HOLDER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from geventpool.contrib._budget import Ledger
+Ledger(sys.argv[2]).exchange(lambda others: {"echo": int(sys.argv[3])})
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+class EchoPool(ConnectionPool[Any]):
+    def __init__(self, address: tuple[str, int], **kwargs: Any) -> None:
+        self.address = address
+        super().__init__(**kwargs)
+
+    def _new_connection(self) -> Any:
+        return gsocket.create_connection(self.address, timeout=2)
+
+
+@pytest.fixture
+def echo_server() -> Iterator[EchoServer]:
+    with EchoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    book = Ledger(str(tmp_path / "ledger"))
+    book.create()
+    return book
+
+
+class Holder:
+    """Another process holding a record of ``held`` connections of pool "echo" until killed."""
+
+    def __init__(self, ledger: Ledger, held: int) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(ROOT), ledger.path, str(held)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline() == b"ready\n"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def test_ledger_counts_live_records_and_reclaims_a_dead_one_after_a_grace(ledger: Ledger) -> None:
+    now = [100.0]
+    mine = Ledger(ledger.path, clock=lambda: now[0])
+    holder = Holder(ledger, 5)
+    try:
+        seen: list[dict[str, int]] = []
+        mine.exchange(lambda others: seen.append(others) or {"echo": 2})
+        assert seen[-1] == {"echo": 5}
+        holder.kill()  # SIGKILL: the kernel drops its lock, the record stays
+        mine.exchange(lambda others: seen.append(others) or {"echo": 2})
+        assert seen[-1] == {"echo": 5}, "a dead worker's share counts for RECLAIM_AFTER"
+        now[0] += _budget.RECLAIM_AFTER
+        mine.exchange(lambda others: seen.append(others) or {"echo": 2})
+        assert seen[-1] == {}
+        assert sorted(os.listdir(ledger.path)) == ["lock", f"pid-{os.getpid()}"]
+    finally:
+        holder.kill()
+
+
+def test_ledger_refuses_a_directory_that_is_not_private(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    with pytest.raises(PermissionError, match="not a private directory"):
+        Ledger(str(shared)).create()
+    (tmp_path / "link").symlink_to(shared)
+    with pytest.raises(PermissionError, match="not a private directory"):
+        Ledger(str(tmp_path / "link")).write_workers(2)
+
+
+def test_budget_arguments_and_outside_gunicorn(echo_server: EchoServer) -> None:
+    reg = PoolRegistry()
+    for bad in (0, -1, 2.5, "4", True):
+        with pytest.raises(ConfigurationError, match="budget"):
+            reg.register("bad", lambda: EchoPool(echo_server.address, size=1), budget=bad)  # type: ignore[arg-type]
+    ref = reg.register("echo", lambda: EchoPool(echo_server.address, min_size=5, max_size=10), budget=3)
+    pool = ref.get()  # not in a gunicorn worker: the process alone, capped at the budget
+    assert (pool.min_size, pool.max_size) == (3, 3) and ref.share is None
+    reg.register("sock", object, budget=3)  # type: ignore[arg-type,return-value]
+    with pytest.raises(ConfigurationError, match="'sock': a budget needs a pool with resize"):
+        reg.get("sock")
+    reg.close_all(1)
+
+
+def test_shares_follow_the_worker_count_and_grow_only_into_free_room(
+    ledger: Ledger, echo_server: EchoServer
+) -> None:
+    reg = PoolRegistry()
+    ref = reg.register("echo", lambda: EchoPool(echo_server.address, min_size=2, max_size=8), budget=12)
+    ledger.write_workers(2)
+    holder = Holder(ledger, 6)  # the other worker, at its share
+    try:
+        shares = reg._start_shares(ledger, 1)
+        pool = ref.get()
+        assert ref.share == 6 and (pool.min_size, pool.max_size) == (2, 6)
+        with pool.get(), pool.get(), pool.get():
+            ledger.write_workers(4)  # TTIN twice: shares of 3, shrunk at once
+            shares.step()
+            assert ref.share == 3 and pool.max_size == 3 and pool.size == 3
+        ledger.write_workers(1)  # the other worker still holds 6: only 6 of 8 are free
+        shares.step()
+        assert ref.share == 6 and pool.max_size == 6
+        holder.kill()
+        now = time.monotonic()
+        wait_until(lambda: shares.step() or ref.share == 8, 5, 0.05, "the dead worker's share reclaimed")
+        assert time.monotonic() - now >= _budget.RECLAIM_AFTER * 0.9
+        assert pool.max_size == 8  # never above the factory's max_size
+    finally:
+        holder.kill()
+        reg.close_all(1)
+
+
+@pytest.mark.postgres
 @pytest.mark.guard(150)
 def test_budget_holds_across_kill_ttin_ttou_and_reload(tmp_path: Path) -> None:
     green_psycopg2()
