@@ -272,6 +272,7 @@ class Connection:
         self.result: dict[str, Any] | None = None
         #: The description of the last refusal (ldap3's ``last_error``), or None.
         self.last_error: str | None = None
+        self._entries: tuple[list[dict[str, Any]], list[Entry]] | None = None  # made from response
         self._conn: LDAPConnection | None = None
         self._settings: Settings | None = None  # of the server in use (use_tls once TLS started)
         self._bound = False
@@ -314,10 +315,14 @@ class Connection:
     @property
     def entries(self) -> list[Entry]:
         """The last search's entries as :class:`Entry` objects (references left out)."""
-        return [
-            Entry(item["dn"], item["attributes"], item["raw_attributes"])
-            for item in self.response if item["type"] == "searchResEntry"
-        ]
+        cached = self._entries
+        if cached is None or cached[0] is not self.response:
+            entries = [
+                Entry(item["dn"], item["attributes"], item["raw_attributes"])
+                for item in self.response if item["type"] == "searchResEntry"
+            ]
+            cached = self._entries = (self.response, entries)
+        return cached[1]
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("bound" if self.bound else "open")
