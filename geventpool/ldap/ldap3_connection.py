@@ -14,14 +14,12 @@ only to the server's ``allowed_referral_hosts``, no readable password.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from typing import Any, Callable, NoReturn, Sequence
 
-import gevent
 import gevent.lock
 import ldap
-from ldap.controls import RequestControl, SimplePagedResultsControl
+from ldap.controls import SimplePagedResultsControl
 
 from .. import _deadline
 from ..errors import ConfigurationError, ConnectTimeout, PoolError
@@ -29,11 +27,11 @@ from ..servers import POOLING_STRATEGY_ROUND_ROBIN_ACTIVE
 from ..servers import Server as CoreServer
 from ..servers import ServerPool as CoreServerPool
 from ._connect import Settings, open_connection, start_tls
-from ._ldap3_response import Attribute, Entry, make_response, make_result, response_controls
+from ._ldap3_response import Attribute, Entry, make_result
+from ._ldap3_search import attribute_list, collect, request_controls
 from .connection import DEFAULT_OPERATION_TIMEOUT, LOST_CONNECTION_ERRORS, LDAPConnection
 from .credentials import Credentials
 from .errors import AuthenticationFailed, BackendError
-from .referrals import referral_urls
 from .servers import OptionsCache, Server, ServerPool, fetch_info, server_pool_of, wants_info
 from .tls import TLSPolicy
 
@@ -64,24 +62,42 @@ __all__ = [
 
 logger = logging.getLogger("geventpool.ldap")
 
-# ldap3's constants (its values, so code that spells them as strings works too)
+# ldap3's constants, with its values (code that spells them as strings works too)
+#: The search base entry only (``search_scope``; python-ldap's ``SCOPE_BASE`` works too).
 BASE = "BASE"
+#: The base's children (``SCOPE_ONELEVEL``).
 LEVEL = "LEVEL"
+#: The base and everything under it (``SCOPE_SUBTREE``), the default.
 SUBTREE = "SUBTREE"
+#: ``attributes=ALL_ATTRIBUTES``: every user attribute.
 ALL_ATTRIBUTES = "*"
+#: Every operational attribute (also ``get_operational_attributes=True``).
 ALL_OPERATIONAL_ATTRIBUTES = "+"
+#: No attributes (``attributes=None``, the default).
 NO_ATTRIBUTES = "1.1"
+#: ``dereference_aliases``: never dereference aliases.
 DEREF_NEVER = "NEVER"
+#: Dereference aliases below the base only.
 DEREF_SEARCH = "SEARCH"
+#: Dereference the base only.
 DEREF_BASE = "FINDING_BASE"
+#: Always dereference aliases (the default).
 DEREF_ALWAYS = "ALWAYS"
+#: Bind in ``with`` only (``auto_bind=False``).
 AUTO_BIND_DEFAULT = "DEFAULT"
+#: Never bind automatically, not even in ``with``.
 AUTO_BIND_NONE = "NONE"
+#: Open and bind at construction (``auto_bind=True``).
 AUTO_BIND_NO_TLS = "NO_TLS"
+#: Open, StartTLS, then bind at construction.
 AUTO_BIND_TLS_BEFORE_BIND = "TLS_BEFORE_BIND"
+#: Bind, then StartTLS (anonymous only: a password would cross in clear text).
 AUTO_BIND_TLS_AFTER_BIND = "TLS_AFTER_BIND"
+#: The only ``client_strategy`` (synchronous calls that wait cooperatively).
 SYNC = "SYNC"
+#: ``authentication``: no credentials.
 ANONYMOUS = "ANONYMOUS"
+#: ``authentication``: a DN and its password.
 SIMPLE = "SIMPLE"
 
 _SCOPES = {
@@ -108,8 +124,6 @@ _WRITES = frozenset((
     "rename_s", "passwd_s", "extop_s",
 ))
 
-# Messages of one search processed before yielding to the other greenlets.
-_YIELD_EVERY = 64
 
 
 class ReadOnlyError(PoolError, ldap.UNWILLING_TO_PERFORM):  # type: ignore[misc]
@@ -541,8 +555,8 @@ class Connection:
         if deref is None:
             raise ValueError(f"{self.name}: dereference_aliases must be one of {list(_DEREFS)}, "
                              f"got {dereference_aliases!r}")
-        attrlist = _attribute_list(attributes, get_operational_attributes)
-        serverctrls = _controls(self.name, controls)
+        attrlist = attribute_list(attributes, get_operational_attributes)
+        serverctrls = request_controls(self.name, controls)
         if paged_size is not None:
             serverctrls.append(SimplePagedResultsControl(paged_criticality, paged_size, paged_cookie or b""))
         with self._lock:
@@ -552,75 +566,18 @@ class Connection:
             if conn.get_option(ldap.OPT_DEREF) != deref:
                 conn.set_option(ldap.OPT_DEREF, deref)
             try:
-                raw, result = self._collect(
+                raw, result, refusal = collect(
                     conn, search_base, scope, search_filter, attrlist, int(bool(types_only)),
-                    serverctrls, time_limit, size_limit,
+                    serverctrls, time_limit, size_limit, self.receive_timeout,
                 )
             finally:
                 self._drop_if_broken()
             self.response = raw
             self.result = result
             self.last_error = None if result["result"] == 0 else result["description"]
+            if refusal is not None and self.raise_exceptions:
+                raise refusal
             return bool(raw)
-
-    def _collect(
-        self, conn: LDAPConnection, base: str, scope: int, filterstr: str, attrlist: list[str],
-        attrsonly: int, serverctrls: list[Any], time_limit: int, size_limit: int,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Send one search and take its messages one by one, keeping what came before an error."""
-        msgid = conn.search_ext(
-            base, scope, filterstr, attrlist, attrsonly, serverctrls or None, None,
-            time_limit if time_limit > 0 else -1, size_limit,
-        )
-        deadline = time.monotonic() + self.receive_timeout
-        found: list[tuple[str | None, Any]] = []
-        count = 0
-        while True:
-            remaining = max(deadline - time.monotonic(), 0.001)
-            try:
-                rtype, rdata, _, rctrls, _, _ = conn.result4(msgid, 0, remaining)
-            except ldap.LDAPError as error:
-                if isinstance(error, LOST_CONNECTION_ERRORS) or not _is_result(error):
-                    raise
-                info = error.args[0]
-                urls = referral_urls(error) if isinstance(error, ldap.REFERRAL) else None
-                if urls:
-                    chased = self._chase(conn, urls, scope, filterstr, attrlist, attrsonly)
-                    if chased is not None:
-                        return make_response(chased), make_result(0)
-                result = make_result(info["result"], str(info.get("info", "")), str(info.get("matched", "")),
-                                 urls or None)
-                if self.raise_exceptions and not urls:
-                    self.response, self.result = make_response(found), result
-                    raise
-                return make_response(found), result
-            if rtype == ldap.RES_SEARCH_RESULT:
-                result = make_result(0)
-                if rctrls:
-                    result["controls"] = response_controls(rctrls)
-                return make_response(found), result
-            for dn, value in rdata:
-                if dn is None:
-                    urls = [u.decode() if isinstance(u, bytes) else u for u in value]
-                    sub_scope = ldap.SCOPE_SUBTREE if scope != ldap.SCOPE_BASE else scope
-                    chased = self._chase(conn, urls, sub_scope, filterstr, attrlist, attrsonly)
-                    found.extend(chased if chased is not None else [(None, urls)])
-                else:
-                    found.append((dn, value))
-            count += 1
-            if count % _YIELD_EVERY == 0:
-                gevent.sleep(0)  # a long result set must not monopolize the hub
-
-    def _chase(self, conn: LDAPConnection, urls: list[str], scope: int, filterstr: str,
-               attrlist: list[str], attrsonly: int) -> list[Any] | None:
-        chase = conn.__dict__.get("_referrals")
-        if chase is None:
-            return None
-        policy, settings, credentials, opener = chase
-        found: list[Any] | None = policy.chase(
-            urls, settings, credentials, scope, filterstr, attrlist, attrsonly, self.receive_timeout, opener,
-        )
-        return found
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name in _READS or name in _WRITES:
@@ -749,37 +706,3 @@ def _seconds(owner: str, argument: str, value: Any) -> float:
         raise ConfigurationError(f"{owner}: {argument} must be a positive finite number of seconds, "
                                  f"got {value!r}")
     return float(value)
-
-
-def _attribute_list(attributes: str | Sequence[str] | None, operational: bool) -> list[str]:
-    if not attributes:
-        names = [NO_ATTRIBUTES]
-    elif isinstance(attributes, str):
-        names = [attributes]
-    else:
-        names = list(attributes)
-        if not all(isinstance(a, str) for a in names):
-            raise TypeError(f"attributes must be attribute names (str), got {attributes!r}")
-    if operational:
-        names = [n for n in names if n != NO_ATTRIBUTES] + [ALL_OPERATIONAL_ATTRIBUTES]
-    return names
-
-
-def _controls(owner: str, controls: Sequence[Any] | None) -> list[Any]:
-    """ldap3's ``(oid, criticality, value)`` tuples (value BER-encoded) or python-ldap controls."""
-    result: list[Any] = []
-    for control in controls or ():
-        if isinstance(control, RequestControl):
-            result.append(control)
-        elif isinstance(control, tuple) and len(control) == 3 and isinstance(control[0], str):
-            result.append(RequestControl(control[0], bool(control[1]), control[2]))
-        else:
-            raise TypeError(f"{owner}: a control must be (oid, criticality, value) or a python-ldap "
-                            f"RequestControl, got {control!r}")
-    return result
-
-
-def _is_result(error: ldap.LDAPError) -> bool:
-    """Whether ``error`` is the server's answer (a result code), not a client-side failure."""
-    info = error.args[0] if error.args else None
-    return isinstance(info, dict) and isinstance(info.get("result"), int) and info["result"] >= 0
