@@ -516,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(cells)
     command = "benchmarks/e2e.py" + "".join(f" {a}" if " " not in a else f" '{a}'"
                                             for a in (argv if argv is not None else sys.argv[1:]))
+    command = command.replace(str(ROOT) + os.sep, "")  # paths inside the repository, as given from its root
     data: dict[str, Any] = {
         "command": command, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "python": f"{platform.python_implementation()} {platform.python_version()}", "cpus": os.cpu_count(),
