@@ -113,7 +113,7 @@ def _ldap(variant: str, uri: str, size: int) -> tuple[Check, Callable[[], None]]
     if variant == "geventpool-conn":
         from geventpool.ldap import ConnectionManager
 
-        cm = ConnectionManager(uri, size=size, name="e2e-ldap")
+        cm = ConnectionManager(uri, size=size)  # as in ldappool: only the import differs
         return _connection_idiom(cm), cm.close
     from ldappool import ConnectionManager as LdappoolManager
 
