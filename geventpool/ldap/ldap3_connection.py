@@ -665,6 +665,8 @@ class Connection:
     def _connect_any(self) -> tuple[LDAPConnection, CoreServer, Settings]:
         """Open a connection on the first candidate of the ServerPool that takes it, feeding
         each server's health with the outcome (the core pool's failover, for one connection)."""
+        if not len(self.server_pool):
+            raise BackendError(f"{self.name}: the ServerPool has no server (all removed)")
         last: BaseException | None = None
         for server in self.server_pool.candidates():
             health = server.health
