@@ -172,7 +172,10 @@ class Connection:
     default: verified), ``name``.  Accepted with ldap3's meaning: ``version=3``,
     ``authentication`` (``SIMPLE``/``ANONYMOUS``), ``client_strategy=SYNC``,
     ``auto_referrals``, ``check_names`` (no effect), ``lazy=False``,
-    ``collect_usage=False``; other values are refused.
+    ``collect_usage=False``; other values are refused.  ldap3's remaining
+    arguments (``auto_range``, ``return_empty_attributes``, ``auto_escape``,
+    ``pool_size``...) are accepted at ldap3's default and refused otherwise,
+    each with the reason.
 
     Every wait (connect, TLS, each result) yields to the gevent hub; nothing
     blocks it.  Greenlet-safe: calls are serialised (one at a time on the connection); for
@@ -205,9 +208,11 @@ class Connection:
         connect_timeout: float = 5.0,
         tls: TLSPolicy | None = None,
         name: str | None = None,
+        **ldap3_options: Any,
     ) -> None:
         owner = name or "Connection"
         self.name = owner
+        _check_ldap3_options(owner, ldap3_options)
         self.server_pool = _server_pool(owner, server)
         self._credentials = Credentials(
             user, password, owner=owner, dn_argument="user", password_argument="password"
@@ -691,6 +696,43 @@ class Connection:
         if last is None:
             raise BackendError(f"{self.name}: every server is down ({self.server_pool!r})")
         raise BackendError(f"{self.name}: no LDAP server reachable ({self.server_pool!r})") from last
+
+
+#: ldap3's other Connection arguments: accepted at ldap3's default (the reason says what then
+#: differs from ldap3), refused otherwise, with the reason.
+_LDAP3_OPTIONS: dict[str, tuple[Any, str]] = {
+    "auto_range": (True, "no range retrieval: ranged attributes come as the server sends them"),
+    "return_empty_attributes": (True, "attributes an entry lacks are left out of its answer"),
+    "auto_escape": (True, "filters go as given (an unescaped special character is an "
+                          "ldap.FILTER_ERROR): escape values with ldap.filter.escape_filter_chars"),
+    "auto_encode": (True, "values go as given (str or bytes)"),
+    "fast_decoder": (True, "python-ldap decodes the answers"),
+    "use_referral_cache": (False, "a referral's connection is opened for each chase"),
+    "sasl_mechanism": (None, "SASL binds are not supported here"),
+    "sasl_credentials": (None, "SASL binds are not supported here"),
+    "cred_store": (None, "GSSAPI is not supported here"),
+    "pool_name": (None, "for a pool of connections use geventpool.ldap.LDAPPool"),
+    "pool_size": (None, "for a pool of connections use geventpool.ldap.LDAPPool"),
+    "pool_lifetime": (None, "for a pool of connections use geventpool.ldap.LDAPPool"),
+    "pool_keepalive": (None, "for a pool of connections use geventpool.ldap.LDAPPool"),
+    "source_address": (None, "the local address is the system's choice"),
+    "source_port": (None, "the local port is the system's choice"),
+    "source_port_list": (None, "the local port is the system's choice"),
+}
+
+
+def _check_ldap3_options(owner: str, options: dict[str, Any]) -> None:
+    """Accept ldap3's other arguments at their defaults; refuse other values (and unknown names).
+
+    :raises TypeError: an argument ldap3's Connection does not have either.
+    :raises ConfigurationError: a value other than ldap3's default, with the reason.
+    """
+    for name, value in options.items():
+        if name not in _LDAP3_OPTIONS:
+            raise TypeError(f"{owner}: Connection() got an unexpected keyword argument {name!r}")
+        default, reason = _LDAP3_OPTIONS[name]
+        if value != default:
+            raise ConfigurationError(f"{owner}: {name}={value!r} is not supported ({reason})")
 
 
 def _server_pool(owner: str, given: Any) -> CoreServerPool:

@@ -219,6 +219,14 @@ def test_bad_arguments_are_refused_early(slapd: Slapd) -> None:
         Connection(slapd.uri, authentication="SASL")
     with pytest.raises(ConfigurationError, match="lazy"):
         Connection(slapd.uri, lazy=True)
+    # ldap3's other arguments: at their defaults, accepted; otherwise refused with the reason
+    Connection(slapd.uri, return_empty_attributes=True, auto_escape=True, pool_size=None, fast_decoder=True)
+    with pytest.raises(ConfigurationError, match="escape_filter_chars"):
+        Connection(slapd.uri, auto_escape=False)
+    with pytest.raises(ConfigurationError, match="LDAPPool"):
+        Connection(slapd.uri, pool_size=5)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        Connection(slapd.uri, colour="blue")
     with pytest.raises(ConfigurationError, match="uri must be"):
         Connection(42)  # type: ignore[arg-type]
     conn = Connection(slapd.uri, auto_bind=True)
