@@ -13,6 +13,7 @@ pings and rollbacks they run yield only if the driver itself is cooperative
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -23,9 +24,12 @@ from ..errors import ConfigurationError
 from .hygiene import (
     PSYCOPG2_LEVELS,
     PSYCOPG_LEVELS,
+    QUERIED,
     TOUCHED,
+    USED,
     Usage,
     pg2_close_cursors,
+    pg2_open_cursor,
     pg2_restore,
     pg2_snapshot,
     pg_close_cursors,
@@ -132,6 +136,14 @@ class Driver:
     #: How deeply reaching each connection attribute uses the connection (see
     #: :mod:`~geventpool.dbapi.hygiene`); names not listed count as ``USED``.
     attribute_levels: ClassVar[Mapping[str, int]] = {}
+    #: How deeply opening a cursor uses the connection: ``USED``, unless :meth:`open_cursor`
+    #: watches the statements (then ``QUERIED``).
+    cursor_level: ClassVar[int] = USED
+
+    def open_cursor(self, conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], flag: list[bool]) -> Any:
+        """Open a cursor that sets ``flag[0]`` when a statement may change the session
+        (only called when :attr:`cursor_level` is below ``USED``)."""
+        return conn.cursor(*args, **kwargs)
 
     def close_cursors(self, conn: Any, cursors: tuple[Any, ...], io: Callable[[str], Any]) -> None:
         """Close the named (server-side) cursors a borrower opened; runs before the rollback.
@@ -162,9 +174,10 @@ class Driver:
         """End whatever transaction the borrower left open (one round trip: ``rollback()``)."""
         conn.rollback()
 
-    def connect_function(self, connect: Callable[..., Any]) -> Callable[..., Any]:
+    def connect_function(self, connect: Callable[..., Any]) -> Callable[..., Any] | None:
         """Return the callable the pool opens connections with outside thread-pool mode
-        (default: ``connect`` itself)."""
+        (default: ``connect`` itself); None: connections that ``connect`` opens would not be
+        cooperative (the pool then uses thread-pool mode)."""
         return connect
 
     def canceller(
@@ -309,6 +322,7 @@ class Psycopg2Driver(_PostgresDriver):
 
     name = "psycopg2"
     attribute_levels = PSYCOPG2_LEVELS
+    cursor_level = QUERIED
     #: After a borrower ran SQL, reset the session in one round trip: ``DISCARD ALL``, or, when
     #: ``configure`` made settings of its own, ``DEALLOCATE ALL``,
     #: :data:`~geventpool.dbapi.hygiene.PG_RESET_SQL` and those settings again.  False (set it
@@ -340,6 +354,9 @@ class Psycopg2Driver(_PostgresDriver):
     def restore(self, conn: Any, snapshot: tuple[Any, ...]) -> None:
         # client-side flags in psycopg2 >= 2.7: no round trip
         conn.autocommit, conn.isolation_level, conn.readonly, conn.deferrable = snapshot[:4]
+
+    def open_cursor(self, conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], flag: list[bool]) -> Any:
+        return pg2_open_cursor(conn, args, kwargs, flag, self.module.extensions.cursor)
 
     def close_cursors(self, conn: Any, cursors: tuple[Any, ...], io: Callable[[str], Any]) -> None:
         pg2_close_cursors(conn, cursors, io)
@@ -603,12 +620,17 @@ class PyMySQLDriver(_MySQLDriver):
         "get_proto_info", "escape", "escape_string", "literal", "insert_id",
     })
 
-    def connect_function(self, connect: Callable[..., Any]) -> Callable[..., Any]:
-        """PyMySQL's own ``connect`` becomes :func:`~geventpool.dbapi.mysql.green_pymysql_connect`."""
+    def connect_function(self, connect: Callable[..., Any]) -> Callable[..., Any] | None:
+        """PyMySQL's own ``connect`` (or a ``functools.partial`` of it) becomes
+        :func:`~geventpool.dbapi.mysql.green_pymysql_connect`; any other callable: None (its
+        sockets would block the hub)."""
         module = self.module
-        if connect in (module.connect, getattr(module, "Connect", None), module.connections.Connection):
+        own = (module.connect, getattr(module, "Connect", None), module.connections.Connection)
+        if connect in own:
             return green_pymysql_connect
-        return connect
+        if isinstance(connect, functools.partial) and connect.func in own:
+            return functools.partial(green_pymysql_connect, *connect.args, **(connect.keywords or {}))
+        return None
 
     def ping(self, conn: Any) -> None:
         conn.ping(reconnect=False)

@@ -227,11 +227,11 @@ class ConnectionPool(CorePool[Any]):
         self._threads = threads
         #: Whether calls run in OS threads (None: decided by the driver at the first connect).
         self._threaded: bool | None = self.thread_mode
+        green_connect = self.driver.connect_function(connect)
         if self._threaded is None and module is not None:
-            self._threaded = not self.driver.is_green(kwargs)
+            self._threaded = green_connect is None or not self.driver.is_green(kwargs)
         self._runner: ThreadRunner | None = None
-        self._raw_connect = connect
-        self._connect = connect if self._threaded else self.driver.connect_function(connect)
+        self._connect = connect if self._threaded or green_connect is None else green_connect
         self._connect_args, self._connect_kwargs = self.driver.prepare_args(
             args, kwargs, threaded=bool(self._threaded)
         )
@@ -534,7 +534,8 @@ class ConnectionPool(CorePool[Any]):
             self.exc_classes = (*self.driver.disconnect_classes, OSError)
         if self._threaded is None:
             # a connect callable of an unknown module: this first connect ran in the hub
-            self._threaded = not self.driver.is_green(self._connect_kwargs)
+            green = self.driver.connect_function(self._connect) is self._connect
+            self._threaded = not green or not self.driver.is_green(self._connect_kwargs)
         self._wrapper = _wrapper_class(self.driver, self._threaded)
         self._driver_known = True
 

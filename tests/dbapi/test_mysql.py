@@ -4,6 +4,7 @@ test_postgres.py (restart, a kill mid-query, connect_timeout) and return hygiene
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import time
@@ -223,3 +224,17 @@ def test_pymysql_tls_stays_green(tmp_path: Path, make_pool: MakePool) -> None:
                 assert cur.fetchone()[1], extra  # encrypted
                 cur.execute("SELECT SLEEP(0.3)")
             assert monitor.max_stall < 0.1
+
+
+def test_pymysql_connect_callables(mariadb: MariaDBServer, make_pool: MakePool) -> None:
+    """A partial of pymysql.connect stays green; any other callable opens blocking sockets, so the
+    pool learns the driver at the first connect and runs the connections in threads."""
+    kwargs = mariadb.connect_kwargs()
+    partial = make_pool(functools.partial(pymysql.connect, **kwargs), max_size=1)
+    assert not partial.threaded
+    assert _one(partial) == 1
+    opaque = make_pool(lambda: pymysql.connect(**kwargs), max_size=1)
+    assert _one(opaque) == 1
+    assert opaque.threaded and opaque.driver.name == "pymysql"
+    with opaque.item() as conn:
+        assert isinstance(conn.raw, ThreadedConnection)
