@@ -154,7 +154,7 @@ def test_f7_executescript_waits_green(db: str, make_pool: MakePool) -> None:
         with pool.connection() as conn:
             conn.execute("INSERT INTO t VALUES (1)")  # takes the write lock
             holding.set()
-            gevent.sleep(0.3)
+            gevent.sleep(0.5)
             order.append("holder commits")
 
     def writer(on_cursor: bool) -> None:
@@ -170,7 +170,9 @@ def test_f7_executescript_waits_green(db: str, make_pool: MakePool) -> None:
         with HubMonitor() as monitor:
             gevent.joinall([gevent.spawn(holder), gevent.spawn(writer, on_cursor)], raise_error=True)
         assert order == ["holder commits", "writer wrote"]
-        assert monitor.max_stall < 0.05, on_cursor
+        # sqlite's busy wait would stop the hub for the whole 0.5 s; allow a loaded machine's noise
+        assert monitor.max_stall < 0.25, (on_cursor, monitor.worst[:3])
+        assert monitor.beats > 40  # the heartbeat (every 5 ms) ran through the wait
     with pool.item() as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (6,)
 
