@@ -553,6 +553,12 @@ def test_referrals_follow_the_pool_rules(referring: tuple[Slapd, Slapd]) -> None
     assert conn.result["referrals"] == [f"ldap://127.0.0.1:{target.port}/{PEOPLE}??one"]
     assert conn.search(SUFFIX, "(uid=user0001)", SUBTREE)  # the local entry, and a reference
     assert [item["type"] for item in conn.response] == ["searchResEntry", "searchResRef"]
+    # ldap3's control tuples (oid, criticality, value): ManageDsaIT reads the referral object itself
+    assert conn.search(remote, "(objectClass=*)", BASE, attributes=["ref"],
+                       controls=[("2.16.840.1.113730.3.4.2", True, None)])
+    assert conn.entries[0].entry_dn == remote and conn.entries[0].ref.value.startswith("ldap://")
+    with pytest.raises(TypeError, match="control"):
+        conn.search(remote, "(objectClass=*)", controls=["2.16.840.1.113730.3.4.2"])
     conn.unbind()
     # allowed by name (ldap3's form): followed, without the credentials
     binds = target.operation_count("Bind")
