@@ -1,6 +1,6 @@
 """Pool size against throughput and p99 latency on PostgreSQL, and a queueing model against a measurement.
 
-    .venv/bin/python benchmarks/sizing.py             # ~6 min: benchmarks/results/sizing.{md,json,png}
+    .venv/bin/python benchmarks/sizing.py             # ~6 min: benchmarks/results/sizing.{md,json,png,rst}
     .venv/bin/python benchmarks/sizing.py --quick --out /tmp/sizing   # a smoke run (~40 s)
     .venv/bin/python benchmarks/sizing.py --chart-only  # redraw sizing.png from sizing.json
 
@@ -48,8 +48,9 @@ QUERIES = {"SELECT 1": "SELECT 1", "pg_sleep(5 ms)": "SELECT pg_sleep(0.005)"}
 GREENLETS = (50, 200)
 SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 50, 100)
 QUICK_SIZES = (1, 4, 16, 50)
-#: (pool size, arrivals per second) of the model checks, pg_sleep(5 ms): about 80% busy
-MODEL_POINTS = ((4, 550.0), (8, 1100.0))
+#: (pool size, arrivals per second) of the model checks, pg_sleep(5 ms): about 70-75% busy (the hold
+#: time grows past 5 ms with the load on the client's CPU)
+MODEL_POINTS = ((4, 450.0), (8, 950.0))
 MODEL_QUERY = "SELECT pg_sleep(0.005)"
 #: a checkout slower than this counts as having waited (a free connection takes ~20 µs)
 WAITED = 0.0002
@@ -194,6 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     samples: dict[tuple[str, int, int], list[dict[str, float]]] = {cell: [] for cell in cells}
     total = len(cells) * args.rounds
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     with PostgresServer(settings={"max_connections": "300"}) as pg:
         done = 0
         for r in range(args.rounds):
@@ -216,13 +218,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if lab == label and gg == g:
                     rows.append({"size": n, "ops_per_s": statistics.median(x["ops_per_s"] for x in runs),
                                  "p50_ms": statistics.median(x["p50_ms"] for x in runs),
-                                 "p99_ms": statistics.median(x["p99_ms"] for x in runs)})
+                                 "p99_ms": statistics.median(x["p99_ms"] for x in runs),
+                                 # the spread of the rounds: how much the shared machine moved the figure
+                                 "ops_per_s_range": [min(x["ops_per_s"] for x in runs),
+                                                     max(x["ops_per_s"] for x in runs)],
+                                 "p99_ms_range": [min(x["p99_ms"] for x in runs),
+                                                  max(x["p99_ms"] for x in runs)]})
             rows.sort(key=lambda row: row["size"])
             curves.append({"query": label, "sql": sql, "greenlets": g, "rows": rows,
                            "knee": knee([(row["size"], row["ops_per_s"]) for row in rows])})
     return {"benchmark": "sizing", "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "python": sys.version.split()[0], "cpus": os.cpu_count(), "seconds": args.seconds,
             "rounds": args.rounds, "quick": args.quick, "run_seconds": time.monotonic() - started,
+            "load_average": [load_before, os.getloadavg()[0]],
             "curves": curves, "model": checks}
 
 
@@ -256,6 +264,11 @@ def chart(data: dict[str, Any], path: Path) -> bool:
                      label=label)
             bottom.plot(sizes, [row["p99_ms"] for row in curve["rows"]], marker=marker, color=colour,
                         label=label)
+            for ax, key in ((top, "ops_per_s_range"), (bottom, "p99_ms_range")):
+                if all(key in row for row in curve["rows"]):
+                    ax.fill_between(sizes, [row[key][0] for row in curve["rows"]],
+                                    [row[key][1] for row in curve["rows"]], color=colour, alpha=0.15,
+                                    linewidth=0)
             if curve["knee"] is not None:
                 at = next(row for row in curve["rows"] if row["size"] == curve["knee"])
                 top.plot([at["size"]], [at["ops_per_s"]], marker="*", markersize=16, color=colour,
@@ -279,6 +292,7 @@ def chart(data: dict[str, Any], path: Path) -> bool:
             ax.legend(fontsize=8, loc="best")
         top.plot([], [], marker="*", markersize=12, color="grey", markeredgecolor="black", linestyle="none",
                  label="knee: 95% of the best throughput")
+        top.fill_between([], [], [], color="grey", alpha=0.15, label="lowest to highest round")
         top.legend(fontsize=8, loc="lower right")
     tail = fig.add_subplot(grid[:, len(queries)])
     colours = ["tab:purple", "tab:red", "tab:brown"]
@@ -315,9 +329,11 @@ def chart(data: dict[str, Any], path: Path) -> bool:
 
 def markdown(data: dict[str, Any], command: str) -> str:
     """The results page: one table per query, the knees, and the model check."""
+    load = data.get("load_average")
+    busy = f", load average {load[0]:.1f} at the start and {load[1]:.1f} at the end" if load else ""
     out = ["# Pool size on PostgreSQL: throughput, p99, and the queueing model", "",
            f"Produced by `{command}` on {data['when']} (CPython {data['python']}, {data['cpus']} CPUs shared "
-           f"with other work; {data['run_seconds']:.0f} s).  One process, gevent, `geventpool.dbapi` "
+           f"with other work{busy}; {data['run_seconds']:.0f} s).  One process, gevent, `geventpool.dbapi` "
            f"with psycopg2 in autocommit against a private PostgreSQL on 127.0.0.1.  Median of "
            f"{data['rounds']} interleaved rounds of {data['seconds']:g} s per cell.  Latency is the "
            "request's: wait for a connection + query + return.", "", "![sizing](sizing.png)", ""]
@@ -358,6 +374,46 @@ def markdown(data: dict[str, Any], command: str) -> str:
     return "\n".join(out)
 
 
+def rst(data: dict[str, Any]) -> str:
+    """The figures as reStructuredText tables, for docs/sizing.rst to include (nothing retyped)."""
+    out = [f".. generated by benchmarks/sizing.py ({data['command']}, {data['when']}); do not edit", ""]
+    for query in dict.fromkeys(c["query"] for c in data["curves"]):
+        curves = [c for c in data["curves"] if c["query"] == query]
+        out += [f".. list-table:: ``{curves[0]['sql']}``: requests/s and p99 latency (ms) by pool size",
+                "   :header-rows: 1", "   :align: left", "",
+                "   * - pool size"]
+        out += [f"     - {c['greenlets']} greenlets: req/s\n     - p99 ms"
+                for c in curves]
+        for size in sorted({row["size"] for c in curves for row in c["rows"]}):
+            out.append(f"   * - {size}")
+            for c in curves:
+                row = next((r for r in c["rows"] if r["size"] == size), None)
+                out += (["     - \\-", "     - \\-"] if row is None
+                        else [f"     - {row['ops_per_s']:.0f}", f"     - {row['p99_ms']:.1f}"])
+        out += [""] + [f"- {c['greenlets']} greenlets: 95% of the best throughput from a pool of "
+                       f"**{c['knee']}**." for c in curves] + [""]
+    out += [".. list-table:: The wait for a connection: measured, and predicted from the measured rate and "
+            "hold time",
+            "   :header-rows: 1", "   :align: left", "",
+            "   * - pool\n     - arrivals/s\n     - hold ms (cs2)\n     - busy (Little)\n     - \n"
+            "     - waited\n     - mean wait ms\n     - p50 ms\n     - p99 ms"]
+    for check in data["model"]:
+        first = True
+        for label, fig in (("measured", check["measured"]), ("M/M/c", check["predicted"]["mmc"]),
+                           ("Allen-Cunneen", check["predicted"]["allen_cunneen"])):
+            head = ([str(check["size"]), f"{check['measured_rate']:.0f}",
+                     f"{check['hold_ms']:.2f} ({check['hold_cs2']:.3f})", f"{check['busy']:.2f}"]
+                    if first else ["", "", "", ""])
+            first = False
+            cells = (["no steady state", "", "", ""] if fig is None else
+                     [f"{fig['p_wait']:.1%}", f"{fig['mean_ms']:.2f}", f"{fig['p50_ms']:.2f}",
+                      f"{fig['p99_ms']:.2f}"])
+            values = [*head, label, *cells]
+            out.append("   * - " + values[0])
+            out += [f"     - {value}" for value in values[1:]]
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -387,8 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "sizing.json").write_text(json.dumps(data, indent=1) + "\n")
     drew = chart(data, args.out / "sizing.png")
     (args.out / "sizing.md").write_text(markdown(data, data["command"]))
+    (args.out / "sizing.rst").write_text(rst(data))
     print(markdown(data, data["command"]))
-    print(f"written: {args.out / 'sizing.md'}, sizing.json"
+    print(f"written: {args.out / 'sizing.md'}, sizing.json, sizing.rst"
           + (", sizing.png" if drew else " (no matplotlib)"))
     return 0
 
