@@ -13,6 +13,7 @@ pings and rollbacks they run yield only if the driver itself is cooperative
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -173,9 +174,10 @@ class Driver:
         """End whatever transaction the borrower left open (one round trip: ``rollback()``)."""
         conn.rollback()
 
-    def connect_function(self, connect: Callable[..., Any]) -> Callable[..., Any]:
+    def connect_function(self, connect: Callable[..., Any]) -> Callable[..., Any] | None:
         """Return the callable the pool opens connections with outside thread-pool mode
-        (default: ``connect`` itself)."""
+        (default: ``connect`` itself); None: connections that ``connect`` opens would not be
+        cooperative (the pool then uses thread-pool mode)."""
         return connect
 
     def canceller(
@@ -618,12 +620,17 @@ class PyMySQLDriver(_MySQLDriver):
         "get_proto_info", "escape", "escape_string", "literal", "insert_id",
     })
 
-    def connect_function(self, connect: Callable[..., Any]) -> Callable[..., Any]:
-        """PyMySQL's own ``connect`` becomes :func:`~geventpool.dbapi.mysql.green_pymysql_connect`."""
+    def connect_function(self, connect: Callable[..., Any]) -> Callable[..., Any] | None:
+        """PyMySQL's own ``connect`` (or a ``functools.partial`` of it) becomes
+        :func:`~geventpool.dbapi.mysql.green_pymysql_connect`; any other callable: None (its
+        sockets would block the hub)."""
         module = self.module
-        if connect in (module.connect, getattr(module, "Connect", None), module.connections.Connection):
+        own = (module.connect, getattr(module, "Connect", None), module.connections.Connection)
+        if connect in own:
             return green_pymysql_connect
-        return connect
+        if isinstance(connect, functools.partial) and connect.func in own:
+            return functools.partial(green_pymysql_connect, *connect.args, **(connect.keywords or {}))
+        return None
 
     def ping(self, conn: Any) -> None:
         conn.ping(reconnect=False)
