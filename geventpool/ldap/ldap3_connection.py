@@ -668,34 +668,51 @@ class Connection:
             conn.close()
 
     def _connect_any(self) -> tuple[LDAPConnection, CoreServer, Settings]:
-        """Open a connection on the first candidate of the ServerPool that takes it, feeding
-        each server's health with the outcome (the core pool's failover, for one connection)."""
-        if not len(self.server_pool):
+        """Open a connection on the first candidate of the ServerPool that takes it: the core
+        pool's failover (``_connector.connect_any``) for one connection, with the same rules.
+
+        ``cycles`` passes over the candidates; with an ACTIVE strategy, servers whose circuit
+        is open are skipped and a server unknown or stale is first checked with a TCP
+        connect-and-close; every outcome feeds the server's health.  No probe is registered:
+        nothing reconnects in the background for a Connection.
+        """
+        pool = self.server_pool
+        if not len(pool):
             raise BackendError(f"{self.name}: the ServerPool has no server (all removed)")
         last: BaseException | None = None
-        for server in self.server_pool.candidates():
-            health = server.health
-            if not health.begin_attempt():
-                continue
-            try:
-                settings = self._options.get(server).settings
-                limit = settings.connect_timeout
-                what = f"{self.name}: {server.name} did not connect within {limit:g} s"
-                with _deadline.limit(limit, what, ConnectTimeout):
-                    conn = open_connection(settings.servers[0], settings)
-            except BaseException as error:
-                if isinstance(error, LOST_CONNECTION_ERRORS):
-                    health.record_failure(error)
-                    last = error
-                    logger.info("%s: connect to %s failed: %r", self.name, server.name, error)
+        gated = pool.skips_open_circuits
+        for _cycle in range(pool.cycles):
+            for server in pool.candidates():
+                health = server.health
+                if gated and not health.begin_attempt():
                     continue
-                health.end_attempt()
-                raise
-            health.record_success()
-            return conn, server, settings
+                try:
+                    settings = self._options.get(server).settings
+                    limit = settings.connect_timeout
+                    if pool.needs_check(server):  # ACTIVE: is anything listening there?
+                        try:
+                            pool.check_reachable(server, limit)
+                        except OSError as error:
+                            health.record_unreachable(error)  # its circuit opens at once
+                            last = error
+                            logger.info("%s: %s is not reachable: %r", self.name, server.name, error)
+                            continue
+                    what = f"{self.name}: {server.name} did not connect within {limit:g} s"
+                    with _deadline.limit(limit, what, ConnectTimeout):
+                        conn = open_connection(settings.servers[0], settings)
+                except BaseException as error:
+                    if isinstance(error, LOST_CONNECTION_ERRORS):
+                        health.record_failure(error)
+                        last = error
+                        logger.info("%s: connect to %s failed: %r", self.name, server.name, error)
+                        continue
+                    health.end_attempt()
+                    raise
+                health.record_success()
+                return conn, server, settings
         if last is None:
-            raise BackendError(f"{self.name}: every server is down ({self.server_pool!r})")
-        raise BackendError(f"{self.name}: no LDAP server reachable ({self.server_pool!r})") from last
+            raise BackendError(f"{self.name}: every server is down ({pool!r})")
+        raise BackendError(f"{self.name}: no LDAP server reachable ({pool!r})") from last
 
 
 #: ldap3's other Connection arguments: accepted at ldap3's default (the reason says what then

@@ -12,7 +12,12 @@ import gevent
 import ldap
 import pytest
 
-from geventpool import POOLING_STRATEGY_FIRST_ACTIVE, POOLING_STRATEGY_ROUND_ROBIN_ACTIVE, PoolError
+from geventpool import (
+    POOLING_STRATEGY_FIRST_ACTIVE,
+    POOLING_STRATEGY_ROUND_ROBIN_ACTIVE,
+    CircuitState,
+    PoolError,
+)
 from geventpool.errors import ConfigurationError
 from geventpool.ldap import (
     GET_DSA_INFO,
@@ -410,6 +415,23 @@ def test_a_list_of_servers_is_round_robin(private_slapd: Slapd, second_slapd: Sl
         with conn:
             ports.append(_port(conn))
     assert sorted(ports) == sorted([private_slapd.port, second_slapd.port])
+
+
+def test_ldap3_server_pool_keywords(slapd: Slapd, hub: HubMonitor) -> None:
+    """ServerPool(pool_strategy=FIRST, active=...): the core's failover rules, as the pools use them."""
+    dead = Server(f"ldap://127.0.0.1:{free_port()}", connect_timeout=1)
+    live = Server(slapd.uri)
+    pool = ServerPool([dead, live], pool_strategy="FIRST", active=True)
+    conn = Connection(pool, SERVICE_DN, SERVICE_PW, auto_bind=True)
+    assert conn.server is live and conn.whoami_s() == f"dn:{SERVICE_DN}"
+    assert dead.health.state == CircuitState.OPEN  # nothing listened: out at once, not after two failures
+    conn.unbind()
+    gone = [Server(f"ldap://127.0.0.1:{free_port()}", connect_timeout=1) for _ in range(2)]
+    conn = Connection(ServerPool(gone, pool_strategy="ROUND_ROBIN", active=False), connect_timeout=1)
+    with pytest.raises(BackendError):
+        conn.open()
+    assert [s.health.total_failures for s in gone] == [1, 1]  # passive: each tried once, no check
+    assert_hub_ok(hub)
 
 
 def test_nothing_listening(hub: HubMonitor) -> None:
