@@ -180,6 +180,11 @@ class Driver:
         cooperative (the pool then uses thread-pool mode)."""
         return connect
 
+    def cursor_local_calls(self, cursor: Any) -> frozenset[str]:
+        """Cursor methods that do no I/O on this cursor (thread-pool mode calls them in the
+        calling greenlet); default none."""
+        return frozenset()
+
     def canceller(
         self, conn: Any, side_connect: Callable[[], Any], run: Callable[..., Any] | None
     ) -> Callable[[], None] | None:
@@ -596,6 +601,9 @@ class _MySQLDriver(Driver):
         return lambda: kill_query(side_connect, thread_id, run)
 
 
+_STORED_RESULT_CALLS = frozenset({"fetchone", "fetchmany", "fetchall", "scroll"})
+
+
 class MySQLdbDriver(_MySQLDriver):
     """mysqlclient (MySQLdb): blocking C calls, so thread-pool mode; KILL QUERY on abandon."""
 
@@ -608,6 +616,13 @@ class MySQLdbDriver(_MySQLDriver):
 
     def ping(self, conn: Any) -> None:
         conn.ping()
+
+    def cursor_local_calls(self, cursor: Any) -> frozenset[str]:
+        """A cursor that stores its result (``mysql_store_result``, the default) fetches without
+        I/O; an unbuffered one (SSCursor) reads from the server."""
+        if isinstance(cursor, self.module.cursors.CursorUseResultMixIn):
+            return frozenset()
+        return _STORED_RESULT_CALLS
 
 
 class PyMySQLDriver(_MySQLDriver):

@@ -494,7 +494,9 @@ class ConnectionPool(CorePool[Any]):
             if self._threaded:
                 runner = self._thread_runner()
                 canceller = self.driver.canceller(conn, self._side_connection, _in_hub_threads)
-                conn = ThreadedConnection(conn, runner, canceller, self.driver.local_calls)
+                conn = ThreadedConnection(
+                    conn, runner, canceller, self.driver.local_calls, self.driver.cursor_local_calls
+                )
             if self.driver.name == "psycopg":
                 conn._pool = self  # psycopg 3: `with conn:` must not close a pooled connection
             if self._configure is not None:

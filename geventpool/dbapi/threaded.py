@@ -136,7 +136,8 @@ def close_when_done(result: Any) -> None:
 class ThreadedConnection:
     """A driver connection whose method calls run in a :class:`ThreadRunner` (see the module doc)."""
 
-    __slots__ = ("_conn", "_runner", "_busy", "_abandoned", "_canceller", "_local", "__weakref__")
+    __slots__ = ("_conn", "_runner", "_busy", "_abandoned", "_canceller", "_local", "_cursor_local",
+                 "__weakref__")
 
     def __init__(
         self,
@@ -144,6 +145,7 @@ class ThreadedConnection:
         runner: ThreadRunner,
         canceller: Callable[[], None] | None = None,
         local_calls: frozenset[str] = frozenset(),
+        cursor_local_calls: Callable[[Any], frozenset[str]] | None = None,
     ) -> None:
         object.__setattr__(self, "_conn", conn)
         object.__setattr__(self, "_runner", runner)
@@ -151,6 +153,7 @@ class ThreadedConnection:
         object.__setattr__(self, "_abandoned", False)
         object.__setattr__(self, "_canceller", canceller)
         object.__setattr__(self, "_local", local_calls)
+        object.__setattr__(self, "_cursor_local", cursor_local_calls)
 
     @property
     def wrapped(self) -> Any:
@@ -202,7 +205,11 @@ class ThreadedConnection:
         """The driver's ``cursor()`` (made in the calling greenlet: no I/O), as a :class:`ThreadedCursor`."""
         if self._abandoned:
             self.run(lambda: None)  # raises ConnectionAbandoned
-        return ThreadedCursor(self._conn.cursor(*args, **kwargs), self)
+        return self._wrap_cursor(self._conn.cursor(*args, **kwargs))
+
+    def _wrap_cursor(self, cursor: Any) -> ThreadedCursor:
+        find = self._cursor_local
+        return ThreadedCursor(cursor, self, find(cursor) if find is not None else frozenset())
 
     def commit(self) -> None:
         """The driver's ``commit()``, in a thread."""
@@ -220,7 +227,7 @@ class ThreadedConnection:
         def threaded(*args: Any, **kwargs: Any) -> Any:
             result = self.run(value, *args, **kwargs)
             if callable(getattr(result, "fetchone", None)) and not isinstance(result, ThreadedCursor):
-                return ThreadedCursor(result, self)  # sqlite3's conn.execute() returns a cursor
+                return self._wrap_cursor(result)  # sqlite3's conn.execute() returns a cursor
             return result
 
         threaded.__name__ = name
@@ -242,13 +249,21 @@ class ThreadedConnection:
 
 
 class ThreadedCursor:
-    """A driver cursor whose method calls run in its connection's threads."""
+    """A driver cursor whose method calls run in its connection's threads (but ``local`` ones:
+    methods the driver does without I/O, such as fetching from a result read whole by ``execute``)."""
 
-    __slots__ = ("_cursor", "_owner")
+    __slots__ = ("_cursor", "_owner", "_local")
 
-    def __init__(self, cursor: Any, owner: ThreadedConnection) -> None:
+    def __init__(self, cursor: Any, owner: ThreadedConnection, local: frozenset[str] = frozenset()) -> None:
         object.__setattr__(self, "_cursor", cursor)
         object.__setattr__(self, "_owner", owner)
+        object.__setattr__(self, "_local", local)
+
+    def _call(self, name: str, *args: Any) -> Any:
+        method = getattr(self._cursor, name)
+        if name in self._local:
+            return method(*args)
+        return self._owner.run(method, *args)
 
     @property
     def wrapped(self) -> Any:
@@ -266,25 +281,25 @@ class ThreadedCursor:
         return self if result is self._cursor else result
 
     def fetchone(self) -> Any:
-        """The driver's ``fetchone``, in a thread."""
-        return self._owner.run(self._cursor.fetchone)
+        """The driver's ``fetchone``, in a thread (unless local)."""
+        return self._call("fetchone")
 
     def fetchmany(self, *args: Any) -> Any:
-        """The driver's ``fetchmany``, in a thread."""
-        return self._owner.run(self._cursor.fetchmany, *args)
+        """The driver's ``fetchmany``, in a thread (unless local)."""
+        return self._call("fetchmany", *args)
 
     def fetchall(self) -> Any:
-        """The driver's ``fetchall``, in a thread."""
-        return self._owner.run(self._cursor.fetchall)
+        """The driver's ``fetchall``, in a thread (unless local)."""
+        return self._call("fetchall")
 
     def close(self) -> None:
-        """The driver's ``close``, in a thread (nothing on an abandoned connection)."""
+        """The driver's ``close``, in a thread unless local (nothing on an abandoned connection)."""
         if not self._owner.abandoned:
-            self._owner.run(self._cursor.close)
+            self._call("close")
 
     def __iter__(self) -> Iterator[Any]:
         while True:
-            rows = self._owner.run(self._cursor.fetchmany, _ITER_BATCH)
+            rows = self._call("fetchmany", _ITER_BATCH)
             if not rows:
                 return
             yield from rows

@@ -238,3 +238,21 @@ def test_pymysql_connect_callables(mariadb: MariaDBServer, make_pool: MakePool) 
     assert opaque.threaded and opaque.driver.name == "pymysql"
     with opaque.item() as conn:
         assert isinstance(conn.raw, ThreadedConnection)
+
+
+def test_mysqldb_cursors_in_threads(mariadb: MariaDBServer, make_pool: MakePool) -> None:
+    """A stored result is fetched in the calling greenlet (no thread hop); an unbuffered cursor
+    (SSCursor) reads from the server, so its fetches run in threads; iteration works for both."""
+    pool = make_pool(MySQLdb, max_size=1, **mariadb.connect_kwargs())
+    with pool.item() as conn:
+        stored = conn.cursor()
+        stored.execute("SELECT seq FROM seq_1_to_1000")
+        assert "fetchall" in stored._local
+        assert [row[0] for row in stored] == list(range(1, 1001))
+        unbuffered = conn.cursor(MySQLdb.cursors.SSCursor)
+        assert not unbuffered._local
+        unbuffered.execute("SELECT seq FROM seq_1_to_1000")
+        assert unbuffered.fetchone() == (1,)
+        assert len(unbuffered.fetchmany(10)) == 10
+        assert [row[0] for row in unbuffered][-1] == 1000
+        unbuffered.close()
