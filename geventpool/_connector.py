@@ -65,7 +65,7 @@ class Connector(Generic[C]):
         if pool._closed or table.size >= pool.max_size:
             return False
         waiting = len(table.waiters)
-        if self.refused is not None:
+        if self.refused is not None or (self.failures and not pool.retry_in_background):
             return waiting > table.opening
         if len(table.open) + table.opening < pool.min_size:
             return True
@@ -176,12 +176,14 @@ class Connector(Generic[C]):
         server_pool = pool.server_pool
         assert server_pool is not None
         last_error: BaseException | None = None
+        gated = server_pool.skips_open_circuits  # else every server is tried: circuits only report
         for _cycle in range(server_pool.cycles):
             for server in server_pool.candidates():
                 health = server.health
-                if not health.begin_attempt():
+                if gated and not health.begin_attempt():
                     continue
-                health.set_probe(pool._probe_server)
+                if pool.retry_in_background:
+                    health.set_probe(pool._probe_server)
                 if server_pool.needs_check(server):  # ACTIVE: is anything listening there?
                     try:
                         server_pool.check_reachable(server, pool._check_timeout(server))
@@ -272,6 +274,10 @@ class Connector(Generic[C]):
             return
         elif pool.fail_waiter_on_connect_timeout and isinstance(error, ConnectTimeout):
             handed = ConnectTimeout(str(error))
+            handed.__cause__ = error
+            pool._table.fail_oldest(handed)
+        elif pool.fail_waiter_on_connect_error:
+            handed = BackendUnavailable(f"{pool.name}: no server could be reached (last error: {error!r})")
             handed.__cause__ = error
             pool._table.fail_oldest(handed)
         logger.warning("%s: connect failed (%r); next attempt in %.3f s", pool.name, error, delay)

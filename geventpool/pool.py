@@ -95,6 +95,15 @@ class ConnectionPool(Generic[C]):
     #: with :class:`~geventpool.ConnectTimeout` at once (eventlet's contract), instead of
     #: letting it wait out its own timeout while the pool retries.
     fail_waiter_on_connect_timeout: bool = False
+    #: Whether a connect that failed for want of a server (every server tried) fails the oldest
+    #: waiting ``get()`` at once with :class:`~geventpool.BackendUnavailable` (ldappool's contract:
+    #: the caller learns it after one round of attempts), instead of the pool retrying meanwhile.
+    fail_waiter_on_connect_error: bool = False
+    #: Whether the pool keeps connecting in the background after connects failed (refilling
+    #: ``min_size``, probing a server whose circuit is open).  False: once a connect failed,
+    #: nothing connects until a caller asks (ldappool's contract: no traffic to a dead server
+    #: for a pool nobody uses).
+    retry_in_background: bool = True
 
     def __init__(
         self,
@@ -760,8 +769,9 @@ class ConnectionPool(Generic[C]):
         self._group = gevent.pool.Group()
         if self.server_pool is not None:
             self.server_pool.watch(self)
-            for server in self.server_pool:  # this pool can probe them from now on
-                server.health.set_probe(self._probe_server)
+            if self.retry_in_background:
+                for server in self.server_pool:  # this pool can probe them from now on
+                    server.health.set_probe(self._probe_server)
         self._spawn(self._housekeeper.loop, self._epoch)
         self._connector.ensure()
 

@@ -421,6 +421,11 @@ class ServerPool:
         self.active = strategy in _ACTIVE
         #: How many times a new connection goes round the servers before it fails.
         self.cycles = cycles
+        #: Whether an ACTIVE strategy checks a server of unknown or stale health before use.
+        self.checks_reachability = self.active
+        #: Whether an ACTIVE strategy leaves out servers whose circuit is open (False: every
+        #: connect tries every server in order, ldappool's way, and the circuits only report).
+        self.skips_open_circuits = self.active
         #: Seconds a server stays out of the candidates after a failed connect, even if it answers
         #: meanwhile (0: the circuit breaker alone decides; inf: until it answers the circuit's probe).
         self.exhaust = float(exhaust)
@@ -498,7 +503,7 @@ class ServerPool:
             servers = top[start:] + top[:start] + servers[len(top):]
         elif self.strategy in (POOLING_STRATEGY_RANDOM_ACTIVE, POOLING_STRATEGY_RANDOM_PASSIVE):
             servers = sorted(servers, key=lambda s: (s.priority, self._rng()))
-        if self.active:
+        if self.skips_open_circuits:
             servers = [s for s in servers if s.health.is_available]
         if self.exhaust:
             servers = [s for s in servers if not self._exhausted(s)]
@@ -517,7 +522,7 @@ class ServerPool:
     def needs_check(self, server: Server) -> bool:
         """Whether an ACTIVE strategy checks ``server`` before opening a connection to it: its
         health is unknown (never connected) or stale (no success in ``check_after`` seconds)."""
-        if not self.active:
+        if not self.checks_reachability:
             return False
         health = server.health
         last = health.last_success_at
@@ -542,8 +547,11 @@ class ServerPool:
         return (server.priority,)
 
     def all_down(self) -> bool:
-        """Whether every server's circuit forbids a connect now."""
-        return bool(self._servers) and not any(s.health.is_available for s in self._servers)
+        """Whether every server's circuit forbids a connect now (never, if circuits only report)."""
+        return (
+            self.skips_open_circuits and bool(self._servers)
+            and not any(s.health.is_available for s in self._servers)
+        )
 
     def __repr__(self) -> str:
         names = ", ".join(s.name for s in self._servers)

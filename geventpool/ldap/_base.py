@@ -51,6 +51,8 @@ class LDAPHooks(ConnectionPool[LDAPConnection]):
     _credentials: Credentials
     _options: OptionsCache
 
+    #: With ldappool's contract: how long a caller waits when the pool is full (None: its timeout).
+    _full_timeout: float | None = None
     _refused_key: tuple[str, bytes] | None = None  # credentials the server refused
     _proven_key: tuple[str, bytes] | None = None  # credentials the server accepted
 

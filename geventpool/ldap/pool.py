@@ -54,6 +54,19 @@ class LDAPPool(LDAPHooks):
     is finite).  ``use_pool=False``: open and unbind a connection per use.
     ``max_lifetime``: seconds before a connection is replaced.
 
+    ``retry_in_background`` chooses between two contracts.  False (the
+    default with ldappool's URI string) is ldappool's: each connect makes one
+    round of ``retry_max`` attempts on each URI in order, then the caller gets
+    :class:`BackendError`, and nothing connects in the background until a
+    caller asks again; a full pool raises :class:`MaxConnectionReachedError`
+    after ``retry_max`` x ``retry_delay`` seconds unless ``checkout_timeout``
+    is given.  True (the default with ``Server``/``ServerPool`` objects) is
+    geventpool's failover: servers whose circuit is open are skipped (callers
+    fail fast when all are), ``min_size`` is refilled and failed servers are
+    probed in the background (failback), and callers wait
+    ``checkout_timeout`` (default 30 s).  ``uri=""`` means libldap's default
+    URI (``URI`` in ldap.conf, or ``$LDAPURI``), as in ldappool.
+
     Beyond ldappool: ``connect_timeout`` (per attempt), ``checkout_timeout``
     (waiting for a free connection), the TLS options, ``allowed_referral_hosts``
     (``"*"``, host names, or ``(host, allow_auth)`` pairs: referrals are not chased unless listed here;
@@ -88,7 +101,7 @@ class LDAPPool(LDAPHooks):
         max_lifetime: float = 600,
         *,
         connect_timeout: float = 5.0,
-        checkout_timeout: float = 30.0,
+        checkout_timeout: float | None = None,
         tls: TLSPolicy | None = None,
         tls_verify: bool = True,
         tls_ca_file: str | None = None,
@@ -103,6 +116,7 @@ class LDAPPool(LDAPHooks):
         max_identities: int | None = None,
         auth_size: int | None = None,
         allowed_referral_hosts: ReferralHosts | None = None,
+        retry_in_background: bool | None = None,
         name: str | None = None,
         **core_options: Any,
     ) -> None:
@@ -179,7 +193,7 @@ class LDAPPool(LDAPHooks):
             min_size=min(min_size, size),
             max_size=size,
             name=name,
-            timeout=checkout_timeout,
+            timeout=30.0 if checkout_timeout is None else checkout_timeout,
             connect_timeout=self._connect_bound,
             max_lifetime=max_lifetime,
             servers=server_pool,
@@ -193,6 +207,21 @@ class LDAPPool(LDAPHooks):
             connector_cls=connector_cls,
         )
         self._setup(settings, credentials)
+        if retry_in_background is None:
+            retry_in_background = not from_uri
+        elif not isinstance(retry_in_background, bool):
+            raise ConfigurationError(
+                f"{owner}: retry_in_background must be True, False or None, got {retry_in_background!r}"
+            )
+        if from_uri:
+            server_pool.skips_open_circuits = retry_in_background
+        if not retry_in_background:
+            # ldappool's contract: one round of retry_max attempts per URI, then BackendError; no
+            # connects nobody asked for; a full pool refuses after retry_max x retry_delay
+            self.retry_in_background = False
+            self.fail_waiter_on_connect_error = True
+            if checkout_timeout is None:
+                self._full_timeout = retry_max * retry_delay
         for server in server_pool:
             self._options.get(server)  # check each server's TLS and referral options now
         # ldappool's attributes
@@ -348,6 +377,9 @@ class LDAPPool(LDAPHooks):
         )
         pool._setup(self._settings, credentials, self._options)
         pool._listeners = self._listeners  # on() reaches the identity and auth connections too
+        pool.retry_in_background = self.retry_in_background
+        pool.fail_waiter_on_connect_error = self.fail_waiter_on_connect_error
+        pool._full_timeout = self._full_timeout
         return pool
 
     def on(self, event: str, callback: Callable[..., None]) -> None:

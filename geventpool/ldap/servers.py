@@ -22,6 +22,7 @@ from typing import Any, Iterable
 
 import ldap
 import ldap.schema
+from ldapurl import LDAPUrl
 
 from .. import servers as core
 from ..errors import ConfigurationError
@@ -319,19 +320,44 @@ def check_server(owner: str, server: Any) -> None:
         ReferralPolicy(f"{owner}: server {server.name}", referral_hosts)
 
 
+def _default_uris() -> str:
+    """libldap's default URIs (``URI`` in ldap.conf, ``$LDAPURI``; ``ldap://localhost`` when
+    neither is set), scheme, host and port only (libldap's own form carries ``/??base``)."""
+    default = ldap.get_option(ldap.OPT_URI) or ""
+    uris = []
+    for entry in str(default).split():
+        try:
+            url = LDAPUrl(entry)
+        except ValueError:
+            continue
+        uris.append(f"{url.urlscheme}://{url.hostport}")
+    return " ".join(uris)
+
+
 def server_pool_of(owner: str, given: Any) -> tuple[core.ServerPool, bool]:
     """Return the ServerPool for ``given``, and whether it came from ldappool's URI string.
 
     A str is ldappool's URI list (``POOLING_STRATEGY_FIRST_ACTIVE``, in
-    order); a list of ``Server`` objects or URIs gets the same strategy; a
-    ``ServerPool`` is used as it is (shared, so its ``add()``/``remove()``
-    reach the pool).
+    order, each tried ``retry_max`` times: no reachability check, and open
+    circuits only report unless the pool says otherwise); a list of ``Server``
+    objects or URIs gets the same strategy; a ``ServerPool`` is used as it is
+    (shared, so its ``add()``/``remove()`` reach the pool).
 
     :raises ConfigurationError: a bad URI or server (named in the message).
     """
     if isinstance(given, str):
+        if not given.strip():
+            given = _default_uris()  # ldappool's uri='': libldap's default
+            if not given:
+                raise ConfigurationError(
+                    f"{owner}: uri is empty, and libldap has no default URI to use in its place "
+                    "(URI in ldap.conf, or $LDAPURI): give the servers' URIs"
+                )
         servers = [_from_address(a) for a in parse_uris(owner, given)]
-        return ServerPool(servers, POOLING_STRATEGY_FIRST_ACTIVE), True
+        listed = ServerPool(servers, POOLING_STRATEGY_FIRST_ACTIVE)
+        # ldappool's meaning: every connect makes retry_max attempts on each URI, in order
+        listed.checks_reachability = listed.skips_open_circuits = False
+        return listed, True
     pool: core.ServerPool
     if isinstance(given, core.ServerPool):
         pool = given

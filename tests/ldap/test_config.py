@@ -24,7 +24,6 @@ SENTINEL = "S3cr3t-SENTINEL-5f1c"
         ("ldap://h:0", "port"),
         ("ldap://h:65536", "port"),
         ("ldap://h:abc", "port"),
-        ("", "empty"),
         (" , ", "empty"),
         ("ldap://ok:389, ldap//bad", "ldap//bad"),
         ("ldap://h/dc=x?cn", "only scheme"),
@@ -38,6 +37,19 @@ def test_bad_uris_name_the_entry(uri: str, fragment: str) -> None:
         LDAPPool(uri)
     assert fragment in str(info.value)
     assert fd_count() == before
+
+
+def test_empty_uri_means_libldaps_default_as_in_ldappool() -> None:
+    """ldappool's uri='': libldap's default URI (here none is configured: ldap://localhost:389)."""
+    default = ldap.get_option(ldap.OPT_URI)
+    pool = LDAPPool("", min_size=0)  # nothing connects
+    try:
+        assert pool.uri == ""
+        expected = "ldap://localhost:389" if not default or "localhost" in default else None
+        if expected is not None:
+            assert [server.uri for server in pool.ldap_servers] == [expected]
+    finally:
+        pool.close()
 
 
 def test_uri_with_credentials_is_redacted() -> None:

@@ -81,7 +81,7 @@ def test_traffic_moves_when_the_primary_fails(
 def test_all_down_is_fast_and_reconnect_failed_fires(replicas: list[Slapd], make_pool: MakePool) -> None:
     """D4: every server down: once the circuits open, callers get BackendError (a BackendUnavailable
     and an ldap.SERVER_DOWN) well under the checkout timeout; the pool recovers when one returns."""
-    pool = make_pool(" ".join(s.uri for s in replicas), size=4, checkout_timeout=10)
+    pool = make_pool(" ".join(s.uri for s in replicas), size=4, checkout_timeout=10, retry_in_background=True)
     fast_health(pool, cooldown=30.0)
     with pool.connection() as conn:
         conn.whoami_s()
@@ -120,6 +120,7 @@ def test_reconnect_failed_fires_while_all_circuits_are_open(
     """D4: down longer than reconnect_timeout: the hook fires (once per window) while callers fail fast."""
     calls: list[float] = []
     pool = make_pool(" ".join(s.uri for s in replicas), size=2, min_size=2, reconnect_timeout=0.5,
+                     retry_in_background=True,
                      reconnect_failed=lambda _pool: calls.append(time.monotonic()))
     fast_health(pool, cooldown=0.2)
     for server in replicas:
@@ -134,7 +135,7 @@ def test_failback_is_gradual(replicas: list[Slapd], make_pool: MakePool) -> None
     """The preferred server back: its circuit closes (probe), and each housekeeping pass retires one
     connection to the fallback, never all at once, while calls keep succeeding."""
     primary, replica = replicas
-    pool = make_pool(f"{primary.uri} {replica.uri}", size=6, min_size=6)
+    pool = make_pool(f"{primary.uri} {replica.uri}", size=6, min_size=6, retry_in_background=True)
     fast_health(pool, cooldown=0.2, housekeeping=3600.0)  # passes run by hand below
     pool.wait(10)
     load = Load(pool, greenlets=12, pause=0.002)
@@ -227,7 +228,8 @@ def test_probe_never_uses_a_checked_out_connection(replicas: list[Slapd], make_p
             return super()._ldap_call(func, *args, **kwargs)
 
     primary, _replica = replicas
-    pool = make_pool(" ".join(s.uri for s in replicas), size=2, connector_cls=Recording)
+    pool = make_pool(" ".join(s.uri for s in replicas), size=2, connector_cls=Recording,
+                     retry_in_background=True)
     fast_health(pool, cooldown=0.05)
     pool.wait(10)
     wait_until(lambda: pool.stats()["pool_opening"] == 0, timeout=10)  # no connect in flight:
