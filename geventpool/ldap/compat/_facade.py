@@ -8,7 +8,9 @@ nothing is thread-safe.
 from __future__ import annotations
 
 import errno
+import inspect
 import logging
+import resource
 import socket
 import time
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ import ldap
 
 from ...errors import BackendUnavailable, ConfigurationError, ConnectTimeout, TooManyWaiters
 from ...errors import PoolTimeout as CorePoolTimeout
+from ...pool import ConnectionPool as CorePool
 from ...servers import POOLING_STRATEGY_FIRST_ACTIVE
 from ..connection import LDAPConnection
 from ..pool import LDAPPool
@@ -26,7 +29,10 @@ from ..tls import TLSPolicy
 from .apierrors import ConnectionTimeout, ConnectionUnhealthy, PoolExhausted, PoolTimeout
 from .info import ConnectionInfo
 
-__all__ = ["build_pool", "checkout", "Lease", "OperationCounters", "hung_up", "sorted_infos", "server_of"]
+__all__ = [
+    "build_pool", "checkout", "Lease", "OperationCounters", "hung_up", "sorted_infos", "server_of",
+    "warn_compression", "check_pool_options", "ProcessFigures",
+]
 
 logger = logging.getLogger("geventpool.ldap.compat.manager")
 
@@ -257,3 +263,49 @@ class OperationCounters:
         """A snapshot (for windows: the difference of two snapshots)."""
         return OperationCounters(self.total, self.successful, self.failed, self.seconds)
 
+
+
+_COMPRESSION_WARNED = False
+
+
+def warn_compression(owner: str, enabled: bool) -> None:
+    """``enable_compression=True``: LDAP has no compression; say so once per process."""
+    global _COMPRESSION_WARNED
+    if enabled and not _COMPRESSION_WARNED:
+        _COMPRESSION_WARNED = True
+        logger.warning(
+            "%s: enable_compression has no effect: LDAP (RFC 4511) has no compression; "
+            "accepted for ldap_core_shared compatibility", owner,
+        )
+
+
+def check_pool_options(owner: str, options: dict[str, Any]) -> None:
+    """Refuse keyword arguments neither :class:`LDAPPool` nor the core pool takes (at construction,
+    not at the first connect).
+
+    :raises ConfigurationError: names the unknown ones.
+    """
+    known = set(inspect.signature(LDAPPool.__init__).parameters) | set(
+        inspect.signature(CorePool.__init__).parameters
+    )
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigurationError(f"{owner}: unknown keyword arguments: {', '.join(unknown)}")
+
+
+class ProcessFigures:
+    """The process's peak resident memory and its CPU use over a window (for ``get_metrics``)."""
+
+    def __init__(self) -> None:
+        self._cpu = time.process_time()
+        self._wall = time.monotonic()
+
+    def sample(self) -> tuple[float, float]:
+        """``(memory_peak_mb, cpu_usage_percent)``: peak RSS since the process started, and the
+        process's CPU time over the wall time since the previous sample (100 = one CPU busy)."""
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        cpu, wall = time.process_time(), time.monotonic()
+        elapsed = wall - self._wall
+        percent = 100.0 * (cpu - self._cpu) / elapsed if elapsed > 0 else 0.0
+        self._cpu, self._wall = cpu, wall
+        return peak_kb / 1024.0, percent

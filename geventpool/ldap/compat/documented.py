@@ -21,7 +21,15 @@ from ..._report import counts_text
 from ...errors import ConfigurationError, PoolError
 from ..connection import LDAPConnection
 from ..pool import LDAPPool
-from ._facade import Lease, OperationCounters, build_pool, checkout, sorted_infos
+from ._facade import (
+    Lease,
+    OperationCounters,
+    build_pool,
+    check_pool_options,
+    checkout,
+    sorted_infos,
+    warn_compression,
+)
 from .info import ConnectionInfo
 
 __all__ = ["ConnectionPool"]
@@ -36,8 +44,12 @@ class ConnectionPool:
     ``timeout``: seconds a caller waits for a free connection;
     ``max_idle_time``: seconds before an idle connection above the minimum
     is closed; ``health_check_interval``: idle connections are checked
-    (WhoAmI) this often; ``enable_metrics``: measure acquisition times.
-    Other keyword arguments go to :class:`LDAPPool`.
+    (WhoAmI) this often; ``enable_metrics``: measure acquisition times;
+    ``preload_connections``: open ``min_connections`` now, waiting up to
+    ``timeout`` (a failure is logged, the pool keeps trying);
+    ``enable_compression``: accepted, with one WARNING per process: LDAP has
+    no compression.  Other keyword arguments go to :class:`LDAPPool` (an
+    unknown one is refused here).
 
     :raises ConfigurationError: an invalid ConnectionInfo (every problem
         listed) or argument (named).
@@ -53,10 +65,15 @@ class ConnectionPool:
         health_check_interval: float = 60,
         enable_metrics: bool = True,
         *,
+        preload_connections: bool = False,
+        enable_compression: bool = False,
         name: str | None = None,
         **pool_options: Any,
     ) -> None:
         owner = name or type(self).__name__
+        check_pool_options(owner, pool_options)
+        warn_compression(owner, bool(enable_compression))
+        self.enable_compression = bool(enable_compression)
         infos = sorted_infos(owner, [connection_info])
         check_count(owner, "min_connections", min_connections)
         check_count(owner, "max_connections", max_connections, 1)
@@ -81,6 +98,12 @@ class ConnectionPool:
             max_idle=max_idle_time, **pool_options,
         )
         self.name = self.pool.name
+        if preload_connections and min_connections:
+            try:
+                self.pool.wait(timeout)  # open the minimum now, not at the first use
+            except PoolError as error:
+                logger.warning("%s: preloading %d connections failed (%s); the pool keeps trying",
+                               owner, min_connections, error)
         self._leases: dict[int, Lease] = {}
         self._acquired = OperationCounters()
         self._uses = OperationCounters()

@@ -27,12 +27,21 @@ import gevent
 import gevent.socket
 import ldap
 
-from ..._config import check_seconds
+from ..._config import check_count, check_seconds
 from ...errors import ConfigurationError, PoolError
 from ..connection import LDAPConnection
 from ..errors import AuthenticationFailed, TLSVerificationError
 from ..pool import LDAPPool
-from ._facade import Lease, OperationCounters, build_pool, checkout, server_of, sorted_infos
+from ._facade import (
+    Lease,
+    OperationCounters,
+    ProcessFigures,
+    build_pool,
+    check_pool_options,
+    checkout,
+    server_of,
+    sorted_infos,
+)
 from .info import ConnectionInfo
 
 __all__ = ["LDAPConnectionManager", "ConnectionResult", "PerformanceMetrics", "create_ha_cluster"]
@@ -70,6 +79,10 @@ class ConnectionResult:
 class PerformanceMetrics:
     """The figures of :meth:`LDAPConnectionManager.get_metrics` (rates in %, durations in ms).
 
+    ``memory_peak_mb``: the process's peak resident memory; ``cpu_usage_percent``:
+    the process's CPU time over the wall time since the previous ``get_metrics()``
+    (or the manager's creation; 100 = one CPU busy).
+
     Operations are ``connect()``, ``health_check()`` and each
     ``get_connection()`` use (a failure: it raised, or no connection came).
     """
@@ -87,6 +100,8 @@ class PerformanceMetrics:
     connections_opened: int = 0
     average_connection_time: float = 0.0
     checkouts: int = 0
+    memory_peak_mb: float = 0.0
+    cpu_usage_percent: float = 0.0
 
 
 @dataclass
@@ -138,8 +153,14 @@ class LDAPConnectionManager:
     ``retry_delay``).  ``failover_timeout``: seconds one connect attempt may
     take (default: the info's ``timeout``).  ``auto_failback``: the monitor
     retires idle connections on a less preferred server once the preferred
-    one accepts connections again.  Other keyword arguments go to
-    :class:`LDAPPool` (``max_lifetime``, ``ping_after``...).
+    one accepts connections again.  The guide's recovery keywords are the
+    same settings: ``auto_recovery`` is ``auto_reconnect``,
+    ``recovery_attempts`` ``reconnect_attempts``, ``recovery_delay``
+    ``reconnect_delay``; ``circuit_breaker_threshold``: consecutive failed
+    connects that open a server's circuit (its health is shared by every
+    pool of the process using that address).  Other keyword arguments go to
+    :class:`LDAPPool` (``max_lifetime``, ``ping_after``...); an unknown one
+    is refused here.
 
     :raises ConfigurationError: an invalid ConnectionInfo (every problem
         listed) or argument.
@@ -157,10 +178,37 @@ class LDAPConnectionManager:
         *,
         failover_timeout: float | None = None,
         auto_failback: bool = False,
+        auto_recovery: bool | None = None,
+        recovery_attempts: int | None = None,
+        recovery_delay: float | None = None,
+        circuit_breaker_threshold: int | None = None,
         name: str | None = None,
         **pool_options: Any,
     ) -> None:
         owner = name or type(self).__name__
+        check_pool_options(owner, pool_options)
+        # the guide's recovery keywords: the same settings under their other names
+        if auto_recovery is not None:
+            if not isinstance(auto_recovery, bool):
+                raise ConfigurationError(
+                    f"{owner}: auto_recovery must be True or False, got {auto_recovery!r}"
+                )
+            auto_reconnect = auto_recovery
+        for alias, value, target, current in (
+            ("recovery_attempts", recovery_attempts, "reconnect_attempts", reconnect_attempts),
+            ("recovery_delay", recovery_delay, "reconnect_delay", reconnect_delay),
+        ):
+            if value is not None and current is not None and value != current:
+                raise ConfigurationError(f"{owner}: {alias} and {target} disagree ({value!r}, {current!r})")
+        if recovery_attempts is not None:
+            reconnect_attempts = recovery_attempts
+        if recovery_delay is not None:
+            reconnect_delay = recovery_delay
+        if circuit_breaker_threshold is not None:
+            circuit_breaker_threshold = check_count(
+                owner, "circuit_breaker_threshold", circuit_breaker_threshold, 1
+            )
+        self.circuit_breaker_threshold = circuit_breaker_threshold
         self.connection_infos = sorted_infos(owner, connection_info)  # type: ignore[arg-type]
         self.connection_info = self.connection_infos[0]
         interval = check_seconds(owner, "health_check_interval", health_check_interval, allow_zero=False)
@@ -193,6 +241,7 @@ class LDAPConnectionManager:
         self._ops = OperationCounters()
         self._leases: dict[int, Lease] = {}
         self._thresholds: dict[str, float] = {}
+        self._process = ProcessFigures()
         self._window = _Window()
         self._monitor_window = _Window()
         self._monitor: gevent.Greenlet | None = None
@@ -250,6 +299,10 @@ class LDAPConnectionManager:
                 checkout_timeout=info.pool_timeout, connect_timeout=self.failover_timeout,
                 retry_max=self._retry_max, retry_delay=self._retry_delay, use_pool=self.use_pool, **options,
             )
+            threshold = self.circuit_breaker_threshold
+            if threshold is not None and pool.server_pool is not None:
+                for server in pool.server_pool:  # shared by every pool using the address
+                    server.health.failure_threshold = threshold
             if self._auto_monitor:
                 self.start_monitoring()
         return pool
@@ -386,7 +439,9 @@ class LDAPConnectionManager:
     def get_metrics(self) -> PerformanceMetrics:
         """Operation counts and durations, plus the pool's figures (see :class:`PerformanceMetrics`)."""
         ops = self._ops
+        memory_peak_mb, cpu_usage_percent = self._process.sample()
         metrics = PerformanceMetrics(
+            memory_peak_mb=memory_peak_mb, cpu_usage_percent=cpu_usage_percent,
             total_operations=ops.total, successful_operations=ops.successful, failed_operations=ops.failed,
             success_rate=100.0 * ops.successful / ops.total if ops.total else 100.0,
             average_duration=1000.0 * ops.seconds / ops.total if ops.total else 0.0,
