@@ -12,7 +12,7 @@ needs no system account.
 The instance can be stopped, killed (SIGKILL), paused (SIGSTOP), resumed and
 restarted on the same port and data directory; every signal goes to the PID
 of the child this object started, never to a process found by name.  Waits
-go through gevent (``gevent.subprocess``, ``gevent.sleep``); the admin
+go through gevent (``gevent.sleep``, gevent's thread pool); the admin
 helpers (:meth:`MariaDBServer.execute`, :meth:`~MariaDBServer.processlist`)
 open a short PyMySQL connection on a gevent socket, so they are green too.
 Not thread-safe.  Needs the Debian package ``mariadb-server`` (and PyMySQL for
@@ -25,13 +25,13 @@ import os
 import shutil
 import signal
 import socket
+import subprocess as std_subprocess
 import tempfile
 import time
 from types import TracebackType
 from typing import Any
 
 import gevent
-from gevent import subprocess
 
 from .ports import free_port as _free_port
 
@@ -108,7 +108,7 @@ class MariaDBServer:
         self.log_file = os.path.join(self.base_dir, "error.log")
         self.config_file = os.path.join(self.base_dir, "my.cnf")
         self.init_file = os.path.join(self.base_dir, "init.sql")
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: std_subprocess.Popen[bytes] | None = None
 
     # -- addresses --------------------------------------------------------------------------
 
@@ -149,7 +149,9 @@ class MariaDBServer:
                 "--auth-root-authentication-method=normal"]
         if os.geteuid() == 0:
             argv.append("--user=root")
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        options = {"capture_output": True, "text": True, "timeout": 120, "check": False}
+        # in a thread: waits green; the standard library spawns without fork()
+        result = gevent.get_hub().threadpool.apply(std_subprocess.run, (argv,), options)
         if result.returncode != 0:
             raise MariaDBError(f"mariadb-install-db failed ({result.returncode}): {result.stderr[-2000:]}")
 
@@ -164,9 +166,10 @@ class MariaDBServer:
             return self
         log = open(self.log_file, "ab")  # noqa: SIM115 - the child keeps its own descriptor
         try:
-            self._process = subprocess.Popen(
+            # the standard library spawns without fork() (gevent's fork warns in a threaded process)
+            self._process = std_subprocess.Popen(
                 [self.mariadbd, f"--defaults-file={self.config_file}"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                stdin=std_subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             )
         finally:
             log.close()
@@ -217,10 +220,11 @@ class MariaDBServer:
         process = self._process
         if process is None:
             return True
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False
+        deadline = time.monotonic() + timeout
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                return False
+            gevent.sleep(0.005)
         return True
 
     def stop(self, timeout: float = 30.0) -> None:
