@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket as _stdsocket
 from dataclasses import dataclass
 
@@ -83,6 +84,37 @@ def _tls_error(server: LDAPServer, error: ldap.LDAPError, conn: LDAPConnection) 
     return TLSVerificationError(f"TLS with {server.uri} failed (no credentials were sent): {reason}")
 
 
+_VERSION = re.compile(r"(TLS|SSL)v?(\d)\.(\d)")
+
+
+def check_negotiated(conn: LDAPConnection, server: LDAPServer, settings: Settings) -> None:
+    """After a handshake: refuse a protocol below the policy's ``min_version``, whatever libldap's
+    TLS library made of ``OPT_X_TLS_PROTOCOL_MIN`` (GnuTLS builds ignore it).  Nothing was sent yet
+    but an anonymous WhoAmI.
+
+    :raises TLSVerificationError: names the version negotiated and the minimum.
+    """
+    minimum = settings.tls.min_version
+    try:
+        negotiated = str(conn._l.get_option(ldap.OPT_X_TLS_VERSION) or "")
+        cipher = str(conn._l.get_option(ldap.OPT_X_TLS_CIPHER) or "")
+    except (ValueError, ldap.LDAPError):
+        negotiated, cipher = "", ""
+    found = _VERSION.search(negotiated)
+    if found is None:
+        raise TLSVerificationError(
+            f"TLS with {server.uri}: libldap did not report the protocol negotiated ({negotiated!r}); "
+            "refused, since tls_min_version cannot be checked (no credentials were sent)"
+        )
+    version = (0, 0) if found.group(1) == "SSL" else (int(found.group(2)), int(found.group(3)))
+    wanted = tuple(int(part) for part in minimum.split("."))
+    if version < wanted:
+        raise TLSVerificationError(
+            f"TLS with {server.uri} negotiated {negotiated} ({cipher}), below tls_min_version {minimum}: "
+            "refused (no credentials were sent)"
+        )
+
+
 def open_connection(server: LDAPServer, settings: Settings) -> LDAPConnection:
     """Connect to ``server`` (and start TLS as configured); no bind yet.
 
@@ -110,6 +142,7 @@ def open_connection(server: LDAPServer, settings: Settings) -> LDAPConnection:
                 conn.start_tls_s()
             except _TLS_FAILURES as error:
                 raise _tls_error(server, error, conn) from None
+            check_negotiated(conn, server, settings)
     except BaseException:
         conn.close()
         raise
@@ -128,6 +161,7 @@ def start_tls(conn: LDAPConnection, server: LDAPServer, settings: Settings) -> N
         conn.start_tls_s()
     except _TLS_FAILURES as error:
         raise _tls_error(server, error, conn) from None
+    check_negotiated(conn, server, settings)
 
 
 def _open_ldaps(server: LDAPServer, settings: Settings) -> LDAPConnection:
@@ -147,6 +181,7 @@ def _open_ldaps(server: LDAPServer, settings: Settings) -> LDAPConnection:
         os.set_blocking(fd, False)
         conn._set_fd(fd)
         conn._set_tls()
+        check_negotiated(conn, server, settings)
         conn._wait_result(msgid, 1, settings.op_timeout, 0, 0, 1)
     except BaseException:
         conn.close()

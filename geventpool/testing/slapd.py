@@ -183,7 +183,9 @@ class Slapd:
     ``userpw``) and three service accounts ``uid=svcN,ou=services,...``
     (password ``svcpw``) are loaded; ``cn=admin,dc=example,dc=com`` (password
     ``adminpw``) is the root DN.  ``cert_hosts`` are the server certificate's
-    subjectAltNames; ``cert_days`` < 1 makes it expired.  ``idle_timeout``
+    subjectAltNames; ``cert_days`` < 1 makes it expired; ``tls_cipher_suite`` is
+    slapd's ``TLSCipherSuite`` (a GnuTLS priority string here, such as
+    ``NORMAL:-VERS-ALL:+VERS-TLS1.2`` for a server that speaks TLS 1.2 only).  ``idle_timeout``
     sets slapd's ``idletimeout``; ``stats_log`` logs every operation to
     :attr:`log_file` (and costs throughput).  Use it as a context manager, or
     call :meth:`start` and :meth:`stop`.
@@ -200,8 +202,10 @@ class Slapd:
         stats_log: bool = False,
         threads: int = 8,
         directory: str | None = None,
+        tls_cipher_suite: str | None = None,
     ) -> None:
         self.users = users
+        self.tls_cipher_suite = tls_cipher_suite
         self.tls = tls
         self.cert_hosts = tuple(cert_hosts)
         self.cert_days = cert_days
@@ -439,6 +443,8 @@ class Slapd:
                 f"TLSCertificateFile {cert}\nTLSCertificateKeyFile {key}\n"
                 "TLSVerifyClient never\n"
             )
+            if self.tls_cipher_suite:
+                tls_conf += f"TLSCipherSuite {self.tls_cipher_suite}\n"
         hashed = {pw: self._hash(pw) for pw in (ADMIN_PW, SERVICE_PW, USER_PW)}
         includes = "".join(f"include /etc/ldap/schema/{s}.schema\n" for s in _SCHEMAS)
         idle = f"idletimeout {self.idle_timeout}\n" if self.idle_timeout else ""

@@ -191,3 +191,48 @@ def test_ldap3_tls_bad_arguments_are_refused_at_construction(kwargs: dict[str, o
     with pytest.raises(ConfigurationError, match=named) as info:
         Tls(**kwargs)  # type: ignore[arg-type]
     assert "pw" not in str(info.value).replace("password", "")
+
+
+# -- the TLS version, enforced by the library (issue 12, item 4) --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def only_version() -> Iterator[dict[str, Slapd]]:
+    """Three slapds, each speaking one TLS version only (GnuTLS priority strings)."""
+    servers: dict[str, Slapd] = {}
+    try:
+        for version in ("1.1", "1.2", "1.3"):
+            servers[version] = Slapd(
+                users=1, stats_log=True, tls_cipher_suite=f"NORMAL:-VERS-ALL:+VERS-TLS{version}"
+            ).start()
+        yield servers
+    finally:
+        for server in servers.values():
+            server.close()
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ldaps"])
+@pytest.mark.parametrize("offered", ["1.1", "1.2", "1.3"])
+@pytest.mark.parametrize("minimum", ["1.0", "1.2", "1.3"])
+def test_tls_min_version_is_enforced_after_the_handshake(
+    only_version: dict[str, Slapd], make_pool: MakePool, mode: str, offered: str, minimum: str
+) -> None:
+    """libldap's GnuTLS build ignores OPT_X_TLS_PROTOCOL_MIN: the pool reads the version negotiated and
+    refuses one below tls_min_version before any bind."""
+    server = only_version[offered]
+    uri = server.uri if mode == "starttls" else server.ldaps_uri
+    binds = server.operation_count("Bind")
+    cm = make_pool(uri, use_tls=mode == "starttls", tls_ca_file=server.ca_file, tls_min_version=minimum,
+                   checkout_timeout=3, retry_max=1, min_size=0)
+    if tuple(map(int, offered.split("."))) >= tuple(map(int, minimum.split("."))):
+        with cm.connection() as conn:
+            assert conn.whoami_s() == f"dn:{SERVICE_DN}"
+            assert conn._l.get_option(ldap.OPT_X_TLS_VERSION) == f"TLS{offered}"
+        return
+    with pytest.raises((TLSVerificationError, PoolError)) as info:
+        with cm.connection():
+            pass
+    error = info.value if isinstance(info.value, TLSVerificationError) else info.value.__cause__
+    assert isinstance(error, TLSVerificationError), info.value
+    assert f"negotiated TLS{offered}" in str(error) and f"below tls_min_version {minimum}" in str(error)
+    assert server.operation_count("Bind") == binds + 1  # operation_count's own: no bind of ours
