@@ -82,8 +82,11 @@ def plot(report: Any, path: str, bin_seconds: float = 10.0) -> None:
         rates.set_ylim(0, max(ok, default=1) * 1.35 or 1)  # headroom for the legend
         rates.set_ylabel("operations / s")
         errors = rates.twinx()
+        rates.set_zorder(errors.get_zorder() + 1)  # the successes' line in front of the errors' area
+        rates.patch.set_visible(False)
         x, err = _binned(times, [s.errors for s in samples], bin_seconds, "rate")
-        errors.plot(x, err, color="tab:red", marker=".", label="typed errors / s (right axis)")
+        errors.fill_between(x, err, step="mid", color="tab:red", alpha=0.25, linewidth=0,
+                            label="typed errors / s (right axis)")
         errors.set_ylim(0, max(err, default=1) * 1.35 or 1)
         errors.set_ylabel("typed errors / s", color="tab:red")
         errors.tick_params(axis="y", colors="tab:red")
@@ -96,10 +99,11 @@ def plot(report: Any, path: str, bin_seconds: float = 10.0) -> None:
         x, used = _binned(times, [s.in_use for s in samples], bin_seconds, "mean")
         conns.plot(x, used, color="tab:green", linestyle=":", label="in use (mean)")
         server = [(s.t, s.sessions) for s in samples if s.sessions is not None]
+        sessions: list[float] = []
         if server:
             x, sessions = _binned([t for t, _ in server], [n for _, n in server], bin_seconds, "mean")
             conns.plot(x, sessions, color="tab:olive", linestyle="--", label="server sessions (mean)")
-        conns.set_ylim(0, max([*size, *used, 1]) * 1.45)
+        conns.set_ylim(0, max([*size, *used, *sessions, 1]) * 1.45)
         conns.set_ylabel("connections")
         conns.legend(loc="upper right", fontsize=7, ncol=3)
         for kind_row, kind in enumerate(kinds):
