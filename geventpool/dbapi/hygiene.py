@@ -142,6 +142,7 @@ def _watched(cls: type) -> type:
         return sub
 
     class Watched(cls):  # type: ignore[misc]
+        __slots__ = ("_gp_flag",)  # no instance dict to create per cursor
         _gp_flag: list[bool]
 
         def execute(self, query: Any, vars: Any = None) -> Any:
