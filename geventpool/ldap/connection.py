@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from typing import Any, Callable, NoReturn, TypeVar
 
@@ -274,7 +275,7 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         If the wait is interrupted, the connection is condemned and closed only
         once the thread is done with it.
         """
-        pending = spawn_blocking(func, *args)
+        pending = spawn_blocking(func, *args, key=self.__dict__.get("_uri") or "")
         try:
             failed, value = pending.get()
             if failed:
@@ -290,6 +291,14 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
                 # the thread still uses the C object: close only when it is done with it
                 self.__dict__["_thread_pending"] = pending
                 pending.rawlink(self._thread_done)
+                sock = self.__dict__["_sock"]
+                if sock is not None:
+                    # cut the call short: on a socket we own (StartTLS, SASL), libldap's blocked read
+                    # returns at once, and the thread is free for other servers' handshakes
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
             raise
 
     def _thread_done(self, _result: Any) -> None:
