@@ -38,6 +38,7 @@ from .hygiene import (
 )
 from .mysql import can_reset_session, green_pymysql_connect, kill_query, reset_session
 from .psycopg2 import cancel_query
+from .threaded import cancel_in_thread
 
 __all__ = [
     "Driver",
@@ -245,6 +246,15 @@ class _PostgresDriver(Driver):
     database_kwarg = "dbname"
     tracks_state = True
     green = True  # psycopg2 with the pool's wait callback; psycopg 3 under gevent's monkey-patching
+
+    def canceller(
+        self, conn: Any, side_connect: Callable[[], Any], run: Callable[..., Any] | None
+    ) -> Callable[[], None] | None:
+        """Thread-pool mode only: libpq's cancel request, from another thread (green connections
+        cancel by themselves: psycopg2's wait callback, psycopg 3 under gevent)."""
+        if run is None:
+            return None
+        return cancel_in_thread(getattr(conn, "wrapped", conn).cancel, run)
 
     def _sqlstate(self, exc: BaseException) -> str | None:
         raise NotImplementedError

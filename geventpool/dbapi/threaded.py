@@ -32,7 +32,14 @@ from gevent.threadpool import ThreadPool
 
 from ..errors import PoolError
 
-__all__ = ["ThreadRunner", "ThreadedConnection", "ThreadedCursor", "ConnectionAbandoned", "ConnectionBusy"]
+__all__ = [
+    "ThreadRunner",
+    "ThreadedConnection",
+    "ThreadedCursor",
+    "ConnectionAbandoned",
+    "ConnectionBusy",
+    "cancel_in_thread",
+]
 
 logger = logging.getLogger("geventpool.dbapi")
 
@@ -99,6 +106,22 @@ class ThreadRunner:
 
     def __repr__(self) -> str:
         return f"<ThreadRunner {self.name!r} threads={self.threads}>"
+
+
+def cancel_in_thread(cancel: Callable[[], Any], run: Callable[..., Any]) -> Callable[[], None]:
+    """A canceller for drivers whose own ``cancel()`` is safe from another thread (libpq's):
+    calling it runs ``run(cancel)`` in a greenlet of its own and returns at once."""
+
+    def send() -> None:
+        try:
+            run(cancel)
+        except Exception as error:
+            logger.debug("cancelling an abandoned call failed: %r", error)
+
+    def start() -> None:
+        gevent.spawn(send)
+
+    return start
 
 
 def _capture(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[bool, Any]:

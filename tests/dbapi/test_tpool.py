@@ -1,5 +1,6 @@
 """Thread-pool mode (issue 13, item 2) with sqlite3, whose queries run in C: a query that sleeps in a
-user function stands for a slow statement.  MySQLdb's cases (KILL QUERY) are in test_mysql.py."""
+user function stands for a slow statement; psycopg2 in threads (its cancel).  MySQLdb's cases
+(KILL QUERY) are in test_mysql.py."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import psycopg2
 import pytest
 
 from geventpool import ConfigurationError
 from geventpool.dbapi import (
     ConnectionAbandoned,
+    ConnectionBusy,
     ConnectionPool,
     RawConnectionPool,
     TpooledConnectionPool,
@@ -24,6 +27,7 @@ from geventpool.dbapi import (
 from geventpool.dbapi.threaded import ThreadedConnection
 from geventpool.testing.invariants import check_invariants
 from geventpool.testing.monitor import HubMonitor
+from geventpool.testing.postgres import PostgresServer
 from geventpool.testing.waiting import wait_until
 
 MakePool = Callable[..., ConnectionPool]
@@ -128,7 +132,14 @@ def test_threads_bounded_per_pool(db: str, make_pool: MakePool) -> None:
 def test_interrupted_call_is_abandoned_and_discarded(db: str, make_pool: MakePool, how: str) -> None:
     """The thread finishes on its own; nobody uses the connection meanwhile; it is closed after."""
     sleeper = Sleeper()
-    pool = make_pool(sqlite3, db, max_size=1, threads=2, configure=sleeper.install,
+    closes: list[tuple[int, int]] = []  # (id of the connection, calls finished when it was closed)
+
+    class Tracked(sqlite3.Connection):
+        def close(self) -> None:
+            closes.append((id(self), sleeper.finished))
+            super().close()
+
+    pool = make_pool(sqlite3, db, max_size=1, threads=2, configure=sleeper.install, factory=Tracked,
                      pool_class=TpooledConnectionPool)
     seen: list[Any] = []
 
@@ -157,18 +168,13 @@ def test_interrupted_call_is_abandoned_and_discarded(db: str, make_pool: MakePoo
         assert conn.raw is not abandoned
         assert conn.execute("SELECT 7").fetchone() == (7,)
     assert pool.stats()["connections_discarded"] >= 1
-    wait_until(lambda: sleeper.finished == 1, 5)
     raw = abandoned.wrapped
-    wait_until(lambda: _closed(raw), 5, message="the abandoned connection is closed once its call ends")
+    assert (id(raw), 0) not in closes
+    # never touched here: closing it while its call runs is what the pool must not do either
+    closed = wait_until(lambda: [c for c in closes if c[0] == id(raw)], 5,
+                        message="the abandoned connection is closed once its call ends")
+    assert closed == [(id(raw), 1)]  # closed after its call had finished, and once
     check_invariants(pool)
-
-
-def _closed(conn: sqlite3.Connection) -> bool:
-    try:
-        conn.execute("SELECT 1")
-    except sqlite3.ProgrammingError:
-        return True
-    return False
 
 
 def test_caught_timeout_then_return_discards(db: str, make_pool: MakePool) -> None:
@@ -205,3 +211,40 @@ def test_sqlite_lock_waits_in_the_thread(db: str, make_pool: MakePool) -> None:
             assert [tuple(r) for r in conn.execute("SELECT x FROM t ORDER BY x")] == [(1,), (2,)]
     finally:
         blocker.close()
+
+
+def test_one_call_at_a_time_per_connection(db: str, make_pool: MakePool) -> None:
+    """A connection shared by two greenlets (a misuse): the second call is refused, not run
+    concurrently in another thread."""
+    sleeper = Sleeper()
+    pool = make_pool(sqlite3, db, max_size=1, threads=2, configure=sleeper.install,
+                     pool_class=TpooledConnectionPool)
+    with pool.item() as conn:
+        first = gevent.spawn(lambda: conn.execute("SELECT sleep(0.2)").fetchone())
+        wait_until(lambda: sleeper.running == 1, 5)
+        with pytest.raises(ConnectionBusy, match="another greenlet"):
+            conn.execute("SELECT 1")
+        assert first.get(timeout=5) == (1,)
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+    assert sleeper.most == 1
+
+
+def test_psycopg2_in_threads_cancels_an_abandoned_query(pg: PostgresServer, make_pool: MakePool) -> None:
+    """TpooledConnectionPool with psycopg2 (eventlet's default shape): a killed greenlet's query is
+    cancelled with libpq's cancel request, sent from a thread."""
+    pool = make_pool(psycopg2, pg.dsn, max_size=1, pool_class=TpooledConnectionPool)
+    assert pool.threaded and not pool.green
+
+    def slow() -> None:
+        with pool.item() as conn:
+            conn.cursor().execute("SELECT pg_sleep(30) /* tpool_pg */")
+
+    worker = gevent.spawn(slow)
+    wait_until(lambda: pg.running_queries("tpool_pg"), 5)
+    worker.kill()
+    wait_until(lambda: not pg.running_queries("tpool_pg"), 5, message="the query is cancelled")
+    with pool.item() as conn:
+        cur = conn.cursor()
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    check_invariants(pool)
