@@ -344,11 +344,11 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
     ) -> Any:
         """Return libldap's raw result tuple for ``msgid`` (None only when polling).
 
-        With ``all`` and a given ``msgid``, each wake-up first asks for the
-        whole result (one call when it has all arrived); if it is not complete,
-        the messages libldap already holds are taken one at a time (each poll
-        returns at once) and a search's entries gathered here, so the socket
-        is only waited on when libldap has nothing left.  ``sent``: the request
+        With ``all`` and a given ``msgid`` (a search), the messages libldap
+        holds are taken one per call (each poll returns at once; never a whole
+        buffered result parsed in one C call), the entries gathered here with a
+        yield every ``_YIELD_EVERY``, and the socket waited on only when libldap
+        has nothing left.  ``sent``: the request
         was just written, so the first poll is skipped (nothing can have
         arrived yet).
         """
@@ -359,7 +359,9 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
                 timeout = d["_default_timeout"]
         l_result4 = self._l.result4
         gather = all and msgid != ldap.RES_ANY
-        mode = all  # after a wake-up: the whole result; while draining (gather): one message
+        # Gathering (a search's entries): one message per call, _YIELD_EVERY between yields, so that
+        # libldap never parses a whole buffered result in one C call; else the whole result at once.
+        mode = 0 if gather else all
         gathered: list[Any] = []
         deadline = 0.0
         recheck = _RECHECK_FIRST
@@ -373,9 +375,6 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
                 else:
                     result = l_result4(msgid, mode, 0, add_ctrls, add_intermediates, add_extop)
                     rtype = result[0]
-                    if rtype is None and mode and gather:
-                        mode = 0  # incomplete: take what libldap holds, one message at a time
-                        continue
                     if rtype is not None:
                         if not gather or rtype not in _PARTIAL_TYPES:
                             if gathered:
@@ -409,7 +408,6 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
                 else:
                     self._wait_readable(remaining)
                 retries = extra_polls
-                mode = all
         except LDAPError as error:
             if isinstance(error, LOST_CONNECTION_ERRORS):
                 d["_broken"] = True
