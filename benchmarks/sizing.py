@@ -186,6 +186,26 @@ def knee(points: list[tuple[int, float]], share: float = 0.95) -> int | None:
     return min(size for size, rate in points if rate >= share * best)
 
 
+def model_checks(dsn: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each model point ``--model-rounds`` times, interleaved; per point, the round of median mean wait
+    (measured and predicted figures from the same round), with every round's measured mean and p99."""
+    runs: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(MODEL_POINTS))}
+    for r in range(args.model_rounds):
+        for i, (size, rate) in enumerate(MODEL_POINTS):
+            print(f"# model check round {r + 1}/{args.model_rounds}: pool of {size}, {rate:g} arrivals/s, "
+                  f"{args.model_seconds:g} s", file=sys.stderr, flush=True)
+            runs[i].append(open_loop(dsn, size, rate, args.model_seconds, seed=args.seed + 100 * r + i))
+    checks = []
+    for i in sorted(runs):
+        ordered = sorted(runs[i], key=lambda check: check["measured"]["mean_ms"])
+        chosen = dict(ordered[(len(ordered) - 1) // 2])
+        chosen["rounds"] = len(ordered)
+        chosen["rounds_measured"] = [{"mean_ms": c["measured"]["mean_ms"], "p99_ms": c["measured"]["p99_ms"],
+                                      "spawn_lag_p99_ms": c["spawn_lag_p99_ms"]} for c in runs[i]]
+        checks.append(chosen)
+    return checks
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from geventpool.testing.postgres import PostgresServer
@@ -205,11 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       flush=True)
                 samples[(label, g, n)].append(
                     closed_loop(pg.dsn, QUERIES[label], g, n, args.seconds, args.warmup))
-        checks = []
-        for i, (size, rate) in enumerate(MODEL_POINTS):
-            print(f"# model check {i + 1}/{len(MODEL_POINTS)}: pool of {size}, {rate:g} arrivals/s, "
-                  f"{args.model_seconds:g} s", file=sys.stderr, flush=True)
-            checks.append(open_loop(pg.dsn, size, rate, args.model_seconds, seed=args.seed + i))
+        checks = model_checks(pg.dsn, args)
     curves = []
     for label, sql in QUERIES.items():
         for g in GREENLETS:
@@ -369,6 +385,7 @@ def markdown(data: dict[str, Any], command: str) -> str:
                 continue
             out.append(f"{head if label == 'measured' else '| | | | |'} {label} | {fig['p_wait']:.1%} | "
                        f"{fig['mean_ms']:.2f} | {fig['p50_ms']:.2f} | {fig['p99_ms']:.2f} |")
+    out += [""] + [f"- {line}" for line in _rounds_lines(data)]
     out += ["", "Predict for your own figures: `python scripts/predict_wait.py --rate R --hold H --size N "
             "[--cs2 C]`.", ""]
     return "\n".join(out)
@@ -411,7 +428,25 @@ def rst(data: dict[str, Any]) -> str:
             values = [*head, label, *cells]
             out.append("   * - " + values[0])
             out += [f"     - {value}" for value in values[1:]]
+    out += [""] + [f"- {line.replace('`', '``')}" for line in _rounds_lines(data)]
     return "\n".join(out) + "\n"
+
+
+def _rounds_lines(data: dict[str, Any]) -> list[str]:
+    """How the model checks ran: their command, and every round's measured figures."""
+    lines = []
+    if data.get("model_command") and data.get("model_command") != data.get("command"):
+        lines.append(f"The model checks: `{data['model_command']}` on {data.get('model_when')}.")
+    for check in data["model"]:
+        rounds = check.get("rounds_measured")
+        if not rounds:
+            continue
+        each = ", ".join(f"{r['mean_ms']:.2f} / {r['p99_ms']:.1f}" for r in rounds)
+        lag = max(r["spawn_lag_p99_ms"] for r in rounds)
+        lines.append(f"Pool of {check['size']}: the round of median mean wait of {check['rounds']}; each "
+                     f"round's measured mean / p99 wait (ms): {each}; the process's own scheduling lag "
+                     f"(p99 of arrivals' start after their due time, worst round): {lag:.1f} ms.")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,7 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.5,
                         help="seconds of load before each cell is measured")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--model-seconds", type=float, default=20.0, help="seconds per model check")
+    parser.add_argument("--model-seconds", type=float, default=10.0, help="seconds per model check round")
+    parser.add_argument("--model-rounds", type=int, default=3, help="rounds of each model check")
+    parser.add_argument("--model-only", action="store_true",
+                        help="run the model checks again; keep the pool-size figures of sizing.json")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--quick", action="store_true",
                         help="fewer pool sizes, 0.5 s cells, 1 round, 4 s checks")
@@ -431,14 +469,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="redraw the chart and page from sizing.json")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.warmup, args.rounds, args.model_seconds = 0.5, 0.2, 1, 4.0
+        args.seconds, args.warmup, args.rounds, args.model_seconds, args.model_rounds = 0.5, 0.2, 1, 4.0, 1
     command = "python benchmarks/sizing.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    if args.chart_only:
+    if args.chart_only or args.model_only:
         data = json.loads((args.out / "sizing.json").read_text())
-        command = data.get("command", command)
+        if args.model_only:
+            sys.path.insert(0, str(ROOT))
+            from geventpool.testing.postgres import PostgresServer
+
+            with PostgresServer(settings={"max_connections": "300"}) as pg:
+                data["model"] = model_checks(pg.dsn, args)
+            data["model_command"] = command.strip()
+            data["model_when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            (args.out / "sizing.json").write_text(json.dumps(data, indent=1) + "\n")
     else:
         data = run(args)
-        data["command"] = command.strip()
+        data["command"] = data["model_command"] = command.strip()
+        data["model_when"] = data["when"]
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "sizing.json").write_text(json.dumps(data, indent=1) + "\n")
     drew = chart(data, args.out / "sizing.png")

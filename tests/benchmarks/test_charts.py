@@ -140,7 +140,8 @@ def test_sizing_chart_and_page(tmp_path: Path, figures: list[Any]) -> None:
     figures_of = {"p_wait": 0.5, "mean_ms": 2.0, "p50_ms": 1.0, "p99_ms": 15.0, "tail": tail}
     model = [{"size": 4, "rate": 550.0, "measured_rate": 548.0, "arrivals": 1000, "seconds": 2.0,
               "hold_ms": 5.9, "hold_cs2": 0.02, "busy": 3.2, "spawn_lag_p99_ms": 0.3,
-              "measured": figures_of, "predicted": {"mmc": figures_of, "allen_cunneen": None}}]
+              "measured": figures_of, "predicted": {"mmc": figures_of, "allen_cunneen": None}, "rounds": 1,
+              "rounds_measured": [{"mean_ms": 2.0, "p99_ms": 15.0, "spawn_lag_p99_ms": 0.3}]}]
     data = {"when": "2026-12-07 12:00 UTC", "python": "3.11", "cpus": 2, "seconds": 1.0, "rounds": 1,
             "quick": True, "run_seconds": 10.0, "curves": curves, "model": model, "command": "made up"}
     assert sizing.chart(data, tmp_path / "sizing.png")
@@ -150,6 +151,8 @@ def test_sizing_chart_and_page(tmp_path: Path, figures: list[Any]) -> None:
     page = sizing.markdown(data, "made up")
     assert "![sizing](sizing.png)" in page and "from a pool of 8" in page
     assert "no steady state" in page  # a model without a steady state is said so, not drawn
+    assert "each round's measured mean / p99 wait (ms): 2.00 / 15.0" in page
+    assert "2.00 / 15.0" in sizing.rst(data)
     assert sizing.knee([(1, 100.0), (2, 195.0), (4, 200.0), (8, 201.0)]) == 2
 
 
