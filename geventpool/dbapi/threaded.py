@@ -13,7 +13,10 @@ The call is then *abandoned*: the thread finishes on its own, the
 connection refuses every further call (:class:`ConnectionAbandoned`), the
 pool discards it, and it is closed (in a thread) only once that call has
 ended, so nobody ever uses it concurrently.  Where the driver allows, the
-statement is cancelled server-side meanwhile (MySQL: ``KILL QUERY``).
+statement is cancelled server-side meanwhile (MySQL: ``KILL QUERY``;
+PostgreSQL: libpq's cancel request).  The cancel and that late close run in
+the hub's own thread pool, so a pool whose threads are all busy can still
+cancel.  Idle worker threads exit after :data:`IDLE_THREAD_SECONDS`.
 
 Greenlet-safe for one greenlet per connection at a time (the pool's
 guarantee); a second greenlet calling while a call runs gets
