@@ -34,7 +34,8 @@ from .tls import TLSPolicy
 from .uris import LDAPServer, parse_uris
 
 __all__ = [
-    "Server", "ServerPool", "FIRST", "ROUND_ROBIN", "RANDOM",
+    "Server", "ServerPool", "FIRST", "ROUND_ROBIN", "RANDOM", "POOLING_STRATEGY_FIRST",
+    "POOLING_STRATEGY_ROUND_ROBIN", "POOLING_STRATEGY_RANDOM",
     "GET_NO_INFO", "GET_DSA_INFO", "GET_SCHEMA_INFO", "GET_ALL_INFO",
     "DSAInfo", "SchemaInfo", "ServerOptions", "server_pool_of", "check_server", "fetch_info",
 ]
@@ -113,6 +114,10 @@ class Server(core.Server):
 FIRST = "FIRST"
 ROUND_ROBIN = "ROUND_ROBIN"
 RANDOM = "RANDOM"
+#: ldap3's older names for the same values.
+POOLING_STRATEGY_FIRST = FIRST
+POOLING_STRATEGY_ROUND_ROBIN = ROUND_ROBIN
+POOLING_STRATEGY_RANDOM = RANDOM
 _LDAP3_STRATEGIES = {
     # (pool_strategy, active): the core's strategy
     (FIRST, True): core.POOLING_STRATEGY_FIRST_ACTIVE,
