@@ -344,6 +344,11 @@ class Psycopg2Driver(_PostgresDriver):
     #: on ``pool.driver`` before the first connect): only the attributes are set back, and a
     #: borrower's ``SET``, ``LISTEN``, ``PREPARE``, temporary tables... stay.
     reset_session: bool = True
+    #: None, or ``guard(statement)``, run before a watched statement that may change the session
+    #: (it raises to refuse it; set by ``ConnectionPool(pgbouncer="transaction")``).
+    statement_guard: Callable[[Any], None] | None = None
+    #: None, or ``guard(args, kwargs)``, run before ``cursor(*args, **kwargs)`` (raises to refuse).
+    cursor_guard: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None
 
     def _sqlstate(self, exc: BaseException) -> str | None:
         return getattr(exc, "pgcode", None)
@@ -371,7 +376,9 @@ class Psycopg2Driver(_PostgresDriver):
         conn.autocommit, conn.isolation_level, conn.readonly, conn.deferrable = snapshot[:4]
 
     def open_cursor(self, conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], flag: list[bool]) -> Any:
-        return pg2_open_cursor(conn, args, kwargs, flag, self.module.extensions.cursor)
+        if self.cursor_guard is not None:
+            self.cursor_guard(args, kwargs)
+        return pg2_open_cursor(conn, args, kwargs, flag, self.module.extensions.cursor, self.statement_guard)
 
     def close_cursors(self, conn: Any, cursors: tuple[Any, ...], io: Callable[[str], Any]) -> None:
         pg2_close_cursors(conn, cursors, io)

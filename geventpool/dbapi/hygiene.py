@@ -142,16 +142,22 @@ def _watched(cls: type) -> type:
         return sub
 
     class Watched(cls):  # type: ignore[misc]
-        __slots__ = ("_gp_flag",)  # no instance dict to create per cursor
+        __slots__ = ("_gp_flag", "_gp_guard")  # no instance dict to create per cursor
         _gp_flag: list[bool]
+        #: None, or a check of a statement that may change the session (raises to refuse it)
+        _gp_guard: Callable[[Any], None] | None
 
         def execute(self, query: Any, vars: Any = None) -> Any:
             if may_change_session(query):
+                if self._gp_guard is not None:
+                    self._gp_guard(query)
                 self._gp_flag[0] = True
             return super().execute(query, vars)
 
         def executemany(self, query: Any, vars_list: Any) -> Any:
             if may_change_session(query):
+                if self._gp_guard is not None:
+                    self._gp_guard(query)
                 self._gp_flag[0] = True
             return super().executemany(query, vars_list)
 
@@ -166,10 +172,12 @@ def _watched(cls: type) -> type:
 
 
 def pg2_open_cursor(
-    conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], flag: list[bool], default: type
+    conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], flag: list[bool], default: type,
+    guard: Callable[[Any], None] | None = None,
 ) -> Any:
     """``conn.cursor(*args, **kwargs)``, of a subclass of the class asked for (``default``:
-    psycopg2's) that sets ``flag[0]`` when a statement may change the session.
+    psycopg2's) that sets ``flag[0]`` when a statement may change the session, after
+    ``guard(statement)`` (if given) let it through.
     ``isinstance`` with the class asked for still holds."""
     if len(args) >= 2:
         factory = args[1] or conn.cursor_factory or default
@@ -179,6 +187,7 @@ def pg2_open_cursor(
         kwargs = {**kwargs, "cursor_factory": _watched(factory)}
     cursor = conn.cursor(*args, **kwargs)
     cursor._gp_flag = flag
+    cursor._gp_guard = guard
     return cursor
 
 

@@ -24,6 +24,7 @@ from .._config import check_seconds
 from .._lease import Lease
 from ..errors import ConfigurationError
 from ..pool import ConnectionPool as CorePool
+from . import pgbouncer as _pgbouncer
 from . import psycopg2 as green_psycopg2
 from .drivers import ACTIVE, CLOSED, IDLE, INERROR, INTRANS, Driver, _PrivateMemory, _WeakTLS, driver_for
 from .hygiene import CONDEMNED, UNKNOWN_USAGE, Condemned, Usage
@@ -158,6 +159,10 @@ class ConnectionPool(CorePool[Any]):
         call abandoned by a killed greenlet holds its thread until it ends.
     :param allow_unverified_tls: accept ``sslmode`` allow/prefer/require
         (encryption without server verification) without a warning.
+    :param pgbouncer: ``"transaction"`` or ``"session"``: the pool talks to a
+        PgBouncer in that pooling mode (see :mod:`geventpool.dbapi.pgbouncer`:
+        in transaction mode, what would leave state on a shared server
+        session raises :class:`~geventpool.dbapi.pgbouncer.TransactionPoolingError`).
     :param name: the pool's name in logs and errors (default: driver and
         target, never a password).
     :param pool_options: more keyword arguments of the core pool
@@ -183,16 +188,20 @@ class ConnectionPool(CorePool[Any]):
         green: bool = True,
         threads: int | None = None,
         allow_unverified_tls: bool = False,
+        pgbouncer: str | None = None,
         name: str | None = None,
         pool_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         owner = type(self).__name__
+        #: None, or the pooling mode of the PgBouncer the pool talks to
+        self.pgbouncer = _pgbouncer.check_mode(owner, pgbouncer)
         module, connect = _resolve(owner, db_module)
         if cleanup is not _MISSING:
             if reset is not None:
                 raise ConfigurationError(f"{owner}: pass reset or cleanup (its eventlet name), not both")
             reset = cleanup
+        _pgbouncer.check_reset(owner, reset, self.pgbouncer, discard_all)
         for label, hook in (("check", check), ("configure", configure), ("reset", reset)):
             if hook is not None and not callable(hook):
                 raise ConfigurationError(f"{owner}: {label} must be callable, got {type(hook).__name__}")
@@ -203,6 +212,8 @@ class ConnectionPool(CorePool[Any]):
             check_seconds(owner, "ping_after", ping_after)
         self.driver: Driver = driver_for(module) if module is not None else driver_for(None)
         self._driver_known = module is not None
+        _pgbouncer.adapt_driver(self.driver, self.pgbouncer)
+        _pgbouncer.connect_kwargs(owner, self.driver.name, kwargs, self.pgbouncer)
         if isinstance(max_size, int) and not isinstance(max_size, bool):
             try:
                 self.driver.check_args(args, kwargs, max_size)
@@ -503,9 +514,12 @@ class ConnectionPool(CorePool[Any]):
                 self._configure(conn)
                 if self.driver.state(conn) is INTRANS:
                     conn.commit()
+            _pgbouncer.prepare_connection(conn, self.driver.name, self.pgbouncer)
             self._snapshots[id(conn)] = self.driver.snapshot(conn)
-            if self.green:
+            if self.green and self.pgbouncer is None:
                 green_psycopg2.register_canceller(conn, self._side_connection)
+            elif self.green:  # the pid a bouncer reports is not the server's: the protocol's cancel
+                green_psycopg2.register_canceller(conn, None, _pgbouncer.pg2_protocol_cancel)
         except BaseException:
             self._close_half_built(conn)
             raise
@@ -533,6 +547,7 @@ class ConnectionPool(CorePool[Any]):
             pass
         else:
             self.driver = driver_for(module)
+            _pgbouncer.adapt_driver(self.driver, self.pgbouncer)
             self.exc_classes = (*self.driver.disconnect_classes, OSError)
         if self._threaded is None:
             # a connect callable of an unknown module: this first connect ran in the hub

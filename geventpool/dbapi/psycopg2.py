@@ -118,13 +118,18 @@ class _Expired(Exception):
 #: Seconds a cancel request may take (its side connection included).
 CANCEL_TIMEOUT = 5.0
 
-# id(conn) -> (conn, how to open a side connection to the same server, as the same user)
-_cancellers: dict[int, tuple[Any, Callable[[], Any]]] = {}
+# id(conn) -> (conn, how to open a side connection to the same server, as the same user, or None;
+# None, or a cancel to run instead, before the connection is closed)
+_cancellers: dict[int, tuple[Any, Callable[[], Any] | None, Callable[[Any], None] | None]] = {}
 
 
-def register_canceller(conn: Any, connect: Callable[[], Any]) -> None:
-    """Let :func:`cancel_query` cancel ``conn``'s queries through a side connection ``connect()``."""
-    _cancellers[id(conn)] = (conn, connect)
+def register_canceller(
+    conn: Any, connect: Callable[[], Any] | None, cancel: Callable[[Any], None] | None = None
+) -> None:
+    """Let :func:`cancel_query` cancel ``conn``'s queries through a side connection ``connect()``,
+    or by calling ``cancel(conn)`` (in the interrupted greenlet, before the connection closes:
+    a cancel that must reach the server while the connection is open, through PgBouncer)."""
+    _cancellers[id(conn)] = (conn, connect, cancel)
 
 
 def unregister_canceller(conn: Any) -> None:
@@ -154,8 +159,12 @@ def cancel_query(conn: Any) -> None:
     if entry is None or entry[0] is not conn:
         logger.debug("no side connection known for %r: its query is left to the server", conn)
         return
-    pid = conn.get_backend_pid()  # cached by libpq: no I/O
-    gevent.spawn(_send_cancel, entry[1], pid)
+    if entry[2] is not None:
+        entry[2](conn)
+        return
+    if entry[1] is not None:
+        pid = conn.get_backend_pid()  # cached by libpq: no I/O
+        gevent.spawn(_send_cancel, entry[1], pid)
 
 
 def _send_cancel(connect: Callable[[], Any], pid: int) -> None:

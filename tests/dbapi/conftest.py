@@ -12,6 +12,7 @@ import pytest
 from geventpool.dbapi import ConnectionPool
 from geventpool.testing.invariants import check_invariants
 from geventpool.testing.mariadb import MariaDBServer
+from geventpool.testing.pgbouncer import POOL_MODES, PgBouncerServer
 from geventpool.testing.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -29,6 +30,39 @@ def pg_private() -> Iterator[PostgresServer]:
     """A PostgreSQL of this test only: it may stop, kill and restart it."""
     with PostgresServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def pgbouncers(pg: PostgresServer) -> Iterator[dict[str, PgBouncerServer]]:
+    """A PgBouncer per pooling mode in front of ``pg``, started when first asked for (never stopped
+    by the tests)."""
+    started: dict[str, PgBouncerServer] = {}
+
+    class Lazy(dict[str, PgBouncerServer]):
+        def __missing__(self, mode: str) -> PgBouncerServer:
+            bouncer = started[mode] = self[mode] = PgBouncerServer(pg, mode).start()
+            return bouncer
+
+    yield Lazy()
+    for bouncer in started.values():
+        bouncer.cleanup()
+
+
+@pytest.fixture(params=POOL_MODES)
+def pgbouncer(request: pytest.FixtureRequest, pgbouncers: dict[str, PgBouncerServer]) -> PgBouncerServer:
+    """The shared PgBouncer, once per pooling mode (session, transaction)."""
+    bouncer: PgBouncerServer = pgbouncers[request.param]
+    return bouncer
+
+
+@pytest.fixture(params=POOL_MODES)
+def pgbouncer_private(
+    request: pytest.FixtureRequest, pg_private: PostgresServer
+) -> Iterator[PgBouncerServer]:
+    """A PgBouncer of this test only, in front of its own PostgreSQL, once per pooling mode: the
+    test may restart, kill or pause either."""
+    with PgBouncerServer(pg_private, request.param) as bouncer:
+        yield bouncer
 
 
 @pytest.fixture(scope="session")
