@@ -309,7 +309,7 @@ def chart(data: dict[str, Any], path: Path) -> bool:
         top.plot([], [], marker="*", markersize=12, color="grey", markeredgecolor="black", linestyle="none",
                  label="knee: 95% of the best throughput")
         top.fill_between([], [], [], color="grey", alpha=0.15, label="lowest to highest round")
-        top.legend(fontsize=8, loc="lower right")
+        top.legend(fontsize=8, loc="upper left")
     tail = fig.add_subplot(grid[:, len(queries)])
     colours = ["tab:purple", "tab:red", "tab:brown"]
     for check, colour in zip(data["model"], colours, strict=False):
