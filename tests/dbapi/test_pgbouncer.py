@@ -8,7 +8,11 @@ or invisible to every other client of the bouncer.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -328,3 +332,18 @@ def test_pool_timeout_while_the_bouncer_is_paused(
     wait_until(lambda: pool.snapshot().in_use == 0, 5)
     with pool.item() as conn:
         assert _one(conn, "SELECT 1") == 1
+
+
+def test_example_runs() -> None:
+    """examples/dbapi_pgbouncer.py starts its own PostgreSQL and PgBouncer and checks its claims."""
+    script = Path(__file__).resolve().parents[2] / "examples" / "dbapi_pgbouncer.py"
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONWARNINGS": "error::ResourceWarning"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for line in ("refused: refused before sending: SET", "inside the transaction: statement_timeout = 2s",
+                 "next transaction: statement_timeout = 0", "answers: 1275",
+                 "query left on the server after kill: 0"):
+        assert line in result.stdout, result.stdout
+    assert "Traceback" not in result.stderr
