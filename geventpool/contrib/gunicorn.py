@@ -43,7 +43,8 @@ A connection budget: ``register("db", factory, budget=40)`` keeps the
 sessions of pool ``"db"``, summed over all the master's workers, at or under
 40 at every instant.  Each worker gets ``budget // workers`` (never above the
 factory's ``max_size``).  When the count changes, shrinking workers resize
-their pools at once (idle extras close, busy ones close when returned) and a
+their pools at once (idle extras close, busy ones close when returned; the
+room is given back :data:`RELEASE_GRACE` seconds after they closed) and a
 growing or new worker takes only the room the others have given back, as
 recorded in a ledger they share (a directory in the temp dir, one record per
 worker, ``flock``-ed while it lives).  A killed worker's share is reused
@@ -118,6 +119,8 @@ EXIT_MARGIN = 0.5
 SHUTDOWN_POLL = 0.1
 #: How often (seconds) a worker compares its shares of the budgets with the master's worker count.
 BUDGET_POLL = 0.1
+#: Seconds a worker's record keeps a count its pools gave up (the server drops closed sessions late).
+RELEASE_GRACE = 0.25
 
 
 class PoolRef(Generic[P]):
@@ -576,6 +579,7 @@ class _Shares:
         #: set (and replaced) whenever a share grows
         self.changed = gevent.event.Event()
         self._published: dict[str, int] | None = None
+        self._lower_since: dict[str, float] = {}  # pool name -> when its count first fell below the record
         self._greenlet: gevent.Greenlet[Any] | None = None
 
     def start(self) -> None:
@@ -608,7 +612,7 @@ class _Shares:
             targets[ref.name] = target
             if target < self.granted.get(ref.name, 0):
                 self._apply(ref, target)  # shrink first, lower the record after
-        held = {ref.name: max(self.granted.get(ref.name, 0), ref._held()) for ref in refs}
+        held = self._lowered_late({ref.name: max(self.granted.get(ref.name, 0), ref._held()) for ref in refs})
         if held == self._published and all(targets[name] <= self.granted.get(name, 0) for name in targets):
             return
         budgets = {ref.name: ref.budget or 0 for ref in refs}
@@ -631,6 +635,21 @@ class _Shares:
         if grown:
             woken, self.changed = self.changed, gevent.event.Event()
             woken.set()
+
+    def _lowered_late(self, held: dict[str, int]) -> dict[str, int]:
+        """Keep a record's old, higher count until the pool has been below it for RELEASE_GRACE
+        seconds: a session the client closed leaves the server's view a moment later."""
+        now = time.monotonic()
+        published = self._published or {}
+        for name, count in held.items():
+            before = published.get(name, 0)
+            if count >= before:
+                self._lower_since.pop(name, None)
+            elif now - self._lower_since.setdefault(name, now) < RELEASE_GRACE:
+                held[name] = before
+            else:
+                self._lower_since.pop(name, None)
+        return held
 
     def _apply(self, ref: PoolRef[Any], share: int) -> None:
         old = self.granted.get(ref.name, 0)

@@ -18,6 +18,7 @@ used (the session count reaches the sum of the shares).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -34,7 +35,7 @@ from gevent import socket as gsocket
 from gevent import subprocess
 
 from geventpool import ConfigurationError, ConnectionPool
-from geventpool.contrib import _budget
+from geventpool.contrib import _budget, gunicorn
 from geventpool.contrib._budget import Ledger, directory_of
 from geventpool.contrib.gunicorn import PoolRegistry
 from geventpool.dbapi.psycopg2 import install as green_psycopg2
@@ -258,6 +259,12 @@ def test_shares_follow_the_worker_count_and_grow_only_into_free_room(
     ref = reg.register("echo", lambda: EchoPool(echo_server.address, min_size=2, max_size=8), budget=12)
     ledger.write_workers(2)
     holder = Holder(ledger, 6)  # the other worker, at its share
+
+    def record() -> dict[str, int]:
+        with open(os.path.join(ledger.path, f"pid-{os.getpid()}"), encoding="utf-8") as f:
+            held: dict[str, int] = json.load(f)["held"]
+        return held
+
     try:
         shares = reg._start_shares(ledger, 1)
         pool = ref.get()
@@ -266,6 +273,10 @@ def test_shares_follow_the_worker_count_and_grow_only_into_free_room(
             ledger.write_workers(4)  # TTIN twice: shares of 3, shrunk at once
             shares.step()
             assert ref.share == 3 and pool.max_size == 3 and pool.size == 3
+            assert record() == {"echo": 6}, "the room is given back RELEASE_GRACE after the shrink"
+            shrunk = time.monotonic()
+            wait_until(lambda: shares.step() or record() == {"echo": 3}, 5, 0.02, "the record lowered")
+            assert time.monotonic() - shrunk >= gunicorn.RELEASE_GRACE * 0.9
         ledger.write_workers(1)  # the other worker still holds 6: only 6 of 8 are free
         shares.step()
         assert ref.share == 6 and pool.max_size == 6
