@@ -321,6 +321,42 @@ def test_killed_greenlet_cancels_its_query_through_the_bouncer(
         assert _one(conn, "SELECT 1") == 1
 
 
+_PSYCOPG3_KILL = """
+from gevent import monkey
+monkey.patch_all()
+import sys, gevent, psycopg
+from geventpool.dbapi import ConnectionPool
+from geventpool.testing.waiting import wait_until
+bouncer_dsn, mode, pg_dsn = sys.argv[1:]
+pool = ConnectionPool(psycopg, bouncer_dsn, max_size=2, pgbouncer=mode, application_name="p3-kill")
+def running():
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                             "AND query LIKE %s", ["%/* p3-kill */%"]).fetchone()[0]
+def slow():
+    with pool.item() as conn:
+        conn.execute("SELECT pg_sleep(60) /* p3-kill */")
+worker = gevent.spawn(slow)
+wait_until(running, 5)
+worker.kill(block=True, timeout=5)
+wait_until(lambda: running() == 0, 3, message="query still running on the server")
+pool.close()
+print("cancelled")
+"""
+
+
+def test_psycopg3_killed_greenlet_cancels_its_query_through_the_bouncer(
+    pgbouncer: PgBouncerServer, pg: PostgresServer
+) -> None:
+    """psycopg 3 under gevent's monkey-patching (in a process of its own): ``cancel_safe()`` sends the
+    protocol's cancel request while the connection is open, and PgBouncer forwards it."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PSYCOPG3_KILL, pgbouncer.dsn, pgbouncer.pool_mode, pg.dsn],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0 and "cancelled" in result.stdout, result.stderr[-2000:]
+
+
 def test_pool_timeout_while_the_bouncer_is_paused(
     pgbouncer_private: PgBouncerServer, make_pool: MakePool
 ) -> None:
