@@ -338,9 +338,21 @@ class Slapd:
             proc.wait()
             self._reap()
 
-    def pause(self) -> None:
-        """Freeze slapd (SIGSTOP): connections stay open, nothing is answered."""
+    def pause(self, timeout: float = 5.0) -> None:
+        """Freeze slapd (SIGSTOP): connections stay open, nothing is answered.
+
+        Returns once every thread of slapd is stopped: the signal is asynchronous, and a worker
+        thread running on another CPU could otherwise still answer a request sent right after it.
+        """
         self._signal(signal.SIGSTOP)
+        pid = self.pid
+        if pid is None:
+            return
+        deadline = time.monotonic() + timeout
+        while not _all_threads_stopped(pid):
+            if time.monotonic() > deadline:
+                raise SlapdError(f"slapd {pid} did not stop within {timeout:g} s of SIGSTOP")
+            gevent.sleep(0.001)
 
     def resume(self) -> None:
         """Unfreeze slapd (SIGCONT)."""
@@ -491,3 +503,21 @@ class Slapd:
                 f"telephoneNumber: +1 555 {n:04d}\nuserPassword: {user_hash}\n"
             )
         return "\n".join(parts)
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of process ``pid`` is in the stopped state (Linux /proc)."""
+    tasks = f"/proc/{pid}/task"
+    try:
+        names = os.listdir(tasks)
+    except FileNotFoundError:
+        return True  # gone: nothing answers either
+    for task in names:
+        try:
+            with open(f"{tasks}/{task}/stat") as stat:
+                state = stat.read().rpartition(")")[2].split()[0]
+        except (FileNotFoundError, IndexError):
+            continue
+        if state not in ("T", "t"):
+            return False
+    return True
