@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import re
@@ -27,15 +26,26 @@ MAX_PASSWORD_BYTES = 1024
 _AD_NAME = re.compile(r"^[^\x00-\x1f@\\=,]+@[^\x00-\x1f@\\=,]+$|^[^\x00-\x1f@\\=,]+\\[^\x00-\x1f@\\=,]+$")
 
 
+# DNs checked lately (a bounded cache: a service checking thousands of users' passwords pays the
+# parse once per user, not once per call).  Only valid DNs are kept; no password is.
+_CHECKED_DNS: dict[str, None] = {}
+_CHECKED_DNS_MAX = 4096
+
+
 def check_dn(owner: str, argument: str, dn: str) -> None:
     """Refuse a bind DN with a NUL character or that is not a DN (nor an AD logon name).
 
     :raises ConfigurationError: naming the argument, never showing its value.
     """
+    if dn in _CHECKED_DNS:
+        return
     if "\x00" in dn:
         raise ConfigurationError(f"{owner}: {argument} contains a NUL character (not shown)")
     if dn and not _AD_NAME.match(dn) and not ldap.dn.is_dn(dn):
         raise ConfigurationError(f"{owner}: {argument} is not a valid DN (not shown)")
+    if len(_CHECKED_DNS) >= _CHECKED_DNS_MAX:
+        _CHECKED_DNS.clear()
+    _CHECKED_DNS[dn] = None
 
 
 def decode_password(password: bytes, dn: str | None) -> str:
@@ -93,7 +103,7 @@ class Credentials:
                 f"{owner}: {password_argument} is longer than {self.max_password_bytes} bytes "
                 "(Credentials.max_password_bytes); refused client-side, not shown"
             )
-        digest = hmac.new(_KEY, self._password.encode("utf-8"), hashlib.sha256).digest()
+        digest = hmac.digest(_KEY, self._password.encode("utf-8"), "sha256")
         self.key = (self.dn, digest)
 
     #: Whether the password is fixed (a callback's may change each time it is asked).
