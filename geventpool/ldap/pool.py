@@ -513,6 +513,16 @@ class LDAPPool(LDAPHooks):
     def __str__(self) -> str:
         return status_table(self, self._all_pools())
 
+    def __repr__(self) -> str:
+        """The core's summary of the pool's own identity, then the other connections' counts (the
+        users', the identities' and ``authenticate()``'s), which ``str()`` lists one by one."""
+        others = (
+            f" users={self._users.size if self._users is not None else 0}"
+            f" identities={sum(p.size for p in self._identities.values())}"
+            f" auth={self._auth.size if self._auth is not None else 0}"
+        )
+        return super().__repr__()[:-1] + others + ">"
+
     def stats(self) -> dict[str, float]:
         """The core's counters for the main identity, plus ``identities`` and ``auth_size``."""
         stats = super().stats()
