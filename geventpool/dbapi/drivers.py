@@ -551,6 +551,17 @@ def _private_memory_db(database: Any, uri: bool) -> bool:
     return False
 
 
+def _query_one(conn: Any, sql: str) -> Any:
+    """Run ``sql`` on a MySQL connection; the first column of its first row (None without one)."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql)
+        row = cursor.fetchone() if cursor.description else None
+    finally:
+        cursor.close()
+    return row[0] if row else None
+
+
 class _MySQLDriver(Driver):
     """What MySQLdb and PyMySQL share: server-gone codes, session reset, KILL QUERY."""
 
@@ -558,6 +569,8 @@ class _MySQLDriver(Driver):
     #: ER_CLIENT_INTERACTION_TIMEOUT; a lock wait timeout or deadlock is not among them.
     _GONE = frozenset({2002, 2003, 2006, 2013, 2014, 2045, 2055, 4031})
     connect_timeout_kwarg = "connect_timeout"
+    #: The session's autocommit after a session reset (the server's default), once known.
+    _reset_autocommit: bool | None = None
 
     def prepare_args(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], threaded: bool = False
@@ -608,8 +621,14 @@ class _MySQLDriver(Driver):
                 cursor.execute(sql)
             finally:
                 cursor.close()
-        if bool(conn.get_autocommit()) != autocommit:
-            conn.autocommit(autocommit)
+        # After mysql_reset_connection the session's autocommit is the server's default, but
+        # MySQLdb's copy of the server status may still say the value before (and its autocommit()
+        # trusts that copy): where the two differ, set it in SQL, which refreshes the copy too.
+        default = self._reset_autocommit
+        if default is None:  # once per pool: what a reset (and the setup after it) leaves
+            default = self._reset_autocommit = bool(_query_one(conn, "SELECT @@autocommit"))
+        if autocommit != default:
+            _query_one(conn, "SET autocommit=1" if autocommit else "SET autocommit=0")
 
     def canceller(
         self, conn: Any, side_connect: Callable[[], Any], run: Callable[..., Any] | None
