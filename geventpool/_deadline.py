@@ -9,10 +9,11 @@ a hook never catches it.  Callers only ever see the documented errors
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
 
 import gevent
+from gevent import getcurrent
 
 __all__ = ["Expired", "limit"]
 
@@ -21,23 +22,64 @@ class Expired(BaseException):
     """An internal time limit passed (never raised to a pool's callers)."""
 
 
-@contextmanager
-def limit(seconds: float, what: str, to: type[BaseException] | None = None) -> Iterator[None]:
-    """Bound the block by ``seconds``; on expiry raise :class:`Expired` into it.
+class limit:
+    """Bound a ``with`` block by ``seconds``; on expiry raise :class:`Expired` into it.
 
     Outside the block the expiry becomes ``to(what)`` when ``to`` is given
     (``from None``: the hook's frames say nothing a caller needs), else stays
     :class:`Expired`.  An ``Expired`` of another, outer limit passes through.
+    ``seconds=None``: no limit.  ``timers``: a list, private to one hub and
+    to this value of ``seconds``, where stopped timers wait to be used again
+    (a timer costs more to make than to start).  (A class, not a generator:
+    it is on the return path of every checkout that does I/O.)
     """
-    expired: Expired | None = Expired(what)
-    try:
-        with gevent.Timeout(seconds, expired):
-            yield
-        return
-    except Expired as error:
-        if error is not expired or to is None:
-            raise
-        # Keep no frame of the hook alive (it may hold a half-open socket).
-        error.__traceback__ = None
-        expired = None
-    raise to(what)  # outside the handler: no __context__ either
+
+    __slots__ = ("_seconds", "_what", "_to", "_timer", "_expired", "_timers")
+
+    def __init__(
+        self,
+        seconds: float | None,
+        what: str,
+        to: type[BaseException] | None = None,
+        timers: list[Any] | None = None,
+    ) -> None:
+        self._seconds = seconds
+        self._what = what
+        self._to = to
+        self._timer: Any = None
+        self._expired: Expired | None = None
+        self._timers = timers
+
+    def __enter__(self) -> None:
+        if self._seconds is not None:
+            timers = self._timers
+            if timers:
+                timer = timers.pop()
+            else:
+                timer = gevent.get_hub().loop.timer(self._seconds, ref=True, priority=-1)
+            self._timer = timer
+            timer.start(self._expire, getcurrent(), update=True)
+
+    def _expire(self, greenlet: Any) -> None:
+        self._expired = error = Expired(self._what)
+        greenlet.throw(error)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        timer = self._timer
+        expired = self._expired
+        if timer is not None:
+            self._timer = None
+            if self._timers is not None and expired is None:
+                timer.stop()
+                self._timers.append(timer)
+            else:
+                timer.close()
+        if expired is None or exc is not expired:
+            return  # none, or another error (an outer limit's Expired included): passes through
+        self._expired = None
+        if self._to is not None:
+            # Keep no frame of the hook alive (it may hold a half-open socket).
+            expired.__traceback__ = None
+            raise self._to(self._what) from None

@@ -15,7 +15,13 @@ from .connector import DatabaseConnector
 from .drivers import Driver, driver_for
 from .pool import ConnectionPool, RawConnectionPool, TpooledConnectionPool, discard_all
 from .threaded import ConnectionAbandoned, ConnectionBusy
-from .wrapper import ConnectionReturned, PooledConnection, unwrap
+from .wrapper import (
+    ConnectionReturned,
+    GenericConnectionWrapper,
+    PooledConnection,
+    PooledConnectionWrapper,
+    unwrap,
+)
 
 __all__ = [
     "ConnectionPool",
@@ -25,6 +31,8 @@ __all__ = [
     "ConnectionBusy",
     "DatabaseConnector",
     "PooledConnection",
+    "PooledConnectionWrapper",
+    "GenericConnectionWrapper",
     "ConnectionReturned",
     "Driver",
     "driver_for",

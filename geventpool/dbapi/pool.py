@@ -2,7 +2,8 @@
 
 ``pool = ConnectionPool(psycopg2, dsn, max_size=10)``; ``conn = pool.get()``
 ... ``pool.put(conn)``, or ``with pool.item() as conn:``.  The arguments not
-named below go to ``db_module.connect``.
+named below go to ``db_module.connect``; eventlet's positional order
+(``ConnectionPool(psycopg2, 0, 10, host=...)``) works too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import itertools
 import logging
 import math
 import sys
+import time
 import types
 import weakref
 from collections.abc import Callable
@@ -27,10 +29,12 @@ from ..pool import ConnectionPool as CorePool
 from . import pgbouncer as _pgbouncer
 from . import psycopg2 as green_psycopg2
 from .drivers import ACTIVE, CLOSED, IDLE, INERROR, INTRANS, Driver, _PrivateMemory, _WeakTLS, driver_for
-from .hygiene import CONDEMNED, UNKNOWN_USAGE, Condemned, Usage
+from .hygiene import CONDEMNED, UNKNOWN_USAGE, UNTOUCHED, Condemned, Usage
 from .sqlite import SqliteConnection
 from .threaded import ConnectionAbandoned, ThreadedConnection, ThreadRunner, close_when_done
 from .wrapper import PooledConnection
+from .wrapper import _set_base as _kill_base
+from .wrapper import _set_lease as _kill_lease
 
 __all__ = ["ConnectionPool", "RawConnectionPool", "TpooledConnectionPool", "discard_all"]
 
@@ -51,12 +55,17 @@ _CLOSE_ON_RETURN = _CloseOnReturn("max_idle=0 or max_age=0: closed on return")
 
 def _resolve(owner: str, db_module: Any) -> tuple[Any, Callable[..., Any]]:
     """Return (DB-API module or None, connect callable); refuse what is not DB-API 2.0."""
-    if isinstance(db_module, types.ModuleType) or (
-        hasattr(db_module, "connect") and not callable(db_module)
-    ):
-        _check_module(owner, db_module, getattr(db_module, "__name__", type(db_module).__name__))
+    if isinstance(db_module, types.ModuleType):
+        _check_module(owner, db_module, db_module.__name__)
         connect: Callable[..., Any] = db_module.connect
         return db_module, connect
+    if not callable(db_module) and callable(getattr(db_module, "connect", None)):
+        # an object standing for a module (eventlet accepts one): DB-API checked if it claims it,
+        # otherwise the driver is learnt from its first connection
+        if hasattr(db_module, "apilevel"):
+            _check_module(owner, db_module, type(db_module).__name__)
+            return db_module, db_module.connect
+        return None, db_module.connect
     if callable(db_module):
         inner = getattr(db_module, "func", db_module)  # functools.partial
         name = (getattr(inner, "__module__", None) or "").split(".")[0]
@@ -114,6 +123,32 @@ def discard_all(conn: Any) -> None:
 #: "not given" (``None`` is a value: no cleanup)
 _MISSING: Any = object()
 
+#: eventlet's positional parameters after ``db_module``, in its order, with their defaults
+_EVENTLET_ORDER: tuple[tuple[str, Any], ...] = (
+    ("min_size", 0), ("max_size", 4), ("max_idle", 10), ("max_age", 30), ("connect_timeout", 5),
+    ("cleanup", _MISSING),
+)
+
+
+def _eventlet_positionals(
+    owner: str, args: tuple[Any, ...], keywords: tuple[Any, ...]
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """Split ``args`` by eventlet's order when it starts with a number (``min_size``).
+
+    Returns the six values (positional ones replacing ``keywords``) and the
+    arguments left for ``connect``; otherwise ``keywords`` and ``args`` unchanged.
+    """
+    if not args or isinstance(args[0], bool) or not isinstance(args[0], (int, float)):
+        return keywords, args
+    values = list(keywords)
+    for index, value in enumerate(args[: len(_EVENTLET_ORDER)]):
+        name, default = _EVENTLET_ORDER[index]
+        given = keywords[index]
+        if given is not default and given != default:
+            raise ConfigurationError(f"{owner}: {name} given by position (eventlet's order) and by keyword")
+        values[index] = value
+    return tuple(values), args[len(_EVENTLET_ORDER):]
+
 
 class ConnectionPool(CorePool[Any]):
     """A pool of DB-API 2.0 connections with eventlet's ``db_pool`` API.
@@ -131,10 +166,14 @@ class ConnectionPool(CorePool[Any]):
     :class:`RawConnectionPool` and :class:`TpooledConnectionPool` force one mode.
 
     :param db_module: a DB-API 2.0 module (psycopg2, psycopg, sqlite3,
-        pymysql...) or a callable returning a connection.  Modules without
-        ``connect``, with ``apilevel != "2.0"`` or ``threadsafety < 1`` are
-        refused here with :class:`~geventpool.ConfigurationError`.
+        pymysql...), an object with a ``connect`` method, or a callable
+        returning a connection.  Modules without ``connect``, with
+        ``apilevel != "2.0"`` or ``threadsafety < 1`` are refused here with
+        :class:`~geventpool.ConfigurationError`.
     :param args: positional arguments of ``connect`` (a DSN, a file name).
+        When the first is a number, they follow eventlet's order instead:
+        ``min_size, max_size, max_idle, max_age, connect_timeout, cleanup``,
+        then ``connect``'s (``ConnectionPool(psycopg2, 0, 10, host=...)``).
     :param min_size: connections kept open.
     :param max_size: connections at most.
     :param max_idle: seconds an idle connection above ``min_size`` is kept;
@@ -194,6 +233,9 @@ class ConnectionPool(CorePool[Any]):
         **kwargs: Any,
     ) -> None:
         owner = type(self).__name__
+        (min_size, max_size, max_idle, max_age, connect_timeout, cleanup), args = _eventlet_positionals(
+            owner, args, (min_size, max_size, max_idle, max_age, connect_timeout, cleanup)
+        )
         #: None, or the pooling mode of the PgBouncer the pool talks to
         self.pgbouncer = _pgbouncer.check_mode(owner, pgbouncer)
         module, connect = _resolve(owner, db_module)
@@ -250,16 +292,23 @@ class ConnectionPool(CorePool[Any]):
         if timeout_kwarg and isinstance(connect_timeout, (int, float)) and connect_timeout > 0:
             self._connect_kwargs.setdefault(timeout_kwarg, max(1, math.ceil(connect_timeout)))
         self._interrupted: set[int] = set()
+        #: the return path's deadlines: stopped timers kept for reuse, messages by step
+        self._io_seconds: float | None = None
+        self._io_timers: list[Any] = []
+        self._io_messages: dict[str, str] = {}
         self._check = check
         self._configure = configure
         self._reset_hook = reset
         self._close_on_return = max_idle_s == 0 or max_age_s == 0
+        #: a return of an untouched connection does nothing (no close on return, no reset hook)
+        self._quiet_return = reset is None and not self._close_on_return
         self._snapshots: dict[int, tuple[Any, ...]] = {}
         #: id(conn) -> what its last borrower did (recorded by put(), used by _reset())
         self._borrowed: dict[int, Usage] = {}
-        #: id(lease) -> the proxy lent with it (so that a raw connection returned kills its proxy)
-        self._proxies: weakref.WeakValueDictionary[int, PooledConnection] = weakref.WeakValueDictionary()
-        self._wrapper = _wrapper_class(self.driver, bool(self._threaded))
+        #: id(conn) -> the proxy last lent with it, weakly (so that a raw connection returned kills
+        #: its proxy, and put(None) finds the caller's)
+        self._proxies: dict[int, weakref.ref[PooledConnection]] = {}
+        self._wrapper = _wrapper_class(self.driver, bool(self._threaded), self)
         self.max_age = max_age_s
         # nothing to ping in sqlite (unless a check is given)
         core_ping = ping_after if self.driver.networked or check is not None else None
@@ -316,22 +365,85 @@ class ConnectionPool(CorePool[Any]):
         """
         lease = CorePool.get(self, timeout)
         proxy = self._wrapper(self, lease)
-        self._proxies[id(lease)] = proxy
+        self._proxies[id(lease.conn)] = weakref.ref(proxy)
         return proxy
 
     def put(self, conn: Any, cleanup: Any = _MISSING) -> None:
         """Return a connection: rolled back, attributes restored, ``reset`` run; or discarded.
 
         Returns quietly; a connection that cannot be cleaned is closed and
-        replaced.  The proxy is dead afterwards.  ``cleanup`` (eventlet's
-        argument): run this callable instead of the pool's ``reset`` for this
-        return (``None``: none); the rollback happens either way.
+        replaced.  The proxy is dead afterwards, and putting it again does
+        nothing.  ``cleanup`` (eventlet's argument): run this callable instead
+        of the pool's ``reset`` for this return (``None``: none); the rollback
+        happens either way.
 
-        :raises ValueError: ``conn`` was already returned, or is not from this pool.
+        As in eventlet, ``put(None)`` says "the connection I checked out is
+        lost": the one connection the calling greenlet holds from this pool is
+        discarded, and :meth:`free` counts its slot again.  A proxy of another
+        pool is closed and its slot freed in that pool (with a warning):
+        neither pool then counts a connection it does not hold.
+
+        :raises ValueError: a raw connection not checked out from this pool;
+            ``put(None)`` from a greenlet that holds no connection of this
+            pool, or several.
         :raises ConfigurationError: ``cleanup`` is neither callable nor None.
         """
+        if type(conn) is self._wrapper:  # a proxy of this pool (the class is the pool's own)
+            lease = conn._lease
+            if lease is not None:
+                if conn._use is UNTOUCHED and cleanup is _MISSING and self._quiet_return:
+                    # nothing done with it (no cursor either) and no hook to run: no work at all
+                    _kill_lease(conn, None)
+                    _kill_base(conn, None)
+                    lease.__exit__(None, None, None)
+                    return
+                if cleanup is not _MISSING:
+                    self._check_cleanup(cleanup)
+                usage = conn._detach()
+                if not lease.active:
+                    raise ValueError(f"{self.name}: connection returned after the pool took it back")
+                self._hand_back(lease, None, cleanup, usage)
+                return
         self._check_cleanup(cleanup)
+        if type(conn) is not self._wrapper or conn._pool is not self or conn._lease is None:
+            if conn is None:
+                self._put_lost()
+                return
+            if isinstance(conn, PooledConnection) and (conn._lease is None or conn._pool is not self):
+                self._put_foreign(conn)
+                return
         self._hand_back(self._take_lease(conn), None, cleanup)
+
+    def _put_lost(self) -> None:
+        """``put(None)``: discard the one checkout of the calling greenlet."""
+        mine = []
+        for ref in list(self._proxies.values()):
+            proxy = ref()
+            if proxy is None or proxy._base is None:
+                continue
+            base = proxy._base
+            try:
+                if self._lease_of(base) is not None:
+                    mine.append(proxy)
+            except ValueError:
+                continue  # another greenlet's checkout
+        if len(mine) != 1:
+            raise ValueError(
+                f"{self.name}: put(None) gives back the one connection the calling greenlet checked "
+                f"out and lost, but it holds {len(mine)} of this pool's connections; put() them instead"
+            )
+        self._hand_back(self._take_lease(mine[0]), _Unclean("put(None): the borrower lost it"))
+
+    def _put_foreign(self, conn: PooledConnection) -> None:
+        """``put()`` of a proxy returned already (nothing to do) or of another pool (closed there)."""
+        owner = conn._pool
+        if conn._lease is None:
+            return  # returned already: harmless, as in eventlet
+        logger.warning(
+            "%s: put() of a connection of pool %s: closed (its slot there is free again)",
+            self.name, owner.name,
+        )
+        owner._hand_back(owner._take_lease(conn), _Unclean(f"put() into pool {self.name}"))
 
     def _take_lease(self, conn: Any) -> Lease[Any]:
         """The lease behind ``conn`` (a proxy of this pool, or its raw connection); the proxy dies.
@@ -341,20 +453,21 @@ class ConnectionPool(CorePool[Any]):
         if isinstance(conn, PooledConnection):
             if conn._pool is not self:
                 raise ValueError(f"{self.name}: {conn!r} is not from this pool")
-            lease = conn._detach()
-            if lease is None or not lease.active:
+            lease = conn._lease
+            usage = conn._detach()
+            if lease is None or usage is None or not lease.active:
                 raise ValueError(f"{self.name}: connection returned twice")
-            if conn._usage is not None:
-                self._borrowed[id(lease.conn)] = conn._usage
+            self._borrowed[id(lease.conn)] = usage
             return lease
         lease = self._lease_of(conn)
         if lease is None:
             raise ValueError(f"{self.name}: {conn!r} is not checked out from this pool")
-        proxy = self._proxies.pop(id(lease), None)
-        if proxy is not None:
-            proxy._detach()  # the raw connection came back: its proxy is dead from now on
-            if proxy._usage is not None:
-                self._borrowed[id(conn)] = proxy._usage
+        ref = self._proxies.pop(id(conn), None)
+        proxy = ref() if ref is not None else None
+        if proxy is not None and proxy._lease is lease:
+            usage = proxy._detach()  # the raw connection came back: its proxy is dead from now on
+            if usage is not None:
+                self._borrowed[id(conn)] = usage
         return lease
 
     def _check_cleanup(self, cleanup: Any) -> None:
@@ -395,6 +508,19 @@ class ConnectionPool(CorePool[Any]):
         """How many greenlets wait in ``get()``."""
         return self.snapshot().waiting
 
+    @property
+    def current_size(self) -> int:
+        """Connections counted against ``max_size``: idle, in use, opening or closing (eventlet's name)."""
+        return self.snapshot().size
+
+    @property
+    def free_items(self) -> list[tuple[float, float, Any]]:
+        """The idle connections as eventlet lists them: ``(last_used, created_at, raw_conn)``, times
+        in :func:`time.time` seconds, most recently used first (a copy: changing it changes nothing)."""
+        offset = time.time() - self._clock()
+        slots = sorted(self.snapshot().idle_slots, key=lambda slot: slot.last_used, reverse=True)
+        return [(slot.last_used + offset, slot.created + offset, slot.conn) for slot in slots]
+
     def clear(self) -> None:
         """Close every idle connection now (the pool stays open; checked-out ones are untouched)."""
         self.drop_idle()
@@ -413,7 +539,13 @@ class ConnectionPool(CorePool[Any]):
 
     # -- return hygiene -----------------------------------------------------------------------
 
-    def _hand_back(self, lease: Lease[Any], error: BaseException | None, cleanup: Any = _MISSING) -> None:
+    def _hand_back(
+        self,
+        lease: Lease[Any],
+        error: BaseException | None,
+        cleanup: Any = _MISSING,
+        usage: Usage | None = None,
+    ) -> None:
         if error is not None:
             if not isinstance(error, Exception) and not self._threaded:
                 self._interrupted.add(id(lease.conn))  # a kill or timeout: maybe mid-statement
@@ -423,21 +555,23 @@ class ConnectionPool(CorePool[Any]):
             lease.release(_CLOSE_ON_RETURN)
             return
         try:
-            self._reset(lease.conn, cleanup)  # its I/O is bounded by _io_deadline
+            self._reset(lease.conn, cleanup, usage)  # its I/O is bounded by _io_deadline
         except BaseException as reset_error:
             lease.release(reset_error if self._is_broken(reset_error) else _Unclean(repr(reset_error)))
             if not isinstance(reset_error, (Exception, _deadline.Expired)):
                 raise
             return
-        lease.release()
+        lease.__exit__(None, None, None)
 
-    def _reset(self, conn: Any, cleanup: Any = _MISSING) -> None:
+    def _reset(self, conn: Any, cleanup: Any = _MISSING, usage: Usage | None = None) -> None:
         """Make ``conn`` clean: roll back, restore session attributes, run ``reset`` (or ``cleanup``,
-        when given); raise if impossible."""
+        when given); raise if impossible.  ``usage``: what the borrower did (hygiene.py; default:
+        as put() recorded it, or unknown)."""
         driver = self.driver
         if type(conn) is ThreadedConnection and conn.abandoned:
             raise _Unclean("a call was interrupted while it ran in a thread")
-        usage = self._borrowed.pop(id(conn), UNKNOWN_USAGE)  # what the borrower did (hygiene.py)
+        if usage is None:
+            usage = self._borrowed.pop(id(conn), UNKNOWN_USAGE)
         if usage.level >= CONDEMNED:
             raise Condemned("the borrower changed what the driver cannot take back")
         if usage.named_cursors:  # before the rollback: WITH HOLD cursors outlive it
@@ -464,7 +598,14 @@ class ConnectionPool(CorePool[Any]):
         """Bound the return path's I/O by ``keepalive_timeout``; overrunning it condemns the connection
         (with an internal timeout that the driver's own ``except Exception`` cannot swallow)."""
         seconds = self.keepalive_timeout
-        return _deadline.limit(seconds, f"{what} took longer than {seconds:g} s")
+        if seconds != self._io_seconds:  # a new value: new timers and messages
+            self._io_seconds = seconds
+            self._io_timers = []
+            self._io_messages = {}
+        message = self._io_messages.get(what)
+        if message is None:
+            message = self._io_messages[what] = f"{what} took longer than {seconds:g} s"
+        return _deadline.limit(seconds, message, timers=self._io_timers)
 
     def is_disconnect(self, exc: BaseException) -> bool:
         """Tell whether ``exc`` means the connection is unusable; override to add your own cases.
@@ -495,10 +636,8 @@ class ConnectionPool(CorePool[Any]):
             )
         else:
             conn = self._connect(*self._connect_args, **self._connect_kwargs)
-        if conn is None or not callable(getattr(conn, "cursor", None)):
-            raise ConfigurationError(
-                f"{self.name}: connect() returned {type(conn).__name__}, not a DB-API connection"
-            )
+        if conn is None:
+            raise ConfigurationError(f"{self.name}: connect() returned None, not a DB-API connection")
         try:
             if not self._driver_known:
                 self._learn_driver(conn)
@@ -553,7 +692,7 @@ class ConnectionPool(CorePool[Any]):
             # a connect callable of an unknown module: this first connect ran in the hub
             green = self.driver.connect_function(self._connect) is self._connect
             self._threaded = not green or not self.driver.is_green(self._connect_kwargs)
-        self._wrapper = _wrapper_class(self.driver, self._threaded)
+        self._wrapper = _wrapper_class(self.driver, self._threaded, self)
         self._driver_known = True
 
     def _keepalive(self, conn: Any) -> None:
@@ -563,6 +702,7 @@ class ConnectionPool(CorePool[Any]):
             self.driver.ping(conn)
 
     def _close_connection(self, conn: Any) -> None:
+        self._proxies.pop(id(conn), None)
         self._snapshots.pop(id(conn), None)
         self._borrowed.pop(id(conn), None)
         if type(conn) is ThreadedConnection and conn.abandoned:
@@ -636,10 +776,12 @@ class _Checkout:
             self._pool.release(conn, exc)
 
 
-def _wrapper_class(driver: Driver, threaded: bool) -> type[PooledConnection]:
-    if driver.name == "sqlite3" and not threaded:
-        return SqliteConnection
-    return PooledConnection
+def _wrapper_class(driver: Driver, threaded: bool, pool: ConnectionPool) -> type[PooledConnection]:
+    """The pool's own subclass of the proxy class for ``driver``: it holds the pool as a class
+    attribute, so that a checkout sets one slot less and ``type(conn) is pool._wrapper`` says
+    whose proxy ``conn`` is."""
+    base = SqliteConnection if driver.name == "sqlite3" and not threaded else PooledConnection
+    return type(base.__name__, (base,), {"__slots__": (), "_pool": pool, "__module__": base.__module__})
 
 
 def _in_hub_threads(func: Callable[..., Any], *args: Any) -> Any:

@@ -6,8 +6,9 @@ through the proxy (``conn.autocommit = True``, ``conn.set_session(...)``,
 conn:`` keeps the driver's own meaning.  ``conn.raw`` is the driver's
 connection itself, for code that type-checks it or passes it to C
 functions.  Once the connection is returned (``pool.put(conn)`` or
-``conn.close()``) the proxy is dead: any use raises
-:class:`ConnectionReturned`.
+``conn.close()``) the proxy is dead: it is falsy, a second ``close()`` or
+``put()`` does nothing, and any other use raises :class:`ConnectionReturned`
+(an :class:`AttributeError` too, as eventlet's dead wrapper raises).
 
 A proxy belongs to the greenlet that checked it out; it is not meant to be
 shared.  A proxy dropped without being returned (or held only by the
@@ -21,49 +22,87 @@ use calls for: none for a connection nobody touched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PoolError
-from .hygiene import TOUCHED, UNTOUCHED, USED, Usage
+from .hygiene import CONDEMNED, TOUCHED, UNTOUCHED, USED, Usage
 
 if TYPE_CHECKING:
     from .._lease import Lease
     from .pool import ConnectionPool
 
-__all__ = ["PooledConnection", "ConnectionReturned", "unwrap"]
+__all__ = [
+    "PooledConnection",
+    "PooledConnectionWrapper",
+    "GenericConnectionWrapper",
+    "ConnectionReturned",
+    "unwrap",
+]
 
 _set = object.__setattr__
 
 
-class ConnectionReturned(PoolError):
-    """A pooled connection was used after it went back to its pool."""
+class ConnectionReturned(PoolError, AttributeError):
+    """A pooled connection was used after it went back to its pool.
+
+    Also an :class:`AttributeError`: code written for eventlet's ``db_pool``
+    (whose dead wrapper has lost its attributes) catches it unchanged.
+    """
 
 
-class PooledConnection:
+class GenericConnectionWrapper:
+    """A transparent proxy of a DB-API connection: every attribute read, set or deleted reaches
+    ``_base`` (eventlet's name; the base class of :class:`PooledConnection`)."""
+
+    __slots__ = ("_base",)
+    _base: Any
+
+    def __init__(self, baseconn: Any) -> None:
+        _set(self, "_base", baseconn)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._base, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._base, name)
+
+    def __enter__(self) -> Any:
+        return self._base.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any:
+        return self._base.__exit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self._base!r}>"
+
+
+class PooledConnection(GenericConnectionWrapper):
     """A checked-out connection of a :class:`~geventpool.dbapi.ConnectionPool` (see the module doc)."""
 
-    __slots__ = ("_base", "_lease", "_pool", "_cursors", "_use", "_levels", "_sql", "_usage", "__weakref__")
-    _base: Any
+    # _sql is set with the first cursor, and _pool is a class attribute of the pool's own
+    # subclass (see ConnectionPool._wrapper): a checkout sets four slots
+    __slots__ = ("_lease", "_cursors", "_use", "_sql", "__weakref__")
     _lease: Lease[Any] | None
     _pool: ConnectionPool
     _use: int
     #: Set to [True] by a watched cursor that ran a statement which may change the session.
     _sql: list[bool] | None
-    _levels: Mapping[str, int]
-    #: What the borrower did, once the connection is returned (None before).
-    _usage: Usage | None
 
     def __init__(self, pool: ConnectionPool, lease: Lease[Any]) -> None:
-        _set(self, "_pool", pool)
-        _set(self, "_lease", lease)
-        _set(self, "_base", lease.conn)
-        _set(self, "_cursors", [])
-        _set(self, "_use", UNTOUCHED)
-        _set(self, "_sql", None)
-        _set(self, "_levels", pool.driver.attribute_levels)
-        _set(self, "_usage", None)
+        # the slots' own setters: a checkout makes one proxy, and these are its cost
+        _set_lease(self, lease)
+        _set_base(self, lease.conn)
+        _set_cursors(self, None)  # a list once a cursor is opened
+        _set_use(self, UNTOUCHED)
 
     # -- the proxy ----------------------------------------------------------------------------
 
@@ -76,7 +115,7 @@ class PooledConnection:
         base = self._base
         if base is None:
             raise self._dead()
-        level = self._levels.get(name, USED)
+        level = self._pool.driver.attribute_levels.get(name, USED)
         if level > self._use:
             _set(self, "_use", level)
         return getattr(base, name)
@@ -85,7 +124,7 @@ class PooledConnection:
         base = self._base
         if base is None:
             raise self._dead()
-        level = max(self._levels.get(name, USED), TOUCHED)
+        level = max(self._pool.driver.attribute_levels.get(name, USED), TOUCHED)
         if level > self._use:
             _set(self, "_use", level)
         setattr(base, name, value)
@@ -136,15 +175,20 @@ class PooledConnection:
             if self._use < USED:
                 _set(self, "_use", USED)
             cursor = base.cursor(*args, **kwargs)
+            flag = None
         else:  # the driver watches the statements: a session reset only if one may change it
             if self._use < level:
                 _set(self, "_use", level)
-            flag = self._sql
+            flag = self._sql if self._cursors is not None else None
             if flag is None:
                 flag = [False]
-                _set(self, "_sql", flag)
             cursor = driver.open_cursor(base, args, kwargs, flag)
-        self._cursors.append(cursor)
+        cursors = self._cursors
+        if cursors is None:
+            _set(self, "_sql", flag)
+            _set(self, "_cursors", [cursor])
+        else:
+            cursors.append(cursor)
         return cursor
 
     def commit(self) -> None:
@@ -162,7 +206,7 @@ class PooledConnection:
         base.rollback()
 
     def close(self) -> None:
-        """Return the connection to its pool (eventlet's meaning); a second call does nothing."""
+        """Return the connection to its pool (eventlet's meaning); once returned, does nothing."""
         if self._lease is not None:
             self._pool.put(self)
 
@@ -186,30 +230,33 @@ class PooledConnection:
             raise self._dead()
         return base.__exit__(exc_type, exc, tb)
 
-    def _detach(self) -> Lease[Any] | None:
-        """Kill the proxy, close its client-side cursors, record its :attr:`_usage`, and return its
-        lease (None if it was already returned).  Server-side (named) cursors go into the usage:
-        the pool closes them on return (closing them is I/O)."""
+    def _detach(self) -> Usage | None:
+        """Kill the proxy, close its client-side cursors, and return what its borrower did (None if
+        it was already returned).  Server-side (named) cursors go into the usage: the pool
+        closes them on return (closing them is I/O)."""
         lease = self._lease
         cursors = self._cursors
         named = []
-        for cursor in cursors:
-            if getattr(cursor, "name", None) is None:
-                try:
-                    cursor.close()
-                except Exception:  # a cursor of a broken connection: nothing to protect
-                    pass
-            else:
-                named.append(cursor)
-        cursors.clear()
-        if lease is not None:
-            use = self._use
-            if self._sql is not None and self._sql[0] and use < USED:
-                use = USED
-            _set(self, "_usage", Usage(use, tuple(named)))
-        _set(self, "_lease", None)
-        _set(self, "_base", None)
-        return lease
+        sql = None
+        if cursors is not None:
+            sql = self._sql
+            for cursor in cursors:
+                if getattr(cursor, "name", None) is None:
+                    try:
+                        cursor.close()
+                    except Exception:  # a cursor of a broken connection: nothing to protect
+                        pass
+                else:
+                    named.append(cursor)
+            _set(self, "_cursors", None)
+        _set_lease(self, None)
+        _set_base(self, None)
+        if lease is None:
+            return None
+        use = self._use
+        if sql is not None and sql[0] and use < USED:
+            use = USED
+        return Usage(use, tuple(named)) if named else _USAGES[use]
 
     def __reduce__(self) -> Any:
         raise TypeError("pooled connections cannot be pickled")
@@ -219,7 +266,19 @@ class PooledConnection:
         return f"<PooledConnection of {self._pool.name!r} {state}>"
 
     def __bool__(self) -> bool:
-        return True
+        """True while checked out; False once returned (as eventlet's wrapper)."""
+        return self._base is not None
+
+
+#: the usage of each level without named cursors (made once, not per return)
+_USAGES = tuple(Usage(level) for level in range(CONDEMNED + 1))
+_set_lease = PooledConnection.__dict__["_lease"].__set__
+_set_base = GenericConnectionWrapper.__dict__["_base"].__set__
+_set_cursors = PooledConnection.__dict__["_cursors"].__set__
+_set_use = PooledConnection.__dict__["_use"].__set__
+
+#: eventlet's name for the proxy its pools hand out.
+PooledConnectionWrapper = PooledConnection
 
 
 def unwrap(conn: Any) -> Any:
