@@ -378,6 +378,8 @@ class Psycopg2Driver(_PostgresDriver):
     def open_cursor(self, conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], flag: list[bool]) -> Any:
         if self.cursor_guard is not None:
             self.cursor_guard(args, kwargs)
+        if not self.reset_session and self.statement_guard is None:
+            return conn.cursor(*args, **kwargs)  # no session reset to earn: nothing to watch for
         return pg2_open_cursor(conn, args, kwargs, flag, self.module.extensions.cursor, self.statement_guard)
 
     def close_cursors(self, conn: Any, cursors: tuple[Any, ...], io: Callable[[str], Any]) -> None:

@@ -123,12 +123,25 @@ _SESSION_STR = re.compile(SESSION_SQL, re.IGNORECASE | re.DOTALL).search
 _SESSION_BYTES = re.compile(SESSION_SQL.encode(), re.IGNORECASE | re.DOTALL).search
 
 
+#: query text -> verdict of may_change_session, for texts up to _VERDICT_CHARS long (an
+#: application runs the same few statements over and over: a dict lookup instead of the regex)
+_VERDICTS: dict[str | bytes, bool] = {}
+_VERDICTS_MAX = 2048
+_VERDICT_CHARS = 2048
+
+
 def may_change_session(query: Any) -> bool:
     """Tell whether ``query`` may change the session (anything but ``str`` or ``bytes``: yes)."""
-    if type(query) is str:
-        return _SESSION_STR(query) is not None
-    if type(query) is bytes:
-        return _SESSION_BYTES(query) is not None
+    kind = type(query)
+    if kind is str or kind is bytes:
+        verdict = _VERDICTS.get(query)
+        if verdict is None:
+            verdict = (_SESSION_STR if kind is str else _SESSION_BYTES)(query) is not None
+            if len(query) <= _VERDICT_CHARS:
+                if len(_VERDICTS) >= _VERDICTS_MAX:
+                    _VERDICTS.clear()  # many different texts: start again rather than grow
+                _VERDICTS[query] = verdict
+        return verdict
     return True  # psycopg2.sql.Composed and the like: not worth rendering to look
 
 
@@ -141,6 +154,8 @@ def _watched(cls: type) -> type:
     if sub is not None:
         return sub
 
+    base_execute = cls.execute  # type: ignore[attr-defined]
+
     class Watched(cls):  # type: ignore[misc]
         __slots__ = ("_gp_flag", "_gp_guard")  # no instance dict to create per cursor
         _gp_flag: list[bool]
@@ -148,11 +163,15 @@ def _watched(cls: type) -> type:
         _gp_guard: Callable[[Any], None] | None
 
         def execute(self, query: Any, vars: Any = None) -> Any:
-            if may_change_session(query):
+            # the verdict cache inlined for the common case: a str seen before
+            verdict = _VERDICTS.get(query) if type(query) is str else None
+            if verdict is None:
+                verdict = may_change_session(query)
+            if verdict:
                 if self._gp_guard is not None:
                     self._gp_guard(query)
                 self._gp_flag[0] = True
-            return super().execute(query, vars)
+            return base_execute(self, query, vars)
 
         def executemany(self, query: Any, vars_list: Any) -> Any:
             if may_change_session(query):
