@@ -25,7 +25,6 @@ from .hygiene import (
     PSYCOPG2_LEVELS,
     PSYCOPG_LEVELS,
     QUERIED,
-    TOUCHED,
     USED,
     Usage,
     pg2_close_cursors,
@@ -163,7 +162,7 @@ class Driver:
 
         :raises Exception: the connection cannot be made clean (it is discarded).
         """
-        if usage.level >= TOUCHED and self.snapshot(conn) != snapshot:
+        if usage.level >= QUERIED and self.snapshot(conn) != snapshot:
             with io("restoring session attributes"):
                 self.restore(conn, snapshot)
 
@@ -379,6 +378,7 @@ class Psycopg2Driver(_PostgresDriver):
         if self.cursor_guard is not None:
             self.cursor_guard(args, kwargs)
         if not self.reset_session and self.statement_guard is None:
+            flag[1] = True  # not watched: its connection may be reached, so compare the attributes
             return conn.cursor(*args, **kwargs)  # no session reset to earn: nothing to watch for
         return pg2_open_cursor(conn, args, kwargs, flag, self.module.extensions.cursor, self.statement_guard)
 

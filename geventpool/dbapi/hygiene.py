@@ -1,16 +1,18 @@
 """Return hygiene: how much a borrower did with a connection, and how PostgreSQL sessions are reset.
 
 A :class:`~geventpool.dbapi.PooledConnection` records the deepest use its
-borrower made of the connection, as one of four levels:
+borrower made of the connection, as one of five levels:
 
 - :data:`UNTOUCHED`: nothing, or only reads of immutable attributes
   (``conn.closed``, ``conn.autocommit``): the return does no work at all;
-- :data:`TOUCHED`: an attribute was set or a mutable one read (``conn.notices``,
-  ``conn.set_session(...)``): the driver's attributes are compared with the
-  connection's first state and set back (no round trip, except for a changed
-  client encoding);
 - :data:`QUERIED`: statements ran through cursors whose driver watches them
-  (psycopg2), and none of them may change the session: as :data:`TOUCHED`;
+  (psycopg2), none of them may change the session, and no attribute was set
+  or reached (through the proxy or a cursor's ``connection``): the
+  transaction is ended and the notices emptied, nothing compared;
+- :data:`TOUCHED`: an attribute was set or a mutable one read (``conn.notices``,
+  ``conn.set_session(...)``, a watched cursor's ``connection``): the driver's
+  attributes are compared with the connection's first state and set back (no
+  round trip, except for a changed client encoding);
 - :data:`USED`: the session may have changed (a watched statement matched
   :data:`SESSION_SQL`, or a cursor of a driver that is not watched,
   ``conn.raw``, any other method): the session is reset too, in one round
@@ -59,8 +61,8 @@ __all__ = [
 ]
 
 UNTOUCHED = 0
-TOUCHED = 1
-QUERIED = 2
+QUERIED = 1
+TOUCHED = 2
 USED = 3
 CONDEMNED = 4
 
@@ -155,6 +157,7 @@ def _watched(cls: type) -> type:
         return sub
 
     base_execute = cls.execute  # type: ignore[attr-defined]
+    base_connection = cls.connection  # type: ignore[attr-defined]
 
     class Watched(cls):  # type: ignore[misc]
         __slots__ = ("_gp_flag", "_gp_guard")  # no instance dict to create per cursor
@@ -184,6 +187,12 @@ def _watched(cls: type) -> type:
             self._gp_flag[0] = True  # a function may change anything
             return super().callproc(procname, parameters)
 
+        @property
+        def connection(self) -> Any:
+            """The driver's connection (its attributes are then compared on return)."""
+            self._gp_flag[1] = True
+            return base_connection.__get__(self, type(self))
+
     Watched.__name__, Watched.__qualname__ = cls.__name__, cls.__qualname__
     Watched.__module__ = cls.__module__
     _WATCHED[cls] = Watched
@@ -196,7 +205,8 @@ def pg2_open_cursor(
 ) -> Any:
     """``conn.cursor(*args, **kwargs)``, of a subclass of the class asked for (``default``:
     psycopg2's) that sets ``flag[0]`` when a statement may change the session, after
-    ``guard(statement)`` (if given) let it through.
+    ``guard(statement)`` (if given) let it through, and ``flag[1]`` when its ``connection``
+    is reached.
     ``isinstance`` with the class asked for still holds."""
     if len(args) >= 2:
         factory = args[1] or conn.cursor_factory or default
@@ -330,7 +340,7 @@ def pg2_restore(conn: Any, snap: Pg2Snapshot, usage: Usage, io: Callable[[str], 
     :raises Condemned: it cannot be (a two-phase transaction, a condemned use).
     """
     level = usage.level
-    if level < TOUCHED:
+    if level < QUERIED:
         return
     if level >= CONDEMNED:
         raise Condemned("the borrower changed what the driver cannot take back")
@@ -343,6 +353,10 @@ def pg2_restore(conn: Any, snap: Pg2Snapshot, usage: Usage, io: Callable[[str], 
                 conn.rollback()
         else:
             raise Condemned(f"psycopg2 status {status} on return (a two-phase transaction?)")
+    if level == QUERIED:  # statements only: no attribute was set, and none was reached
+        _empty(snap.notices)
+        _empty(snap.notifies)
+        return
     if conn.autocommit is not snap.autocommit:
         conn.autocommit = snap.autocommit
     if conn.isolation_level != snap.isolation_level:
@@ -433,7 +447,7 @@ def pg_restore(conn: Any, snap: PgSnapshot, usage: Usage, io: Callable[[str], An
     :raises Condemned: it cannot be.
     """
     level = usage.level
-    if level < TOUCHED:
+    if level < QUERIED:
         return
     if level >= CONDEMNED:
         raise Condemned("the borrower changed psycopg's adapters or handlers")

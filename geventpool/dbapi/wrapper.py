@@ -94,7 +94,8 @@ class PooledConnection(GenericConnectionWrapper):
     _lease: Lease[Any] | None
     _pool: ConnectionPool
     _use: int
-    #: Set to [True] by a watched cursor that ran a statement which may change the session.
+    #: [a watched cursor ran a statement that may change the session, a cursor's connection was
+    #: reached], once a cursor is opened.
     _sql: list[bool] | None
 
     def __init__(self, pool: ConnectionPool, lease: Lease[Any]) -> None:
@@ -181,7 +182,7 @@ class PooledConnection(GenericConnectionWrapper):
                 _set(self, "_use", level)
             flag = self._sql if self._cursors is not None else None
             if flag is None:
-                flag = [False]
+                flag = [False, False]  # [a statement may change the session, connection reached]
             cursor = driver.open_cursor(base, args, kwargs, flag)
         cursors = self._cursors
         if cursors is None:
@@ -254,8 +255,11 @@ class PooledConnection(GenericConnectionWrapper):
         if lease is None:
             return None
         use = self._use
-        if sql is not None and sql[0] and use < USED:
-            use = USED
+        if sql is not None and use < USED:
+            if sql[0]:
+                use = USED
+            elif sql[1] and use < TOUCHED:
+                use = TOUCHED
         return Usage(use, tuple(named)) if named else _USAGES[use]
 
     def __reduce__(self) -> Any:

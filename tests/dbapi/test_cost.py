@@ -84,3 +84,41 @@ def test_untouched_return_keeps_cleanup_hooks(pg: PostgresServer) -> None:
         check_invariants(pool)
     finally:
         pool.close()
+
+
+def test_cursor_connection_counts_as_touching_the_attributes(pg: PostgresServer) -> None:
+    """A query-only return compares no attribute; a cursor's ``connection`` reached makes it compare."""
+    pool = ConnectionPool(psycopg2, pg.dsn, max_size=1)
+    try:
+        with pool.item() as conn:
+            cur = conn.cursor()
+            assert conn._use == hygiene.QUERIED
+            cur.connection.autocommit = True  # the driver's connection, past the proxy
+            cur.execute("SELECT 1")
+        with pool.item() as conn:
+            assert conn.autocommit is False
+        check_invariants(pool)
+    finally:
+        pool.close()
+
+
+def test_query_only_return_empties_the_notices(pg: PostgresServer) -> None:
+    pg.execute(
+        "CREATE OR REPLACE FUNCTION gp_cost_noisy() RETURNS int LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE NOTICE 'for the next borrower?'; RETURN 1; END $$"
+    )
+    pool = ConnectionPool(psycopg2, pg.dsn, max_size=1)
+    try:
+        with pool.item() as conn:
+            raw = conn.raw  # kept to look at it from outside the next checkouts
+        with pool.item() as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT gp_cost_noisy()")
+            assert conn._use == hygiene.QUERIED
+            assert len(raw.notices) == 1
+        assert not raw.notices
+        with pool.item() as conn:
+            assert not conn.notices
+        check_invariants(pool)
+    finally:
+        pool.close()
