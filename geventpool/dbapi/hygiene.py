@@ -208,13 +208,16 @@ def pg2_open_cursor(
     ``guard(statement)`` (if given) let it through, and ``flag[1]`` when its ``connection``
     is reached.
     ``isinstance`` with the class asked for still holds."""
-    if len(args) >= 2:
-        factory = args[1] or conn.cursor_factory or default
-        args = (args[0], _watched(factory), *args[2:])
+    if not args and not kwargs:  # the common case, without building arguments
+        cursor = conn.cursor(cursor_factory=_watched(conn.cursor_factory or default))
     else:
-        factory = kwargs.get("cursor_factory") or conn.cursor_factory or default
-        kwargs = {**kwargs, "cursor_factory": _watched(factory)}
-    cursor = conn.cursor(*args, **kwargs)
+        if len(args) >= 2:
+            factory = args[1] or conn.cursor_factory or default
+            args = (args[0], _watched(factory), *args[2:])
+        else:
+            factory = kwargs.get("cursor_factory") or conn.cursor_factory or default
+            kwargs = {**kwargs, "cursor_factory": _watched(factory)}
+        cursor = conn.cursor(*args, **kwargs)
     cursor._gp_flag = flag
     cursor._gp_guard = guard
     return cursor
@@ -354,8 +357,10 @@ def pg2_restore(conn: Any, snap: Pg2Snapshot, usage: Usage, io: Callable[[str], 
         else:
             raise Condemned(f"psycopg2 status {status} on return (a two-phase transaction?)")
     if level == QUERIED:  # statements only: no attribute was set, and none was reached
-        _empty(snap.notices)
-        _empty(snap.notifies)
+        if snap.notices:
+            _empty(snap.notices)
+        if snap.notifies:
+            _empty(snap.notifies)
         return
     if conn.autocommit is not snap.autocommit:
         conn.autocommit = snap.autocommit
