@@ -110,7 +110,10 @@ def test_deadline_stops_retrying() -> None:
 
     with pytest.raises(socket.error):
         call()
-    assert 3 <= flaky.calls <= 6
+    # Retried (max_failures=None) until the deadline, never past it: each try after the first waits
+    # at least the interval, so at most deadline / interval + 2 calls; how many fit before it depends
+    # on the machine's speed (a busy CI machine fitted 2), so only the bound is asserted.
+    assert 1 <= flaky.calls <= 6
 
 
 def test_backoff_is_a_pure_function() -> None:
