@@ -28,11 +28,11 @@ import socket
 import subprocess as std_subprocess
 import tempfile
 import time
-from types import TracebackType
 from typing import Any
 
 import gevent
 
+from ._child import ChildServer
 from .ports import free_port as _free_port
 
 __all__ = ["MariaDBServer", "MariaDBError", "find_mariadbd", "USER", "PASSWORD", "DATABASE"]
@@ -78,7 +78,7 @@ def _install_db() -> str:
     raise FileNotFoundError("mariadb-install-db not found: install the Debian package mariadb-server")
 
 
-class MariaDBServer:
+class MariaDBServer(ChildServer):
     """One private MariaDB instance: ``with MariaDBServer() as db: db.connect_kwargs()``.
 
     ``settings`` are extra ``[mariadbd]`` lines (name -> value; "" for a bare
@@ -196,60 +196,6 @@ class MariaDBServer:
             return False
         return True
 
-    def _log_tail(self) -> str:
-        try:
-            with open(self.log_file, encoding="utf-8", errors="replace") as f:
-                return f.read()[-2000:]
-        except OSError:
-            return "(no error log)"
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the running server this object started (None when down)."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return None
-        return int(process.pid)
-
-    @property
-    def running(self) -> bool:
-        """Whether the server this object started is alive."""
-        return self.pid is not None
-
-    def _wait_exit(self, timeout: float) -> bool:
-        process = self._process
-        if process is None:
-            return True
-        deadline = time.monotonic() + timeout
-        while process.poll() is None:
-            if time.monotonic() > deadline:
-                return False
-            gevent.sleep(0.005)
-        return True
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Shut the server down cleanly (SIGTERM) and wait for it; SIGKILL after ``timeout``."""
-        pid = self.pid
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGTERM)
-        if not self._wait_exit(timeout):
-            self.kill()
-
-    def kill(self) -> None:
-        """Kill the server with SIGKILL (by PID): clients see their connections reset."""
-        pid = self.pid
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGCONT)  # a paused server must be able to die
-        os.kill(pid, signal.SIGKILL)
-        self._wait_exit(10)
-
-    def restart(self) -> None:
-        """Stop and start again on the same port and data directory."""
-        self.stop()
-        self.start()
-
     def pause(self) -> None:
         """SIGSTOP the server: it accepts TCP (kernel backlog) but answers nothing."""
         pid = self.pid
@@ -270,14 +216,6 @@ class MariaDBServer:
             self.kill()
         if self._own_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> MariaDBServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.cleanup()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess as std_subprocess
 import tempfile
 import time
-from types import TracebackType
 from typing import Any
 
 import gevent
 
+from ._child import ChildServer
 from .ports import free_port
 from .postgres import PostgresServer
 
@@ -69,7 +68,7 @@ def find_pgbouncer() -> str:
     raise FileNotFoundError("pgbouncer not found (Debian package 'pgbouncer'); set PGBOUNCER")
 
 
-class PgBouncerServer:
+class PgBouncerServer(ChildServer):
     """One private PgBouncer: ``with PgBouncerServer(pg, "transaction") as bouncer: bouncer.dsn``.
 
     ``settings`` are extra ``[pgbouncer]`` lines (name -> value).  The
@@ -185,74 +184,16 @@ class PgBouncerServer:
         except OSError:
             return False
 
-    def _log_tail(self) -> str:
-        try:
-            with open(self.log_file, encoding="utf-8", errors="replace") as f:
-                return f.read()[-2000:]
-        except OSError:
-            return "(no log)"
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the running PgBouncer this object started (None when down)."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return None
-        return int(process.pid)
-
-    @property
-    def running(self) -> bool:
-        """Whether the PgBouncer this object started is alive."""
-        return self.pid is not None
-
-    def _wait_exit(self, timeout: float) -> bool:
-        process = self._process
-        if process is None:
-            return True
-        deadline = time.monotonic() + timeout
-        while process.poll() is None:
-            if time.monotonic() > deadline:
-                return False
-            gevent.sleep(0.005)
-        return True
-
     def stop(self, timeout: float = 10.0) -> None:
         """Shut PgBouncer down at once (SIGTERM: every client connection is closed); SIGKILL after
         ``timeout``.  (SIGINT, its "safe" shutdown, would wait for session-mode clients to leave.)"""
-        pid = self.pid
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGTERM)
-        if not self._wait_exit(timeout):
-            self.kill()
-
-    def kill(self) -> None:
-        """Kill PgBouncer with SIGKILL (by PID): its clients see their connections reset."""
-        pid = self.pid
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGCONT)  # a stopped process must be able to die
-        os.kill(pid, signal.SIGKILL)
-        self._wait_exit(10)
-
-    def restart(self) -> None:
-        """Stop and start again on the same port (clients must reconnect)."""
-        self.stop()
-        self.start()
+        super().stop(timeout)
 
     def cleanup(self) -> None:
         """Stop PgBouncer and remove its directory."""
         self.stop()
         if self._own_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def __enter__(self) -> PgBouncerServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.cleanup()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
