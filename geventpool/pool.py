@@ -59,6 +59,7 @@ _IN_USE = SlotState.IN_USE
 _CHECKING = SlotState.CHECKING
 _FORGOTTEN = SlotState.FORGOTTEN
 _names = itertools.count(1)
+_new_lease = object.__new__
 
 
 
@@ -305,7 +306,10 @@ class ConnectionPool(Generic[C]):
         slot.checked_out_at = now
         slot.uses += 1
         slot.holder = getcurrent()
-        slot.lease = lease = Lease(self, slot)
+        slot.lease = lease = _new_lease(Lease)  # Lease.__init__, inlined: the hot path
+        lease.conn = slot.conn
+        lease._pool = self
+        lease._slot = slot
         if self._observed:  # leak tracking or checkout listeners
             if self._track_frames:
                 slot.where = _where(sys._getframe(1))
