@@ -7,9 +7,9 @@ STAMP = $(VENV)/.installed
 #: The other Pythons setup.cfg claims (3.11 is $(PYTHON)); CI runs the whole suite on each.
 OTHER_PYTHONS ?= 3.10 3.12
 
-.PHONY: test test-pythons lint typecheck pytest demo examples docs bench bench-peers soak package system-deps clean
+.PHONY: test test-pythons lint typecheck pytest pytest-pure demo examples docs bench bench-peers soak package system-deps clean
 
-$(STAMP): setup.cfg setup.py
+$(STAMP): setup.cfg setup.py geventpool/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
 	$(BIN)/python -m pip install -q -e '.[test,dev]'
@@ -24,13 +24,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict geventpool
 
+# CI requires the C speedups to be built (a failed build would silently test the Python code only);
+# pytest-pure runs the core's tests again on the pure-Python code, which users without a compiler get.
 pytest: $(STAMP)
-	$(BIN)/pytest
+	GEVENTPOOL_REQUIRE_SPEEDUPS=1 $(BIN)/pytest
+
+pytest-pure: $(STAMP)
+	GEVENTPOOL_PURE_PYTHON=1 $(BIN)/pytest -q -p no:cacheprovider tests/core tests/testing
 
 # What CI runs: system packages (as root), lint, types, and the whole suite
 # (the suite builds the docs with -W and runs every example), then the suite again
 # on every other Python that setup.cfg claims.
-test: system-deps $(STAMP) lint typecheck pytest test-pythons
+test: system-deps $(STAMP) lint typecheck pytest pytest-pure test-pythons
 
 # A missing interpreter fails the target: a version is claimed only where the suite ran.
 test-pythons: system-deps
@@ -41,7 +46,7 @@ test-pythons: system-deps
 	    $$venv/bin/python -m pip install -q -U pip; \
 	    $$venv/bin/python -m pip install -q -e '.[test,dev]'; \
 	    echo "== the suite on $$($$venv/bin/python --version)"; \
-	    $$venv/bin/pytest -q -p no:cacheprovider; \
+	    GEVENTPOOL_REQUIRE_SPEEDUPS=1 $$venv/bin/pytest -q -p no:cacheprovider; \
 	done
 
 demo:

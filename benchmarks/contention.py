@@ -200,6 +200,7 @@ IMPLEMENTATIONS: list[Impl] = [
     Impl("fifo-floor", "fair floor: FIFO hand-off + a timer per wait [5]",
          contended(_build_fifo_floor, with_loop, "get")),
     _row("geventpool", "geventpool `with pool.get()`", with_loop, "get"),
+    _row("geventpool-python", "geventpool `with pool.get()`, pure Python [6]", with_loop, "get"),
     _row("geventpool-acquire", "geventpool acquire()/release()", pair_loop, "acquire", "release"),
     _row("geventconnpool", "geventconnpool 0.2.1 (patched) `with`", with_loop, "get"),
     _row("gsocketpool", "gsocketpool `with pool.connection()` [2]", with_loop, "connection"),
@@ -223,6 +224,7 @@ FOOTNOTES = [
     "[5] the fair floor: a deque of connections and a deque of hub Waiters, a returned connection "
     "handed to the oldest waiter through the hub, a libev timer around every wait (what a pool that "
     "honours timeout= must pay) and nothing else: what strict FIFO costs at least.",
+    "[6] GEVENTPOOL_PURE_PYTHON=1: without the optional C speedups (geventpool/_speedups.c).",
     f"{GREENLETS} greenlets started together per round, each looping checkout / sleep(0) while holding / "
     "return until the round's checkouts are used up (then it parks until all are done: no greenlet exits "
     "while others wait); one worker process per row, rounds interleaved, the floor run right before every "

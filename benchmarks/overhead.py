@@ -172,9 +172,11 @@ def _geventpool(**options: Any) -> Any:
 
 def _geventpool_versions() -> dict[str, str]:
     import geventpool
+    from geventpool import _accel
 
     where = Path(geventpool.__file__).resolve().parent.parent
-    return {"geventpool": f"{geventpool.__version__} ({where})", **_versions("gevent")}
+    speedups = "C speedups" if _accel.active() else "pure Python"
+    return {"geventpool": f"{geventpool.__version__} ({where}, {speedups})", **_versions("gevent")}
 
 
 def _build_geventpool() -> Bench:
@@ -186,6 +188,11 @@ def _build_geventpool() -> Bench:
                 pass
 
     return Bench(loop, lambda: pool.close(5), pool, _geventpool_versions())
+
+
+def _build_geventpool_python() -> Bench:
+    os.environ["GEVENTPOOL_PURE_PYTHON"] = "1"  # before geventpool is imported in this worker
+    return _build_geventpool()
 
 
 def _build_geventpool_acquire() -> Bench:
@@ -358,6 +365,7 @@ IMPLEMENTATIONS: list[Impl] = [
     Impl("floor", "floor: gevent Queue + thinnest `with`", _build_floor),
     Impl("floor-bare", "floor, bare: `c = q.get(); q.put(c)`", _build_floor_bare),
     Impl("geventpool", "geventpool `with pool.get()`", _build_geventpool),
+    Impl("geventpool-python", "geventpool `with pool.get()`, pure Python [4]", _build_geventpool_python),
     Impl("geventpool-acquire", "geventpool acquire()/release()", _build_geventpool_acquire),
     Impl("geventpool-options", "geventpool `with`, options on [1]", _build_geventpool_options),
     Impl("geventconnpool", "geventconnpool 0.2.1 (patched) `with`", _build_geventconnpool, peer=True,
@@ -574,6 +582,9 @@ FOOTNOTES = [
     "default ConnectionPool is TpooledConnectionPool, which sends every connection method call "
     "(the rollback on put, too) to an OS thread and costs ~100 µs per cycle here.",
     "[3] psycopg 3 connections to a private PostgreSQL on 127.0.0.1 (idle, so no I/O in the cycle).",
+    "[4] GEVENTPOOL_PURE_PYTHON=1: the same code without the optional C speedups (geventpool/_speedups.c, "
+    "built at install when a C compiler is there); the other geventpool rows use them if they were built "
+    "(see the versions line).",
     "Every gevent worker calls gevent.monkey.patch_all() first, the eventlet worker eventlet.monkey_patch(); "
     "one worker process per row, rounds interleaved (the floor runs again right before every row), gc "
     "disabled while timing. µs/cycle is the worker thread's CPU time (preemption by other processes does "

@@ -216,6 +216,6 @@ class Housekeeper(Generic[C]):
             if lent and not slot.leak_reported and held >= pool.leak_threshold:
                 slot.leak_reported = True
                 pool._leaks_out += 1
-                pool._fast = False
+                pool._table.fast = False
                 pool._counters["leaks"] += 1
                 logger.warning("%s", leak_message(pool.name, slot, now, "possible leak"))

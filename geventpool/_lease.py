@@ -13,12 +13,13 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from . import _accel
 from ._slot import Slot, SlotState
 
 if TYPE_CHECKING:
     from .pool import ConnectionPool
 
-__all__ = ["Lease"]
+__all__ = ["Lease", "PyLease"]
 
 C = TypeVar("C")
 
@@ -59,24 +60,25 @@ class Lease(Generic[C]):
     ) -> None:
         slot = self._slot
         pool = self._pool
+        table = pool._table
         # The common case, inlined (the rest of the discard rule is pool._finish): a clean
         # return of a valid lease into a pool on its fast path.
-        if exc_type is None and slot.lease is self and pool._fast:
-            now = pool._clock()
+        if exc_type is None and slot.lease is self and table.fast:
+            now = table.clock()
             if now < slot.expires_at:
                 # check-then-update: no greenlet switch in here
                 slot.lease = None
                 slot.holder = None
-                pool._usage += now - slot.checked_out_at
+                table.usage += now - slot.checked_out_at
                 slot.state = _IDLE
                 slot.last_used = now
-                if pool._pinging and slot.good_until >= 0:
-                    good_until = now + pool._ping_window
+                if table.pinging and slot.good_until >= 0:
+                    good_until = now + table.ping_window
                     slot.good_until = good_until if good_until < slot.expires_at else slot.expires_at
-                if pool._waiters:
-                    pool._table.offer(slot, now)  # to the oldest waiter
+                if table.waiters:
+                    table.offer(slot, now)  # to the oldest waiter
                 else:
-                    pool._idle.append(slot)
+                    table.idle.append(slot)
                 return
         pool._return(self, exc)
 
@@ -93,3 +95,9 @@ class Lease(Generic[C]):
     def __repr__(self) -> str:
         state = "active" if self.active else "returned"
         return f"<Lease of connection {self._slot.number} of {self._pool.name!r} {state}>"
+
+
+PyLease = Lease  # the pure-Python lease (the C one, when built, behaves the same)
+_speedups = _accel.load()
+if _speedups is not None and not TYPE_CHECKING:
+    Lease = _speedups.Lease  # the same class, in C: see _speedups.c

@@ -37,7 +37,7 @@ def stats_of(pool: ConnectionPool[Any]) -> dict[str, float]:
     stats["requests_num"] = (
         live_uses + pool._closed_uses + counters["requests_errors"] + counters["requests_too_many"]
     )
-    stats["usage_ms"] = pool._usage * 1000.0
+    stats["usage_ms"] = pool._table.usage * 1000.0
     stats.update(counters)
     for key in ("requests_wait_ms", "connections_ms", "usage_ms"):
         stats[key] = round(stats[key], 3)

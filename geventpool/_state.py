@@ -12,6 +12,7 @@ has returned).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any, Callable, Generic, NamedTuple, TypeVar
 
@@ -43,6 +44,7 @@ class Snapshot(NamedTuple):
     slots: tuple[Slot[Any], ...]
     idle_slots: tuple[Slot[Any], ...]
     waiters: tuple[Waiter, ...]
+    fast: bool = False  # whether the inlined checkout and return paths apply
 
     @property
     def size(self) -> int:
@@ -96,9 +98,11 @@ class SlotTable(Generic[C]):
 
     __slots__ = (
         "idle", "open", "opening", "closing", "checking", "waiters", "generation", "pop_idle", "lifo",
+        "fast", "observed", "usage", "clock", "pinging", "ping_window",
     )
 
-    def __init__(self, lifo: bool) -> None:
+    def __init__(self, lifo: bool, clock: Callable[[], float] = time.monotonic,
+                 ping_window: float = float("inf")) -> None:
         self.idle: deque[Slot[C]] = deque()  # mutated in place, never replaced
         self.lifo = lifo
         self.pop_idle = self.idle.pop if lifo else self.idle.popleft
@@ -108,6 +112,14 @@ class SlotTable(Generic[C]):
         self.checking = 0
         self.waiters: deque[Waiter] = deque()
         self.generation = 0  # bumped when a connection error suggests a server restart
+        # What the inlined checkout and return read (here, so the C speedups find them at fixed
+        # offsets): the pool's clock, whether its fast path applies, and the time lent so far.
+        self.clock = clock
+        self.fast = False  # started, open, within max_size, connecting works: the inlined paths apply
+        self.observed = False  # leak tracking or checkout listeners: checkouts take the full path
+        self.usage = 0.0  # seconds connections spent lent, summed at each return
+        self.ping_window = ping_window  # a returned connection is lent unchecked this long
+        self.pinging = ping_window != float("inf")
 
     @property
     def size(self) -> int:
@@ -271,4 +283,5 @@ class SlotTable(Generic[C]):
             slots=slots,
             idle_slots=tuple(self.idle),
             waiters=tuple(self.waiters),
+            fast=bool(self.fast),
         )

@@ -24,7 +24,7 @@ from . import _deadline, _fork
 from ._config import PoolSettings
 from ._connector import Connector
 from ._housekeeping import Housekeeper
-from ._lease import Lease
+from ._lease import Lease, _speedups
 from ._listeners import EVENTS, Listeners
 from ._report import (
     all_down_error,
@@ -60,6 +60,10 @@ _CHECKING = SlotState.CHECKING
 _FORGOTTEN = SlotState.FORGOTTEN
 _names = itertools.count(1)
 _new_lease = object.__new__
+#: The C checkout (geventpool/_speedups.c), or None: the Python one below runs.
+_take: Callable[[SlotTable[Any], Any], Lease[Any] | None] | None = (
+    _speedups.take if _speedups is not None else None
+)
 
 
 
@@ -187,10 +191,7 @@ class ConnectionPool(Generic[C]):
 
     def _set_fresh_state(self) -> None:
         """Empty the pool's state; used by __init__ and in a forked child (no I/O)."""
-        self._table: SlotTable[C] = SlotTable(self._lifo)
-        self._idle = self._table.idle  # the same deque: read by the inlined paths
-        self._pop_idle = self._table.pop_idle
-        self._waiters = self._table.waiters
+        self._table: SlotTable[C] = SlotTable(self._lifo, self._clock, self._ping_window)
         self._connector: Connector[C] = Connector(self)
         self._housekeeper: Housekeeper[C] = Housekeeper(self)
         self._acquired: dict[int, Lease[C]] = {}  # id(conn) -> lease, for acquire()/release()
@@ -199,11 +200,9 @@ class ConnectionPool(Generic[C]):
         self._filled = gevent.event.Event()
         self._started = False
         self._closed = False
-        self._fast = False  # started, open, within max_size, connecting works: the inlined paths apply
-        self._observed = self._track_frames
+        self._table.observed = self._track_frames
         self._closed_uses = 0  # checkouts served by connections since closed
         self._leaks_out = 0  # connections reported as leaked and not yet returned
-        self._usage = 0.0
         self._epoch = object()  # background greenlets of an older epoch stop
         self._inherited: list[Any] = []
         self._counters: dict[str, float] = dict.fromkeys(
@@ -290,29 +289,52 @@ class ConnectionPool(Generic[C]):
         :raises TooManyWaiters: ``max_waiting`` greenlets are already waiting.
         :raises PoolClosed: the pool was closed.
         """
-        if self._fast and timeout is None:  # started and open: _checkout's checks hold
-            if self._idle:
-                slot = self._pop_idle()
-                now = self._clock()
-                if now >= slot.good_until:  # due for a check: the slow path decides
-                    self._idle.append(slot)
+        table = self._table
+        if timeout is None and table.fast:  # started and open: _checkout's checks hold
+            if _take is not None:  # the C speedups: the checkout below in one call
+                lease = _take(table, self)
+                if lease is not None:
+                    return lease
+                slot, now = self._checkout(timeout)  # not on the fast path: the general one
+            elif table.idle:
+                slot = table.pop_idle()
+                try:
+                    now = table.clock()
+                except BaseException:  # a custom clock that raised: the slot is not lost
+                    table.idle.append(slot)
+                    raise
+                if now < slot.good_until:
+                    if not table.observed:
+                        # check-then-update: no greenlet switch from taking the slot to here
+                        slot.state = _IN_USE
+                        slot.checked_out_at = now
+                        slot.uses += 1
+                        slot.holder = getcurrent()
+                        slot.lease = lease = _new_lease(Lease)  # Lease.__init__, inlined
+                        lease.conn = slot.conn
+                        lease._pool = self
+                        lease._slot = slot
+                        return lease
+                else:  # due for a check: the slow path decides
+                    table.idle.append(slot)
                     slot, now = self._checkout(timeout)
             else:
                 slot, now = self._wait(self.timeout)
         else:
             slot, now = self._checkout(timeout)
+        return self._lend(slot, now)
+
+    def _lend(self, slot: Slot[C], now: float) -> Lease[C]:
+        """Lend ``slot``, just taken for the caller of ``get()`` (two frames up)."""
         # check-then-update: no greenlet switch from taking the slot to here
         slot.state = _IN_USE
         slot.checked_out_at = now
         slot.uses += 1
         slot.holder = getcurrent()
-        slot.lease = lease = _new_lease(Lease)  # Lease.__init__, inlined: the hot path
-        lease.conn = slot.conn
-        lease._pool = self
-        lease._slot = slot
-        if self._observed:  # leak tracking or checkout listeners
+        slot.lease = lease = Lease(self, slot)
+        if self._table.observed:  # leak tracking or checkout listeners
             if self._track_frames:
-                slot.where = _where(sys._getframe(1))
+                slot.where = _where(sys._getframe(2))
             if self._listeners["checkout"]:
                 self._emit_checkout(lease)
         return lease
@@ -324,17 +346,7 @@ class ConnectionPool(Generic[C]):
         if not self._started or self._closed or table.waiters or table.size >= self.max_size:
             return self.get()
         slot, now = self._wait(self.timeout)
-        slot.state = _IN_USE
-        slot.checked_out_at = now
-        slot.uses += 1
-        slot.holder = getcurrent()
-        slot.lease = lease = Lease(self, slot)
-        if self._observed:
-            if self._track_frames:
-                slot.where = _where(sys._getframe(1))
-            if self._listeners["checkout"]:
-                self._emit_checkout(lease)
-        return lease
+        return self._lend(slot, now)
 
     def acquire(self, timeout: float | None = None) -> C:
         """Check out a connection; give it back with :meth:`release`.  Raises as :meth:`get`."""
@@ -426,7 +438,11 @@ class ConnectionPool(Generic[C]):
         while self._table.idle:  # the table is read again each turn: a check yields (a fork, say)
             table = self._table
             slot = table.pop_idle()
-            now = self._clock()
+            try:
+                now = self._clock()
+            except BaseException:  # a custom clock that raised: the slot is not lost
+                table.idle.append(slot)
+                raise
             if now >= slot.expires_at:
                 self._close(slot, slot.retire or "lifetime")
                 continue
@@ -579,7 +595,7 @@ class ConnectionPool(Generic[C]):
                 self._discard(slot, interrupted)
                 raise
         now = self._clock()
-        self._usage += now - slot.checked_out_at
+        self._table.usage += now - slot.checked_out_at
         if error is not None and self._is_broken(error):
             self._discard(slot, error)
             return
@@ -723,8 +739,9 @@ class ConnectionPool(Generic[C]):
         self._close(slot, "reclaimed")
 
     def _refresh_fast(self) -> None:
-        self._observed = self._track_frames or bool(self._listeners["checkout"])
-        self._fast = (
+        table = self._table
+        table.observed = self._track_frames or bool(self._listeners["checkout"])
+        table.fast = (
             self._started
             and not self._closed
             and self._table.size <= self.max_size
@@ -881,7 +898,7 @@ class ConnectionPool(Generic[C]):
         if self._closed:
             return
         self._closed = True
-        self._fast = False
+        self._table.fast = False
         if self.server_pool is not None:
             for server in self.server_pool:
                 server.health.drop_probe(self)  # a closed pool connects no more, probes included

@@ -50,7 +50,7 @@ def lend(pool: LDAPHooks, new: bool = False) -> Any:
     pool.refuse_if_refused()
     try:
         full = pool._full_timeout
-        if full is not None and not pool._idle and pool._table.size >= pool.max_size:
+        if full is not None and not pool._table.idle and pool._table.size >= pool.max_size:
             return pool.get(full)  # ldappool's contract: full for retry_max x retry_delay, refused
         return pool._get_new() if new else pool.get()
     except BackendUnavailable as error:

@@ -87,7 +87,7 @@ def _check_counts(problems: list[str], pool: ConnectionPool[Any], state: Snapsho
             f"({state.opening}) + closing ({state.closing}) = {state.size} exceeds max_size={bound}"
         )
     # the inlined checkout/return paths may run only in an open pool within its bound
-    if getattr(pool, "_fast", False) and (pool.closed or state.size > pool.max_size):
+    if state.fast and (pool.closed or state.size > pool.max_size):
         why = "closed" if pool.closed else f"size {state.size} > max_size {pool.max_size}"
         problems.append(f"the fast path is enabled although the pool is {why}")
 

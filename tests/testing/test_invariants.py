@@ -197,11 +197,11 @@ def corruptions() -> list[tuple[str, Callable[[EchoPool], Callable[[], None]], s
 
     def closed_with_idle(pool: EchoPool) -> Callable[[], None]:
         pool._closed = True
-        fast, pool._fast = pool._fast, False
+        fast, pool._table.fast = pool._table.fast, False
 
         def undo() -> None:
             pool._closed = False
-            pool._fast = fast
+            pool._table.fast = fast
 
         return undo
 
@@ -209,7 +209,7 @@ def corruptions() -> list[tuple[str, Callable[[EchoPool], Callable[[], None]], s
         table = pool._table
         idle = [slot for slot in list(table.idle) if table.take_out_idle(slot)]
         pool._closed = True
-        pool._fast = True
+        pool._table.fast = True
 
         def undo() -> None:
             pool._closed = False

@@ -1,0 +1,64 @@
+"""The optional C speedups of the checkout and return paths, and the switch to do without.
+
+``geventpool/_speedups.c`` holds the same checkout (``take``) and the same
+:class:`~geventpool.Lease` as the Python code in ``pool.py`` and ``_lease.py``,
+only without the interpreter's per-bytecode cost.  It is built when the
+package is installed if a C compiler is there (``optional``: a failed build
+leaves the pure-Python code in charge, which behaves the same).  Set
+``GEVENTPOOL_PURE_PYTHON=1`` to use the Python code even when it was built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+from gevent import getcurrent
+
+from ._slot import Slot, SlotState
+from ._state import SlotTable
+
+__all__ = ["load", "active"]
+
+_loaded: ModuleType | None = None
+_tried = False
+
+
+def load() -> ModuleType | None:
+    """Return the set-up C module, or None (not built, out of date, or turned off)."""
+    global _loaded, _tried
+    if _tried:
+        return _loaded
+    _tried = True
+    if os.environ.get("GEVENTPOOL_PURE_PYTHON"):
+        return None
+    try:  # not at the top: GEVENTPOOL_PURE_PYTHON must keep the module unloaded
+        _speedups = importlib.import_module(f"{__package__}._speedups")
+    except ImportError:
+        return None
+    source = Path(__file__).with_name("_speedups.c")
+    built = Path(_speedups.__file__ or "")
+    if source.exists() and built.exists() and source.stat().st_mtime > built.stat().st_mtime:
+        warnings.warn(
+            f"geventpool: {built.name} is older than _speedups.c; using the pure-Python code "
+            "(rebuild with: python setup.py build_ext --inplace)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    try:
+        _speedups.setup(Slot, SlotTable, SlotState.IDLE, SlotState.IN_USE, getcurrent, time.monotonic)
+    except Exception as error:  # a layout the C code does not expect: Python it is
+        warnings.warn(f"geventpool: C speedups not used: {error}", RuntimeWarning, stacklevel=2)
+        return None
+    _loaded = _speedups
+    return _loaded
+
+
+def active() -> bool:
+    """Whether the C speedups are in use in this process."""
+    return load() is not None
