@@ -142,25 +142,33 @@ def _send_kill(connect: Callable[[], Any], thread_id: int, run: Callable[..., An
     try:
         with gevent.Timeout(CANCEL_TIMEOUT, _Expired()):
             if run is None:
-                _kill_on_side_connection(connect, thread_id)
+                failure = _kill_on_side_connection(connect, thread_id)
             else:
-                run(_kill_on_side_connection, connect, thread_id)
+                failure = run(_kill_on_side_connection, connect, thread_id)
+        if failure is not None:  # the statement ended meanwhile ("Unknown thread id"), say
+            logger.debug("KILL QUERY %d failed: %r", thread_id, failure)
     except _Expired:
         logger.debug("KILL QUERY %d timed out after %g s", thread_id, CANCEL_TIMEOUT)
     except Exception as error:
         logger.debug("KILL QUERY %d failed: %r", thread_id, error)
 
 
-def _kill_on_side_connection(connect: Callable[[], Any], thread_id: int) -> None:
-    side = connect()
+def _kill_on_side_connection(connect: Callable[[], Any], thread_id: int) -> Exception | None:
+    """Send the KILL; return the driver's error rather than raise it (a thread pool would print
+    the traceback of a task that raised, though the caller logs it)."""
     try:
-        cursor = side.cursor()
+        side = connect()
         try:
-            cursor.execute(f"KILL QUERY {thread_id:d}")
+            cursor = side.cursor()
+            try:
+                cursor.execute(f"KILL QUERY {thread_id:d}")
+            finally:
+                cursor.close()
         finally:
-            cursor.close()
-    finally:
-        side.close()
+            side.close()
+    except Exception as error:
+        return error
+    return None
 
 
 def can_reset_session(conn: Any) -> bool:
