@@ -7,6 +7,10 @@ unbind, the pool closes the socket).  StartTLS then runs in gevent's
 threadpool.  ``ldaps://``: libldap must run the handshake on a socket of
 its own, so the connect and the handshake both run in the threadpool,
 bounded by ``OPT_NETWORK_TIMEOUT``; the hub keeps running either way.
+
+A policy with ``valid_names`` adds the checks of :mod:`._peer` (URI host
+switched for StartTLS; Python's ssl and a pinned certificate for
+``ldaps://``, ``'*'`` and a late ``start_tls()``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import gevent.socket
 import ldap
 
 from ..errors import ConnectTimeout
+from . import _peer
 from .connection import WHOAMI_OID, LDAPConnection
 from .credentials import Credentials
 from .errors import AuthenticationFailed, BindDropped, TLSVerificationError
@@ -61,7 +66,7 @@ def set_nodelay(sock: gevent.socket.socket) -> None:
         pass
 
 
-def _configure(conn: LDAPConnection, settings: Settings, tls: bool) -> None:
+def _configure(conn: LDAPConnection, settings: Settings, tls: bool, pinned: bool = False) -> None:
     set_option = conn.set_option
     set_option(ldap.OPT_PROTOCOL_VERSION, ldap.VERSION3)
     # libldap's own chasing would open blocking connections and could replay binds elsewhere
@@ -69,7 +74,7 @@ def _configure(conn: LDAPConnection, settings: Settings, tls: bool) -> None:
     set_option(ldap.OPT_NETWORK_TIMEOUT, settings.connect_timeout)
     set_option(ldap.OPT_TIMEOUT, settings.op_timeout)
     if tls:
-        settings.tls.apply(conn)
+        settings.tls.apply(conn, pinned=pinned)
 
 
 def _tls_error(server: LDAPServer, error: ldap.LDAPError, conn: LDAPConnection) -> TLSVerificationError:
@@ -123,30 +128,110 @@ def open_connection(server: LDAPServer, settings: Settings) -> LDAPConnection:
     """
     if server.scheme == "ldaps":
         return _open_ldaps(server, settings)
+    names = settings.tls.accepted_names
+    if settings.use_tls and names:
+        return _open_starttls_by_name(server, settings, names)
+    conn = _open_tcp(server, settings)
+    try:
+        _configure(conn, settings, settings.use_tls, pinned=settings.use_tls and names is None)
+        if settings.use_tls:
+            try:
+                conn.start_tls_s()
+            except _TLS_FAILURES as error:
+                raise _tls_error(server, error, conn) from None
+            _verify_session(conn, server, settings, pinned=names is None)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _open_tcp(server: LDAPServer, settings: Settings, host: str | None = None) -> LDAPConnection:
+    """Connect a gevent socket to ``server`` and give libldap its descriptor; the URI libldap gets
+    names ``host`` (default: the server's own), which libldap then neither resolves nor connects
+    to: it only checks the certificate against it."""
     sock = gevent.socket.create_connection((server.host, server.port), timeout=settings.connect_timeout)
     try:
         set_nodelay(sock)
+        uri = server.uri if host is None else LDAPServer(server.scheme, host, server.port).uri
         fd = os.dup(sock.fileno())
         try:
-            conn = settings.connector_cls(server.uri, fileno=fd, sock=sock, timeout=settings.op_timeout)
+            conn = settings.connector_cls(uri, fileno=fd, sock=sock, timeout=settings.op_timeout)
         except BaseException:
             os.close(fd)
             raise
     except BaseException:
         sock.close()
         raise
-    try:
-        _configure(conn, settings, settings.use_tls)
-        if settings.use_tls:
+    if host is not None:
+        conn.__dict__["_uri"] = server.uri  # logs, repr and the thread budget name the server itself
+    return conn
+
+
+def _open_starttls_by_name(server: LDAPServer, settings: Settings, names: tuple[str, ...]) -> LDAPConnection:
+    """StartTLS with libldap checking the certificate against the server's host, then (on a
+    certificate that verifies but names another host) each valid name, on a fresh connection
+    each; the name that worked is tried first next time (see :mod:`._peer`)."""
+    policy = settings.tls
+    remembered = _peer.remembered_name(policy, server)
+    candidates = [name for name in (remembered, server.host, *names) if name is not None]
+    candidates = list(dict.fromkeys(candidates))
+    chain_checked = False
+    for host in candidates:
+        conn = _open_tcp(server, settings, None if host == server.host else host)
+        try:
+            _configure(conn, settings, True)
             try:
                 conn.start_tls_s()
             except _TLS_FAILURES as error:
-                raise _tls_error(server, error, conn) from None
+                failure = _tls_error(server, error, conn)
+                conn.close()
+                if "hostname does not match" not in str(failure) and not chain_checked:
+                    # libldap (GnuTLS) does not say why: a chain that fails ends the attempt here
+                    _peer.check_certificate(server, policy, None, settings.connect_timeout)
+                    chain_checked = True
+                logger.debug("%s: StartTLS with %s as %r: %s", settings.owner, server.uri, host, failure)
+                continue
             check_negotiated(conn, server, settings)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+        except BaseException:
+            conn.close()
+            raise
+        _peer.remember_name(policy, server, host)
+        return conn
+    _peer.remember_name(policy, server, None)
+    raise _peer.no_name_failure(server, names)
+
+
+def _verify_session(conn: LDAPConnection, server: LDAPServer, settings: Settings, pinned: bool) -> None:
+    """After libldap's handshake: the version negotiated, then (``pinned``: libldap accepted any
+    certificate) the certificate shown must be one Python's ssl verified for this server."""
+    check_negotiated(conn, server, settings)
+    if not pinned:
+        return
+    policy = settings.tls
+    try:
+        der = conn._l.get_option(ldap.OPT_X_TLS_PEERCERT)
+    except (ValueError, ldap.LDAPError):
+        der = None
+    if not der:
+        raise TLSVerificationError(
+            f"TLS with {server.uri}: libldap reports no server certificate; refused (no credentials "
+            "were sent)"
+        )
+    der = bytes(der)
+    if _peer.is_pinned(policy, server.host, der):
+        return
+    with _peer.lock_for(policy, server.host):  # concurrent connects verify once
+        if _peer.is_pinned(policy, server.host, der):
+            return
+        verified = _peer.check_certificate(server, policy, policy.accepted_names, settings.connect_timeout)
+        _peer.pin(policy, server.host, verified)
+    if verified.der != der:
+        raise TLSVerificationError(
+            f"TLS with {server.uri}: the certificate libldap was shown is not the one verified on a "
+            "separate connection (a server choosing its certificate by SNI, or a certificate changed "
+            "in between); refused (no credentials were sent)"
+        )
 
 
 def start_tls(conn: LDAPConnection, server: LDAPServer, settings: Settings) -> None:
@@ -156,32 +241,66 @@ def start_tls(conn: LDAPConnection, server: LDAPServer, settings: Settings) -> N
     :raises TLSVerificationError: the server refused StartTLS or was not verified.
     :raises OSError, ldap.LDAPError: the connection failed.
     """
-    settings.tls.apply(conn)
+    pinned = settings.tls.accepted_names != ()  # the URI's host cannot change on an open connection
+    settings.tls.apply(conn, pinned=pinned)
     try:
         conn.start_tls_s()
     except _TLS_FAILURES as error:
         raise _tls_error(server, error, conn) from None
-    check_negotiated(conn, server, settings)
+    _verify_session(conn, server, settings, pinned)
 
 
 def _open_ldaps(server: LDAPServer, settings: Settings) -> LDAPConnection:
+    try:
+        return _open_ldaps_checked(server, settings)
+    except _HandshakeRefused as refused:
+        raise TLSVerificationError(*refused.args) from None
+
+
+def _open_ldaps_checked(server: LDAPServer, settings: Settings) -> LDAPConnection:
+    names = settings.tls.accepted_names
+    if names is None:  # '*': any name, the chain verified by Python's ssl, the certificate pinned
+        return _open_ldaps_once(server, settings, pinned=True)
+    if not names:
+        return _open_ldaps_once(server, settings, pinned=False)
+    policy = settings.tls
+    if _peer.remembered_name(policy, server) is not None:  # a valid name verified it before
+        return _open_ldaps_once(server, settings, pinned=True)
+    try:
+        return _open_ldaps_once(server, settings, pinned=False)
+    except _HandshakeRefused as refused:
+        logger.debug("%s: %s; checking valid_names", settings.owner, refused)
+    # libldap cannot check a valid name on ldaps:// (see _peer): Python's ssl checks first (a chain
+    # that fails costs no further handshake), then libldap's handshake is pinned to what it verified
+    with _peer.lock_for(policy, server.host):
+        verified = _peer.check_certificate(server, policy, names, settings.connect_timeout)
+        _peer.pin(policy, server.host, verified)
+    _peer.remember_name(policy, server, verified.name)
+    return _open_ldaps_once(server, settings, pinned=True)
+
+
+class _HandshakeRefused(TLSVerificationError):
+    """libldap's ``ldaps://`` handshake failed verification (not the network, not the version)."""
+
+
+def _open_ldaps_once(server: LDAPServer, settings: Settings, pinned: bool) -> LDAPConnection:
     conn = settings.connector_cls(server.uri, timeout=settings.op_timeout)
     try:
-        _configure(conn, settings, True)
+        _configure(conn, settings, True, pinned=pinned)
         try:
             # connect + handshake + send a WhoAmI, all inside libldap: in a thread
             msgid = conn._in_thread(conn._l.extop, WHOAMI_OID, None, None, None)
         except ldap.SERVER_DOWN as error:
             if _reached(server, settings):
-                raise _tls_error(server, error, conn) from None
+                raise _HandshakeRefused(*_tls_error(server, error, conn).args) from None
             raise
         except _TLS_FAILURES as error:
-            raise _tls_error(server, error, conn) from None
+            raise _HandshakeRefused(*_tls_error(server, error, conn).args) from None
         fd = conn._l.get_option(ldap.OPT_DESC)
         os.set_blocking(fd, False)
         conn._set_fd(fd)
         conn._set_tls()
-        check_negotiated(conn, server, settings)
+        _verify_session(conn, server, settings, pinned)
         conn._wait_result(msgid, 1, settings.op_timeout, 0, 0, 1)
     except BaseException:
         conn.close()

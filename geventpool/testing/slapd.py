@@ -432,6 +432,19 @@ class Slapd:
                 return int(line.split(":", 1)[1]) - 1
         raise SlapdError(f"no monitorCounter: {out}")
 
+    def tls_sessions(self) -> int:
+        """Count the TLS sessions begun so far, from the stats log (needs ``stats_log=True``):
+        StartTLS requests on the plain port, plus connections accepted on the ``ldaps://`` port
+        (a bare TCP connect there counts too: slapd cannot tell it from a handshake yet)."""
+        if not self.stats_log:
+            raise SlapdError("tls_sessions() reads the stats log: start the Slapd with stats_log=True")
+        try:
+            with open(self._paths.log, errors="replace") as f:
+                text = f.read()
+        except OSError:
+            return 0
+        return text.count(" STARTTLS\n") + text.count(f"(IP=127.0.0.1:{self.ldaps_port})")
+
     # -- set-up -----------------------------------------------------------------------------------
 
     def _tail_log(self) -> str:

@@ -175,7 +175,7 @@ def test_ldap3_tls_cert_none_is_the_logged_opt_out(
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [
-        ({"valid_names": ["a.example"]}, "valid_names is not supported"),
+        ({"valid_names": "a.example"}, "valid_names must be a list of host names, not a str"),
         ({"ca_certs_data": "-----BEGIN"}, "ca_certs_data is not supported"),
         ({"local_private_key_password": "pw"}, "local_private_key_password is not supported"),
         ({"validate": 7}, "validate must be"),
