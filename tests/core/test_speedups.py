@@ -72,7 +72,10 @@ def test_no_reference_is_leaked_or_kept_by_a_cycle(server: LineServer) -> None:
             lease.release()
     del lease
     after = {name: sys.getrefcount(value) for name, value in watched.items()}
-    assert after == before
+    # a reference leaked per cycle would show as 20,000 or more; a few may come and go with
+    # whatever else runs in this process (the hub's callbacks hold the current greenlet, say)
+    grown = {name: after[name] - before[name] for name in watched if abs(after[name] - before[name]) > 50}
+    assert not grown, f"references gained over 20,000 cycles: {grown}"
     check_invariants(pool)
     pool.close()
 
