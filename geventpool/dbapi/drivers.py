@@ -85,6 +85,8 @@ PG_REFUSED_MESSAGES = (
 )
 
 
+_PG2_STATUS_READY = 1  # psycopg2.extensions.STATUS_READY: no transaction begun
+
 class Driver:
     """Knowledge about one DB-API 2.0 module; subclass to teach the pool a new driver."""
 
@@ -144,6 +146,12 @@ class Driver:
         """Open a cursor that sets ``flag[0]`` when a statement may change the session
         (only called when :attr:`cursor_level` is below ``USED``)."""
         return conn.cursor(*args, **kwargs)
+
+    def clean_after_queries(self, conn: Any, snapshot: tuple[Any, ...] | None) -> bool:
+        """Tell, with no I/O, whether ``conn`` needs nothing on return after a borrower that only ran
+        watched statements that cannot change the session (``QUERIED``): out of any transaction,
+        nothing to restore or empty.  False (the default) sends the return the whole way."""
+        return False
 
     def close_cursors(self, conn: Any, cursors: tuple[Any, ...], io: Callable[[str], Any]) -> None:
         """Close the named (server-side) cursors a borrower opened; runs before the rollback.
@@ -373,6 +381,15 @@ class Psycopg2Driver(_PostgresDriver):
     def restore(self, conn: Any, snapshot: tuple[Any, ...]) -> None:
         # client-side flags in psycopg2 >= 2.7: no round trip
         conn.autocommit, conn.isolation_level, conn.readonly, conn.deferrable = snapshot[:4]
+
+    def clean_after_queries(self, conn: Any, snapshot: tuple[Any, ...] | None) -> bool:
+        # what _reset() and pg2_restore() would find at the QUERIED level: nothing to do
+        return (
+            not conn.closed
+            and conn.status == _PG2_STATUS_READY
+            and conn.get_transaction_status() == 0
+            and (snapshot is None or (not snapshot.notices and not snapshot.notifies))  # type: ignore[attr-defined]
+        )
 
     def open_cursor(self, conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], flag: list[bool]) -> Any:
         if self.cursor_guard is not None:

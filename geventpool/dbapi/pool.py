@@ -29,11 +29,12 @@ from ..pool import ConnectionPool as CorePool
 from . import pgbouncer as _pgbouncer
 from . import psycopg2 as green_psycopg2
 from .drivers import ACTIVE, CLOSED, IDLE, INERROR, INTRANS, Driver, _PrivateMemory, _WeakTLS, driver_for
-from .hygiene import CONDEMNED, UNKNOWN_USAGE, UNTOUCHED, Condemned, Usage
+from .hygiene import CONDEMNED, QUERIED, UNKNOWN_USAGE, UNTOUCHED, Condemned, Usage
 from .sqlite import SqliteConnection
 from .threaded import ConnectionAbandoned, ThreadedConnection, ThreadRunner, close_when_done
 from .wrapper import PooledConnection
 from .wrapper import _set_base as _kill_base
+from .wrapper import _set_cursors
 from .wrapper import _set_lease as _kill_lease
 
 __all__ = ["ConnectionPool", "RawConnectionPool", "TpooledConnectionPool", "discard_all"]
@@ -397,6 +398,26 @@ class ConnectionPool(CorePool[Any]):
                     _kill_base(conn, None)
                     lease.__exit__(None, None, None)
                     return
+                if conn._use == QUERIED and cleanup is _MISSING and self._quiet_return and lease.active:
+                    # only watched statements that cannot change the session, through client-side
+                    # cursors: if the driver says the connection is out of any transaction with
+                    # nothing to empty, the return is the cursors' close and the lease's
+                    sql = conn._sql
+                    cursors = conn._cursors
+                    base = lease.conn
+                    if (sql is not None and not sql[0] and not sql[1] and cursors is not None
+                            and self.driver.clean_after_queries(base, self._snapshots.get(id(base)))):
+                        for cursor in cursors:
+                            if cursor.name is not None:
+                                break  # a server-side cursor: closing it is I/O
+                        else:
+                            for cursor in cursors:
+                                cursor.close()  # client-side: no I/O
+                            _set_cursors(conn, None)
+                            _kill_lease(conn, None)
+                            _kill_base(conn, None)
+                            lease.__exit__(None, None, None)
+                            return
                 if cleanup is not _MISSING:
                     self._check_cleanup(cleanup)
                 usage = conn._detach()

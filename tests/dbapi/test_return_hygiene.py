@@ -482,3 +482,30 @@ def test_use_after_put_raises(pg: PostgresServer, make_pool: MakePool) -> None:
     pool.put(conn)
     with pytest.raises(ConnectionReturned):
         conn.cursor_factory = None
+
+
+def test_the_quiet_return_after_plain_queries_still_empties_notices(
+    pg: PostgresServer, make_pool: MakePool
+) -> None:
+    """The return of a connection that only ran plain queries in autocommit sends nothing and
+    skips the session restore; a notice left in the list still sends it the whole way."""
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
+    conn = pool.get()
+    pid = _pid(conn)
+    _one(conn, "SELECT 41")
+    cur = conn.cursor()  # a second cursor, left open: the return closes it
+    cur.execute("SELECT 42")
+    pool.put(conn)
+    assert cur.closed
+    assert _statements_of(pg, pid)[0][0] == "SELECT 42"  # nothing sent on return
+    conn = pool.get()
+    cur = conn.cursor()
+    cur.execute("SELECT 1 FROM pg_catalog.pg_class WHERE false")
+    cur.execute("ROLLBACK")  # outside a transaction: a WARNING, kept in conn.notices
+    assert conn.raw.notices
+    pool.put(conn)
+    conn = pool.get()
+    assert _pid(conn) == pid
+    assert list(conn.notices) == []
+    pool.put(conn)
+    check_invariants(pool)
