@@ -32,9 +32,8 @@ from .drivers import ACTIVE, CLOSED, IDLE, INERROR, INTRANS, Driver, _PrivateMem
 from .hygiene import CONDEMNED, QUERIED, UNKNOWN_USAGE, UNTOUCHED, Condemned, Usage
 from .sqlite import SqliteConnection
 from .threaded import ConnectionAbandoned, ThreadedConnection, ThreadRunner, close_when_done
-from .wrapper import PooledConnection
+from .wrapper import PooledConnection, _set_cursors
 from .wrapper import _set_base as _kill_base
-from .wrapper import _set_cursors
 from .wrapper import _set_lease as _kill_lease
 
 __all__ = ["ConnectionPool", "RawConnectionPool", "TpooledConnectionPool", "discard_all"]
