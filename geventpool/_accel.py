@@ -20,7 +20,7 @@ from types import ModuleType
 from gevent import getcurrent
 
 from ._slot import Slot, SlotState
-from ._state import SlotTable
+from ._state import SlotTable, Waiter
 
 __all__ = ["load", "active"]
 
@@ -51,7 +51,7 @@ def load() -> ModuleType | None:
         )
         return None
     try:
-        _speedups.setup(Slot, SlotTable, SlotState.IDLE, SlotState.IN_USE, getcurrent, time.monotonic)
+        _speedups.setup(Slot, SlotTable, Waiter, SlotState.IDLE, SlotState.IN_USE, getcurrent, time.monotonic)
     except Exception as error:  # a layout the C code does not expect: Python it is
         warnings.warn(f"geventpool: C speedups not used: {error}", RuntimeWarning, stacklevel=2)
         return None

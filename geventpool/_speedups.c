@@ -27,20 +27,23 @@
 static int ready = 0;
 static PyTypeObject *slot_type = NULL;
 static PyTypeObject *table_type = NULL;
+static PyTypeObject *waiter_type = NULL;
 static PyObject *state_idle = NULL;
 static PyObject *state_in_use = NULL;
 static PyObject *getcurrent = NULL;
 static PyObject *one = NULL;
 static PyObject *monotonic = NULL;
 static PyObject *str_append, *str_offer, *str_return, *str_table, *str_conn, *str_name, *str_lease,
-    *str_number;
+    *str_number, *str_popleft, *str_switch;
 
 /* Slot fields */
-static Py_ssize_t s_conn, s_state, s_checked_out_at, s_uses, s_holder, s_lease, s_good_until,
+static Py_ssize_t s_conn, s_key, s_state, s_checked_out_at, s_uses, s_holder, s_lease, s_good_until,
     s_expires_at, s_last_used;
 /* SlotTable fields */
 static Py_ssize_t t_idle, t_waiters, t_pop_idle, t_fast, t_observed, t_usage, t_clock, t_pinging,
-    t_ping_window;
+    t_ping_window, t_open, t_wake;
+/* Waiter field */
+static Py_ssize_t w_slot;
 
 /* Replace a field, handing the old value to *old (released by the caller, later). */
 static inline void
@@ -219,6 +222,53 @@ lease_enter(LeaseObject *self, PyObject *Py_UNUSED(ignored))
     return Py_NewRef(self->conn);
 }
 
+/* SlotTable.offer(slot, now) with waiters queued, as _state.py does it: the slot, still filed in
+ * the table, goes to the oldest waiter, woken through the hub (its wake-up is scheduled, nothing
+ * switches here).  New reference (the offer's result), or NULL on error. */
+static PyObject *
+hand_to_oldest(PyObject *table, PyObject *slot, PyObject *now_obj)
+{
+    PyObject *open = FIELD(table, t_open), *wake = FIELD(table, t_wake), *key = FIELD(slot, s_key);
+    PyObject *waiters = FIELD(table, t_waiters);
+    if (open == NULL || wake == NULL || wake == Py_None || key == NULL || !PyDict_CheckExact(open))
+        return PyObject_CallMethodObjArgs(table, str_offer, slot, now_obj, NULL);
+    PyObject *filed = PyDict_GetItemWithError(open, key);  /* borrowed */
+    if (filed != slot) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_FALSE;  /* closed meanwhile, or inherited through fork(): nothing done */
+    }
+    PyObject *waiter = PyObject_CallMethodNoArgs(waiters, str_popleft);
+    if (waiter == NULL)
+        return NULL;
+    if (!Py_IS_TYPE(waiter, waiter_type)) {  /* not ours: its own hand() */
+        PyObject *r = PyObject_CallMethod(waiter, "hand", "O", slot);
+        Py_DECREF(waiter);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+        Py_RETURN_TRUE;
+    }
+    PyObject *switch_ = PyObject_GetAttr(waiter, str_switch);
+    if (switch_ == NULL) {
+        Py_DECREF(waiter);
+        return NULL;
+    }
+    PyObject *old[3];
+    swap_field(slot, s_state, Py_NewRef(state_in_use), &old[0]);
+    swap_field(slot, s_holder, Py_NewRef(Py_None), &old[1]);  /* until the waiter runs */
+    swap_field(waiter, w_slot, Py_NewRef(slot), &old[2]);
+    PyObject *r = PyObject_CallFunctionObjArgs(wake, switch_, Py_None, NULL);
+    Py_DECREF(switch_);
+    Py_DECREF(waiter);
+    for (int i = 0; i < 3; i++)
+        Py_XDECREF(old[i]);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_TRUE;
+}
+
 /* The common case of a return (a clean return of the current lease into a pool on its fast
  * path), as Lease.__exit__ in _lease.py: 1 done, 0 not the common case, -1 error. */
 static int
@@ -279,7 +329,7 @@ lease_return_fast(LeaseObject *self)
         swap_field(slot, s_good_until, good_until_obj, &old[5]);
     PyObject *result;
     if (waiting > 0)
-        result = PyObject_CallMethodObjArgs(table, str_offer, slot, now_obj, NULL);  /* the oldest */
+        result = hand_to_oldest(table, slot, now_obj);
     else
         result = PyObject_CallMethodOneArg(idle, str_append, slot);
     Py_DECREF(now_obj);
@@ -431,7 +481,64 @@ static PyTypeObject LeaseType = {
     .tp_free = PyObject_GC_Del,
 };
 
-/* -- take ------------------------------------------------------------------------------------- */
+/* -- take and lend ---------------------------------------------------------------------------- */
+
+/* Lend ``slot`` (a Slot, just taken for the caller) as ConnectionPool._lend does when nothing
+ * observes checkouts: a new lease, the slot's fields set.  Takes the reference ``now_obj``.
+ * New reference, or NULL on error (nothing changed). */
+static PyObject *
+lend_slot(PyObject *table, PyObject *pool, PyObject *slot, PyObject *now_obj)
+{
+    PyObject *conn = FIELD(slot, s_conn), *old_uses = FIELD(slot, s_uses);
+    PyObject *uses = NULL, *holder = NULL, *lease = NULL;
+    if (conn == NULL || old_uses == NULL) {
+        PyErr_SetString(PyExc_TypeError, "lend(): the slot has no connection");
+        goto error;
+    }
+    uses = PyNumber_Add(old_uses, one);
+    if (uses == NULL)
+        goto error;
+    holder = PyObject_CallNoArgs(getcurrent);
+    if (holder == NULL)
+        goto error;
+    lease = lease_make(conn, pool, slot, table);
+    if (lease == NULL)
+        goto error;
+
+    /* check-then-update: no Python code runs from taking the slot to here */
+    PyObject *old[5];
+    swap_field(slot, s_state, Py_NewRef(state_in_use), &old[0]);
+    swap_field(slot, s_checked_out_at, now_obj, &old[1]);
+    swap_field(slot, s_uses, uses, &old[2]);
+    swap_field(slot, s_holder, holder, &old[3]);
+    swap_field(slot, s_lease, Py_NewRef(lease), &old[4]);
+    for (int i = 0; i < 5; i++)
+        Py_XDECREF(old[i]);
+    return lease;
+
+error:
+    Py_XDECREF(now_obj);
+    Py_XDECREF(uses);
+    Py_XDECREF(holder);
+    return NULL;
+}
+
+static PyObject *
+speedups_lend(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "lend(table, pool, slot, now)");
+        return NULL;
+    }
+    PyObject *table = args[0], *pool = args[1], *slot = args[2], *now = args[3];
+    if (!ready || !Py_IS_TYPE(table, table_type) || !Py_IS_TYPE(slot, slot_type) || !PyFloat_CheckExact(now))
+        Py_RETURN_NONE;
+    int observed = is_true(FIELD(table, t_observed));
+    if (observed != 0)
+        return observed < 0 ? NULL : Py_NewRef(Py_None);
+    return lend_slot(table, pool, slot, Py_NewRef(now));
+}
+
 
 /* Put a slot taken from idle back where the Python code puts it (append), keeping an error. */
 static void
@@ -472,36 +579,22 @@ speedups_take(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (slot == NULL)
         return NULL;
     double good_until, now;
-    PyObject *now_obj = NULL, *uses = NULL, *holder = NULL, *lease = NULL;
-    PyObject *conn = Py_IS_TYPE(slot, slot_type) ? FIELD(slot, s_conn) : NULL;
-    PyObject *old_uses = conn ? FIELD(slot, s_uses) : NULL;
-    if (conn == NULL || old_uses == NULL || !as_double(FIELD(slot, s_good_until), &good_until))
+    PyObject *now_obj = NULL;
+    if (!Py_IS_TYPE(slot, slot_type) || FIELD(slot, s_conn) == NULL || FIELD(slot, s_uses) == NULL
+        || !as_double(FIELD(slot, s_good_until), &good_until))
         goto not_here;
     int got = read_clock(table, &now, &now_obj);
     if (got < 0)
         goto error;
     if (got == 0 || now >= good_until)  /* a custom clock, or due for a check: the slow path */
         goto not_here;
-    uses = PyNumber_Add(old_uses, one);
-    if (uses == NULL)
-        goto error;
-    holder = PyObject_CallNoArgs(getcurrent);
-    if (holder == NULL)
-        goto error;
-    lease = lease_make(conn, pool, slot, table);
-    if (lease == NULL)
-        goto error;
-
-    /* check-then-update: no Python code runs from taking the slot to here */
-    PyObject *old[5];
-    swap_field(slot, s_state, Py_NewRef(state_in_use), &old[0]);
-    swap_field(slot, s_checked_out_at, now_obj, &old[1]);
-    swap_field(slot, s_uses, uses, &old[2]);
-    swap_field(slot, s_holder, holder, &old[3]);
-    swap_field(slot, s_lease, Py_NewRef(lease), &old[4]);
+    PyObject *lease = lend_slot(table, pool, slot, now_obj);  /* takes now_obj */
+    if (lease == NULL) {
+        put_back(idle, slot);
+        Py_DECREF(slot);
+        return NULL;
+    }
     Py_DECREF(slot);
-    for (int i = 0; i < 5; i++)
-        Py_XDECREF(old[i]);
     return lease;
 
 not_here:
@@ -514,8 +607,6 @@ not_here:
 
 error:
     Py_XDECREF(now_obj);
-    Py_XDECREF(uses);
-    Py_XDECREF(holder);
     put_back(idle, slot);
     Py_DECREF(slot);
     return NULL;
@@ -547,12 +638,13 @@ offset_of(PyTypeObject *type, const char *name, Py_ssize_t *out)
 static PyObject *
 speedups_setup(PyObject *module, PyObject *args)
 {
-    PyObject *slot_cls, *table_cls, *idle, *in_use, *current, *clock;
-    if (!PyArg_ParseTuple(args, "O!O!OOOO:setup", &PyType_Type, &slot_cls, &PyType_Type, &table_cls,
-                          &idle, &in_use, &current, &clock))
+    PyObject *slot_cls, *table_cls, *waiter_cls, *idle, *in_use, *current, *clock;
+    if (!PyArg_ParseTuple(args, "O!O!O!OOOO:setup", &PyType_Type, &slot_cls, &PyType_Type, &table_cls,
+                          &PyType_Type, &waiter_cls, &idle, &in_use, &current, &clock))
         return NULL;
     PyTypeObject *st = (PyTypeObject *)slot_cls, *tt = (PyTypeObject *)table_cls;
-    if (offset_of(st, "conn", &s_conn) || offset_of(st, "state", &s_state)
+    PyTypeObject *wt = (PyTypeObject *)waiter_cls;
+    if (offset_of(st, "conn", &s_conn) || offset_of(st, "key", &s_key) || offset_of(st, "state", &s_state)
         || offset_of(st, "checked_out_at", &s_checked_out_at) || offset_of(st, "uses", &s_uses)
         || offset_of(st, "holder", &s_holder) || offset_of(st, "lease", &s_lease)
         || offset_of(st, "good_until", &s_good_until) || offset_of(st, "expires_at", &s_expires_at)
@@ -560,10 +652,12 @@ speedups_setup(PyObject *module, PyObject *args)
         || offset_of(tt, "waiters", &t_waiters) || offset_of(tt, "pop_idle", &t_pop_idle)
         || offset_of(tt, "fast", &t_fast) || offset_of(tt, "observed", &t_observed)
         || offset_of(tt, "usage", &t_usage) || offset_of(tt, "clock", &t_clock)
-        || offset_of(tt, "pinging", &t_pinging) || offset_of(tt, "ping_window", &t_ping_window))
+        || offset_of(tt, "pinging", &t_pinging) || offset_of(tt, "ping_window", &t_ping_window)
+        || offset_of(tt, "open", &t_open) || offset_of(tt, "wake", &t_wake) || offset_of(wt, "slot", &w_slot))
         return NULL;
     Py_XSETREF(slot_type, (PyTypeObject *)Py_NewRef(slot_cls));
     Py_XSETREF(table_type, (PyTypeObject *)Py_NewRef(table_cls));
+    Py_XSETREF(waiter_type, (PyTypeObject *)Py_NewRef(waiter_cls));
     Py_XSETREF(state_idle, Py_NewRef(idle));
     Py_XSETREF(state_in_use, Py_NewRef(in_use));
     Py_XSETREF(getcurrent, Py_NewRef(current));
@@ -574,9 +668,12 @@ speedups_setup(PyObject *module, PyObject *args)
 
 static PyMethodDef speedups_methods[] = {
     {"setup", speedups_setup, METH_VARARGS,
-     "setup(Slot, SlotTable, IDLE, IN_USE, getcurrent, monotonic): find the fields; raise if the layout differs."},
+     "setup(Slot, SlotTable, Waiter, IDLE, IN_USE, getcurrent, monotonic): find the fields; raise if "
+     "the layout differs."},
     {"take", (PyCFunction)(void (*)(void))speedups_take, METH_FASTCALL,
      "take(table, pool): the fast checkout of ConnectionPool.get(), or None for the general path."},
+    {"lend", (PyCFunction)(void (*)(void))speedups_lend, METH_FASTCALL,
+     "lend(table, pool, slot, now): ConnectionPool._lend() when nothing observes checkouts, or None."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -600,6 +697,8 @@ PyInit__speedups(void)
     INTERN(str_name, "name");
     INTERN(str_lease, "lease");
     INTERN(str_number, "number");
+    INTERN(str_popleft, "popleft");
+    INTERN(str_switch, "switch");
 #undef INTERN
     if ((one = PyLong_FromLong(1)) == NULL)
         return NULL;

@@ -52,40 +52,30 @@ class Snapshot(NamedTuple):
         return self.idle + self.in_use + self.checking + self.opening + self.closing
 
 
-class Waiter:
-    """One greenlet waiting for a connection: woken with a slot, an error, or by its timeout.
+class Waiter(_HubWaiter):  # type: ignore[misc]
+    """One greenlet waiting for a connection (``ConnectionPool._wait`` sleeps on it): woken with a
+    slot, an error, or by its timeout.
 
     The outcome is recorded before the wake-up is scheduled, so a greenlet
     woken by its timer (or killed) in the same loop iteration still sees
-    what it was handed and can pass it on.
+    what it was handed and can pass it on.  (gevent's own waiter, in C, with
+    the two fields a pool hands over.)
     """
 
-    __slots__ = ("_waiter", "_hub", "error", "slot")
+    __slots__ = ("error", "slot")
 
     def __init__(self, hub: Any = None) -> None:
-        self._hub = hub if hub is not None else gevent.get_hub()
-        self._waiter = _HubWaiter(self._hub)
+        _HubWaiter.__init__(self, hub if hub is not None else gevent.get_hub())
         self.slot: Slot[Any] | None = None
         self.error: BaseException | None = None
 
-    def wait(self, timeout: float) -> None:
-        """Sleep until handed a slot or an error, or ``timeout`` passes (no wait if 0)."""
-        if timeout <= 0:
-            return
-        timer = self._hub.loop.timer(timeout)
-        timer.start(self._waiter.switch, None)
-        try:
-            self._waiter.get()
-        finally:
-            timer.close()
-
     def hand(self, slot: Slot[Any]) -> None:
         self.slot = slot
-        self._hub.loop.run_callback(self._waiter.switch, None)
+        self.hub.loop.run_callback(self.switch, None)
 
     def fail(self, error: BaseException) -> None:
         self.error = error
-        self._hub.loop.run_callback(self._waiter.switch, None)
+        self.hub.loop.run_callback(self.switch, None)
 
     @property
     def woken(self) -> bool:
@@ -98,7 +88,7 @@ class SlotTable(Generic[C]):
 
     __slots__ = (
         "idle", "open", "opening", "closing", "checking", "waiters", "generation", "pop_idle", "lifo",
-        "fast", "observed", "usage", "clock", "pinging", "ping_window",
+        "fast", "observed", "usage", "clock", "pinging", "ping_window", "wake",
     )
 
     def __init__(self, lifo: bool, clock: Callable[[], float] = time.monotonic,
@@ -120,6 +110,8 @@ class SlotTable(Generic[C]):
         self.usage = 0.0  # seconds connections spent lent, summed at each return
         self.ping_window = ping_window  # a returned connection is lent unchecked this long
         self.pinging = ping_window != float("inf")
+        #: the pool's hub's ``loop.run_callback`` once it started: how a waiter is woken
+        self.wake: Callable[..., Any] | None = None
 
     @property
     def size(self) -> int:

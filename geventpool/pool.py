@@ -64,6 +64,9 @@ _new_lease = object.__new__
 _take: Callable[[SlotTable[Any], Any], Lease[Any] | None] | None = (
     _speedups.take if _speedups is not None else None
 )
+_lend: Callable[[SlotTable[Any], Any, Slot[Any], float], Lease[Any] | None] | None = (
+    _speedups.lend if _speedups is not None else None
+)
 
 
 
@@ -197,6 +200,7 @@ class ConnectionPool(Generic[C]):
         self._acquired: dict[int, Lease[C]] = {}  # id(conn) -> lease, for acquire()/release()
         self._group: gevent.pool.Group | None = None
         self._hub: Any = None  # set by _start(): the hub of the thread that uses the pool
+        self._wait_timers: dict[float, list[Any]] = {}  # seconds -> stopped timers, for waits
         self._filled = gevent.event.Event()
         self._started = False
         self._closed = False
@@ -295,7 +299,10 @@ class ConnectionPool(Generic[C]):
                 lease = _take(table, self)
                 if lease is not None:
                     return lease
-                slot, now = self._checkout(timeout)  # not on the fast path: the general one
+                if table.idle:  # one due for a check, say: the general path
+                    slot, now = self._checkout(timeout)
+                else:
+                    slot, now = self._wait(self.timeout)
             elif table.idle:
                 slot = table.pop_idle()
                 try:
@@ -322,6 +329,10 @@ class ConnectionPool(Generic[C]):
                 slot, now = self._wait(self.timeout)
         else:
             slot, now = self._checkout(timeout)
+        if _lend is not None:
+            lease = _lend(self._table, self, slot, now)  # the C speedups: _lend(), or None if observed
+            if lease is not None:
+                return lease
         return self._lend(slot, now)
 
     def _lend(self, slot: Slot[C], now: float) -> Lease[C]:
@@ -533,18 +544,33 @@ class ConnectionPool(Generic[C]):
             raise self._all_down_error()
         waiter = Waiter(self._hub)
         table.waiters.append(waiter)
-        self._counters["requests_queued"] += 1
+        counters = self._counters
+        counters["requests_queued"] += 1
         if len(table.open) + table.opening + table.closing < self.max_size:  # else no connect can start
             self._connector.ensure()
-        started = self._clock()
+        timers = self._wait_timers.get(timeout)
+        if timers is None:
+            timers = self._timers_of(timeout)
+        clock = self._clock
+        started = clock()
         try:
-            waiter.wait(timeout)
+            if timeout > 0:  # the waiter's sleep, inlined: a timer (used again) and the hub
+                timer = timers.pop() if timers else self._hub.loop.timer(timeout)
+                timer.start(waiter.switch, None)
+                try:
+                    waiter.get()
+                finally:
+                    if timers is not None:
+                        timer.stop()
+                        timers.append(timer)
+                    else:
+                        timer.close()
         except BaseException:
             self._abandon(waiter)
             raise
         finally:
-            now = self._clock()
-            self._counters["requests_wait_ms"] += (now - started) * 1000.0
+            now = clock()
+            counters["requests_wait_ms"] += (now - started) * 1000.0
         slot = waiter.slot
         if slot is None:
             self._abandon(waiter)
@@ -552,9 +578,17 @@ class ConnectionPool(Generic[C]):
             if waiter.error is not None:
                 raise waiter.error
             raise self._timeout_error(timeout) from self._connector.last_error
-        if not self._table.owns(slot):  # handed before a fork(), woken in the child: not ours
+        if self._table.open.get(slot.key) is not slot:  # handed before a fork(), woken in the child
             return self._checkout(max(timeout - (now - started), 0.0))
         return slot, now
+
+    def _timers_of(self, seconds: float) -> list[Any] | None:
+        """Stopped timers of ``seconds`` to use again for waits (the pool's own ``timeout`` and up
+        to three others), or None: make one per wait."""
+        timers = self._wait_timers.get(seconds)
+        if timers is None and len(self._wait_timers) < 4:
+            timers = self._wait_timers[seconds] = []
+        return timers
 
     def _abandon(self, waiter: Waiter) -> None:
         slot = self._table.abandon(waiter)
@@ -786,6 +820,7 @@ class ConnectionPool(Generic[C]):
         """Start background work on first use (never in __init__)."""
         self._started = True
         self._hub = gevent.get_hub()  # of the thread that uses the pool (one pool per hub)
+        self._table.wake = self._hub.loop.run_callback
         self._refresh_fast()
         self._group = gevent.pool.Group()
         if self.server_pool is not None:
