@@ -187,3 +187,28 @@ def test_a_clock_that_gives_no_float_or_raises_takes_the_python_path(
     check_invariants(pool)  # a slot taken when the clock raised went back: none lost
     assert pool.snapshot().size == 2
     pool.close()
+
+
+@needs_c
+def test_no_reference_is_leaked_by_hand_offs_to_waiters(server: LineServer) -> None:
+    pool = LinePool(server.address, 2)
+    pool.wait(5)
+    with pool.get() as conn:
+        pass
+    slot = pool._table.open[id(conn)]
+    watched = {"conn": conn, "slot": slot, "pool": pool, "in use": geventpool.SlotState.IN_USE}
+
+    def borrower() -> None:
+        for _ in range(500):
+            with pool.get():
+                gevent.sleep(0)  # 20 greenlets on 2 connections: each return goes to a waiter
+
+    gevent.joinall([gevent.spawn(borrower) for _ in range(20)], raise_error=True)  # warm up
+    before = {name: sys.getrefcount(value) for name, value in watched.items()}
+    gevent.joinall([gevent.spawn(borrower) for _ in range(20)], raise_error=True)
+    after = {name: sys.getrefcount(value) for name, value in watched.items()}
+    grown = {name: after[name] - before[name] for name in watched if abs(after[name] - before[name]) > 50}
+    assert not grown, f"references gained over 10,000 hand-offs: {grown}"
+    assert pool.stats()["requests_queued"] > 5_000  # the hand-off path was the one taken
+    check_invariants(pool)
+    pool.close()
