@@ -140,6 +140,16 @@ class SlotTable(Generic[C]):
 
     # -- lending -----------------------------------------------------------------------
 
+    def take_idle(self) -> tuple[Slot[C], float]:
+        """Take the next idle slot (the caller files it again or lends it) and the clock's time;
+        a clock that raises leaves the slot idle."""
+        slot = self.pop_idle()
+        try:
+            return slot, self.clock()
+        except BaseException:
+            self.idle.append(slot)
+            raise
+
     def owns(self, slot: Slot[C]) -> bool:
         """Whether ``slot`` is filed here (not taken out, not another table's: forked, say)."""
         return self.open.get(slot.key) is slot

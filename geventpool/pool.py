@@ -304,12 +304,7 @@ class ConnectionPool(Generic[C]):
                 else:
                     slot, now = self._wait(self.timeout)
             elif table.idle:
-                slot = table.pop_idle()
-                try:
-                    now = table.clock()
-                except BaseException:  # a custom clock that raised: the slot is not lost
-                    table.idle.append(slot)
-                    raise
+                slot, now = table.take_idle()
                 if now < slot.good_until:
                     if not table.observed:
                         # check-then-update: no greenlet switch from taking the slot to here
@@ -448,12 +443,7 @@ class ConnectionPool(Generic[C]):
         deadline = 0.0  # set by the first check: checking idle connections counts against timeout
         while self._table.idle:  # the table is read again each turn: a check yields (a fork, say)
             table = self._table
-            slot = table.pop_idle()
-            try:
-                now = self._clock()
-            except BaseException:  # a custom clock that raised: the slot is not lost
-                table.idle.append(slot)
-                raise
+            slot, now = table.take_idle()
             if now >= slot.expires_at:
                 self._close(slot, slot.retire or "lifetime")
                 continue
