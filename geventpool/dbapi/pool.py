@@ -26,6 +26,7 @@ from .._config import check_seconds
 from .._lease import Lease
 from ..errors import ConfigurationError
 from ..pool import ConnectionPool as CorePool
+from ..pool import _take
 from . import pgbouncer as _pgbouncer
 from . import psycopg2 as green_psycopg2
 from .drivers import ACTIVE, CLOSED, IDLE, INERROR, INTRANS, Driver, _PrivateMemory, _WeakTLS, driver_for
@@ -363,7 +364,9 @@ class ConnectionPool(CorePool[Any]):
         :raises PoolClosed: the pool is closed.
         :raises ConfigurationError: ``connect()`` returned something that is not a connection.
         """
-        lease = CorePool.get(self, timeout)
+        lease = _take(self._table, self) if timeout is None and _take is not None else None  # C, or None
+        if lease is None:
+            lease = CorePool.get(self, timeout)
         proxy = self._wrapper(self, lease)
         self._proxies[id(lease.conn)] = weakref.ref(proxy)
         return proxy
