@@ -56,9 +56,11 @@ class limit:
             if timers:
                 timer = timers.pop()
             else:
-                timer = gevent.get_hub().loop.timer(self._seconds, ref=True, priority=-1)
+                # repeating, started with again(): each use runs the full `seconds` (a libev timer
+                # stopped early keeps only what was left of it, and one that fired nothing at all)
+                timer = gevent.get_hub().loop.timer(self._seconds, self._seconds, ref=True, priority=-1)
             self._timer = timer
-            timer.start(self._expire, getcurrent(), update=True)
+            timer.again(self._expire, getcurrent())
 
     def _expire(self, greenlet: Any) -> None:
         self._expired = error = Expired(self._what)

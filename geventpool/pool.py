@@ -545,8 +545,10 @@ class ConnectionPool(Generic[C]):
         started = clock()
         try:
             if timeout > 0:  # the waiter's sleep, inlined: a timer (used again) and the hub
-                timer = timers.pop() if timers else self._hub.loop.timer(timeout)
-                timer.start(waiter.switch, None)
+                # repeating, started with again(): each wait gets the full timeout (a libev timer
+                # stopped early keeps only what was left of it, one that fired keeps nothing)
+                timer = timers.pop() if timers else self._hub.loop.timer(timeout, timeout)
+                timer.again(waiter.switch, None)
                 try:
                     waiter.get()
                 finally:
