@@ -221,6 +221,11 @@ class AuthPool(LDAPHooks):
     """
 
     check_identity = False
+    #: Nothing to reset on a clean return: the only borrower is ``authenticate()``, whose sole
+    #: operation is the pool's own bind (no caller code touches the connection), and a bind that
+    #: fails on the connection (lost, timed out, interrupted) leaves the block with its error,
+    #: which condemns the connection.  Returns thus take the core's inlined path, not ``_reset``.
+    reset_on_return = False
 
     def _has_served(self, conn: LDAPConnection) -> bool:
         return True  # a drop during a caller's bind says nothing of the server (see IdentityPool)

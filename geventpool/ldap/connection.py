@@ -8,7 +8,10 @@ signatures and results, but every wait goes through the gevent hub:
   to a non-blocking socket);
 - :meth:`LDAPConnection.result4`, which all ``result*`` and ``*_s`` methods
   end in, polls libldap with a zero timeout and waits for the socket to be
-  readable in between (``gevent``'s io watcher);
+  readable in between (``gevent``'s io watcher); an operation the pool or
+  this class has just sent (a bind, a search, WhoAmI) waits for the socket
+  before its first poll, since its answer cannot be there yet: one wait and
+  one poll is the common case of a bind or a WhoAmI;
 - ``whoami_s`` is sent as an asynchronous extended operation;
 - the C calls that must stay blocking (the StartTLS/``ldaps`` handshake and
   SASL binds) run in worker threads (gevent's ThreadPool, at a lower
@@ -92,6 +95,20 @@ _CHANGING_CALLS = frozenset((
     "set_option", "simple_bind", "simple_bind_s", "sasl_bind_s", "sasl_interactive_bind_s",
     "start_tls_s", "unbind", "unbind_s", "unbind_ext", "unbind_ext_s",
 ))
+
+
+def _wait_on(hub: Any, watcher: Any, seconds: float) -> None:
+    """Sleep until ``watcher`` (a started-when-needed io watcher) fires or ``seconds`` pass."""
+    timer = hub.loop.timer(seconds)
+    waiter = Waiter(hub)
+    switch = waiter.switch
+    watcher.start(switch, None)
+    timer.start(switch, None)
+    try:
+        waiter.get()
+    finally:
+        watcher.stop()
+        timer.close()
 
 
 class _GuardedLDAP:
@@ -260,14 +277,18 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         try:
             return func(*args, **kwargs)
         except LDAPError as error:
-            if isinstance(error, LOST_CONNECTION_ERRORS):
-                self.__dict__["_broken"] = True
-            info = error.args[0] if error.args else None
-            if isinstance(info, dict) and "info" not in info and "errno" in info:
-                info["info"] = os.strerror(info["errno"])
+            self._call_failed(error)
             raise
         finally:
             lock.release()
+
+    def _call_failed(self, error: LDAPError) -> None:
+        """A C call raised ``error``: a lost connection marks it broken; an errno gets its text."""
+        if isinstance(error, LOST_CONNECTION_ERRORS):
+            self.__dict__["_broken"] = True
+        info = error.args[0] if error.args else None
+        if isinstance(info, dict) and "info" not in info and "errno" in info:
+            info["info"] = os.strerror(info["errno"])
 
     def _in_thread(self, func: Callable[..., _T], *args: Any) -> _T:
         """Run a blocking libldap call in a worker thread (``_threads``); wait for it cooperatively.
@@ -341,6 +362,7 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
     def _wait_result(
         self, msgid: int, all: int, timeout: float | None,
         add_ctrls: int, add_intermediates: int, add_extop: int, sent: bool = False,
+        deadline: float = 0.0, recheck: float = _RECHECK_FIRST,
     ) -> Any:
         """Return libldap's raw result tuple for ``msgid`` (None only when polling).
 
@@ -350,21 +372,20 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         yield every ``_YIELD_EVERY``, and the socket waited on only when libldap
         has nothing left.  ``sent``: the request
         was just written, so the first poll is skipped (nothing can have
-        arrived yet).
+        arrived yet).  ``deadline`` and ``recheck``: where :meth:`_wait_sent`
+        left off (a monotonic time, the next wait's cap).
         """
         d = self.__dict__
         if timeout is None or timeout < 0:
             timeout = d["timeout"]
             if timeout is None or timeout < 0:
                 timeout = d["_default_timeout"]
-        l_result4 = self._l.result4
+        l_result4 = d["_l"]._raw.result4  # (not a changing call: no need of the guard's lookup)
         gather = all and msgid != ldap.RES_ANY
         # Gathering (a search's entries): one message per call, _YIELD_EVERY between yields, so that
         # libldap never parses a whole buffered result in one C call; else the whole result at once.
         mode = 0 if gather else all
         gathered: list[Any] = []
-        deadline = 0.0
-        recheck = _RECHECK_FIRST
         extra_polls = _EXTRA_POLLS if d["_tls"] else 0
         retries = extra_polls
         burst = 0
@@ -433,16 +454,45 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         elif watcher.callback is not None:
             # another greenlet waits on this connection too: give this one its own watcher
             watcher = hub.loop.io(d["_fd"], 1)
-        timer = hub.loop.timer(seconds)
-        waiter = Waiter(hub)
-        switch = waiter.switch
-        watcher.start(switch, None)
-        timer.start(switch, None)
+        _wait_on(hub, watcher, seconds)
+
+    def _wait_sent(self, msgid: int, add_extop: int = 0) -> Any:
+        """Return libldap's raw result of an operation just sent whose answer is one message (a
+        bind, an extended operation), within the connection's ``timeout``.
+
+        The common case in full: one wait for the socket (at most ``_RECHECK_FIRST``), then one
+        poll that takes the whole answer.  Anything else (no answer yet, TLS, a first
+        operation, another greenlet waiting on the connection) goes on in :meth:`_wait_result`,
+        with the same deadline; an interrupted wait abandons the operation and condemns the
+        connection there as here.
+        """
+        d = self.__dict__
+        timeout = d["timeout"]
+        if timeout is None or timeout < 0:
+            timeout = d["_default_timeout"]
+        hub = d["_hub"]
+        watcher = d["_watcher"]
+        if (
+            d["_tls"] or hub is None or watcher is None or watcher.callback is not None
+            or not timeout > _RECHECK_FIRST
+        ):
+            return self._wait_result(msgid, 1, None, 0, 0, add_extop, True)
+        deadline = _monotonic() + timeout
         try:
-            waiter.get()
-        finally:
-            watcher.stop()
-            timer.close()
+            _wait_on(hub, watcher, _RECHECK_FIRST)
+            result = d["_l"]._raw.result4(msgid, 1, 0, 0, 0, add_extop)
+        except LDAPError as error:
+            if isinstance(error, LOST_CONNECTION_ERRORS):
+                d["_broken"] = True
+            raise
+        except BaseException:
+            d["_broken"] = True  # interrupted: a late answer must not reach anyone
+            self._abandon_quietly(msgid)
+            raise
+        if result[0] is not None:
+            return result
+        # (just polled: the socket first)
+        return self._wait_result(msgid, 1, None, 0, 0, add_extop, True, deadline, _RECHECK_FIRST * 2)
 
     def _give_up(self, msgid: int, timeout: float) -> NoReturn:
         self.__dict__["_broken"] = True
@@ -487,7 +537,7 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
             self._l.extop, WHOAMI_OID, None, RequestControlTuples(serverctrls),
             RequestControlTuples(clientctrls),
         )
-        result = self._wait_result(msgid, 1, None, 0, 0, 1, True)
+        result = self._wait_sent(msgid, 1)
         value = result[5]
         return value.decode("utf-8") if value else ""
 
@@ -537,6 +587,9 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         The password is revealed inside the C call's own expression only: no Python frame
         keeps it in a local, so a traceback (a timeout while the server answers, say) shown
         by a locals-capturing formatter holds the masked ``Credentials``, never the secret.
+        The call skips python-ldap's object lock (``_ldap_call``): the pool's bind runs in
+        the greenlet holding the connection, and a C call that never waits cannot be entered
+        by another greenlet meanwhile.
         """
         d = self.__dict__
         if credentials.unauthenticated:
@@ -548,8 +601,12 @@ class LDAPConnection(SimpleLDAPObject):  # type: ignore[misc]
         d["_pool_binding"] = True
         d["bound_dn"] = None
         try:
-            msgid = self._ldap_call(lambda: raw.simple_bind(credentials.dn, credentials.reveal(), None, None))
-            self.result4(msgid, 1, None)
+            try:
+                msgid = raw.simple_bind(credentials.dn, credentials.reveal(), None, None)
+            except LDAPError as error:
+                self._call_failed(error)
+                raise
+            self._wait_sent(msgid)  # (nothing can have arrived yet: the socket first)
         finally:
             d["_pool_binding"] = False
         d["bound_dn"] = credentials.dn

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 import re
+from hashlib import blake2b
 from typing import Any, NoReturn
 
 import ldap.dn
@@ -13,7 +14,11 @@ from ..errors import ConfigurationError
 
 __all__ = ["Credentials", "decode_password", "check_dn", "MAX_PASSWORD_BYTES"]
 
-# A per-process key: identity keys are HMACs of the password, never the password itself.
+# A per-process key: identity keys are MACs of the password under it (keyed BLAKE2b), never the
+# password itself.  Not HMAC-SHA256: OpenSSL 3's one-shot HMAC looks its digest up on every call,
+# ~20 us in a gunicorn worker between requests (1.5 us in a tight loop), once per
+# connection(dn, password); keyed BLAKE2b is a MAC by design (RFC 7693), built into Python,
+# ~1-4 us there.  authenticate() never needs a key: it makes none (keyed=False).
 _KEY = os.urandom(32)
 
 #: The longest password sent in a bind, in bytes of UTF-8; a longer one is refused client-side
@@ -68,12 +73,14 @@ class Credentials:
     """A bind DN and its password (or anonymous: both empty).
 
     ``repr``/``str`` show the DN only; pickling raises TypeError.  ``key`` is
-    ``(dn, HMAC(password))`` with a per-process random key, so that two
+    ``(dn, MAC(password))`` (keyed BLAKE2b) with a per-process random key, so that two
     credentials can be compared (and pools keyed) without keeping copies of
     the password around.
     """
 
     __slots__ = ("_password", "dn", "key")
+
+    key: tuple[str, bytes]
 
     #: The longest password accepted, in bytes (see :data:`MAX_PASSWORD_BYTES`).
     max_password_bytes = MAX_PASSWORD_BYTES
@@ -81,8 +88,11 @@ class Credentials:
     def __init__(
         self, dn: str | None, password: str | bytes | None, *,
         owner: str = "Credentials", dn_argument: str = "bind", password_argument: str = "passwd",
+        keyed: bool = True,
     ) -> None:
-        """:raises ConfigurationError: a DN with NUL or bad syntax, a password over the limit, a
+        """``keyed=False``: ``key`` is made on first use only (``authenticate()`` needs none).
+
+        :raises ConfigurationError: a DN with NUL or bad syntax, a password over the limit, a
             bytes password that is not UTF-8 (each message names the argument, never its value).
         :raises TypeError: a DN that is not a str, a password that is not str or bytes."""
         if dn is not None and not isinstance(dn, str):
@@ -91,20 +101,32 @@ class Credentials:
             raise TypeError(
                 f"{owner}: {password_argument} must be str, bytes or None, got {type(password).__name__}"
             )
-        self.dn = dn or ""
-        check_dn(owner, dn_argument, self.dn)
+        dn = self.dn = dn or ""
+        if dn not in _CHECKED_DNS:
+            check_dn(owner, dn_argument, dn)
         if isinstance(password, bytes):
             password = decode_password(password, dn)
-        self._password = password or ""
-        if len(self._password) > self.max_password_bytes or (
-            len(self._password.encode("utf-8", "surrogatepass")) > self.max_password_bytes
+        password = self._password = password or ""
+        limit = self.max_password_bytes
+        # (at most 4 bytes of UTF-8 per character: a short password needs no encoding to check)
+        if len(password) * 4 > limit and (
+            len(password) > limit or len(password.encode("utf-8", "surrogatepass")) > limit
         ):
             raise ConfigurationError(
-                f"{owner}: {password_argument} is longer than {self.max_password_bytes} bytes "
+                f"{owner}: {password_argument} is longer than {limit} bytes "
                 "(Credentials.max_password_bytes); refused client-side, not shown"
             )
-        digest = hmac.digest(_KEY, self._password.encode("utf-8"), "sha256")
-        self.key = (self.dn, digest)
+        if keyed:
+            self.key = (dn, blake2b(password.encode("utf-8"), key=_KEY, digest_size=32).digest())
+        elif not password.isascii():
+            password.encode("utf-8")  # refused now, as the bind would (a lone surrogate)
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "key":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        key = (self.dn, blake2b(self._password.encode("utf-8"), key=_KEY, digest_size=32).digest())
+        self.key = key  # (keyed=False: made on first use)
+        return key
 
     #: Whether the password is fixed (a callback's may change each time it is asked).
     fixed = True

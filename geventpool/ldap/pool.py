@@ -278,7 +278,7 @@ class LDAPPool(LDAPHooks):
             )
         if not self.use_pool:
             return self._unpooled_connection(credentials)
-        if credentials.matches(self._credentials):
+        if credentials.dn == self._credentials.dn and credentials.matches(self._credentials):
             return lend(self)
         if self.per_user == "subpools":
             return lend(self._identity(credentials))
@@ -355,7 +355,9 @@ class LDAPPool(LDAPHooks):
         if not dn or not password:
             logger.info("%s: authenticate(%r) refused client-side: empty DN or password", self.name, dn)
             return False
-        checked = Credentials(dn, password, owner=self.name, dn_argument="dn", password_argument="password")
+        checked = Credentials(
+            dn, password, owner=self.name, dn_argument="dn", password_argument="password", keyed=False
+        )
         pool = self._auth
         if pool is None:
             pool = self._auth = self._subpool(AuthPool, Credentials(None, None), self.auth_size, "auth")
