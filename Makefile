@@ -9,7 +9,7 @@ OTHER_PYTHONS ?= 3.10 3.12
 
 .PHONY: test test-pythons lint typecheck pytest pytest-pure demo examples docs bench bench-peers soak package system-deps clean
 
-$(STAMP): setup.cfg setup.py geventpool/_speedups.c
+$(STAMP): setup.cfg setup.py geventpool/_speedups.c geventpool/dbapi/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
 	$(BIN)/python -m pip install -q -e '.[test,dev]'
@@ -25,12 +25,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict geventpool
 
 # CI requires the C speedups to be built (a failed build would silently test the Python code only);
-# pytest-pure runs the core's tests again on the pure-Python code, which users without a compiler get.
+# pytest-pure runs the core's tests again on the pure-Python code, which users without a compiler get
+# (the DB-API pool's Python paths run in every test of tests/dbapi/test_fast_paths.py either way).
 pytest: $(STAMP)
 	GEVENTPOOL_REQUIRE_SPEEDUPS=1 $(BIN)/pytest
 
 pytest-pure: $(STAMP)
-	GEVENTPOOL_PURE_PYTHON=1 $(BIN)/pytest -q -p no:cacheprovider tests/core tests/testing
+	GEVENTPOOL_PURE_PYTHON=1 $(BIN)/pytest -q -p no:cacheprovider tests/core tests/testing \
+	    tests/dbapi/test_fast_paths.py
 
 # What CI runs: system packages (as root), lint, types, and the whole suite
 # (the suite builds the docs with -W and runs every example), then the suite again

@@ -1,8 +1,10 @@
 """Build shim: all metadata lives in setup.cfg.
 
-The one extension, ``geventpool._speedups``, is optional: without a C
-compiler the install goes on and the pure-Python code (which behaves the
-same) is used.  See geventpool/_accel.py.
+The two extensions, ``geventpool._speedups`` (the core's checkout and
+Lease) and ``geventpool.dbapi._speedups`` (the DB-API pool's checkout, quiet
+return and watched cursor), are optional: without a C compiler the install
+goes on and the pure-Python code (which behaves the same) is used.  See
+geventpool/_accel.py.
 """
 
 from setuptools import Extension, setup
@@ -10,5 +12,6 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("geventpool._speedups", ["geventpool/_speedups.c"], optional=True),
+        Extension("geventpool.dbapi._speedups", ["geventpool/dbapi/_speedups.c"], optional=True),
     ],
 )

@@ -16,13 +16,14 @@ import time
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Callable
 
 from gevent import getcurrent
 
 from ._slot import Slot, SlotState
 from ._state import SlotTable, Waiter
 
-__all__ = ["load", "active"]
+__all__ = ["load", "load_extension", "active"]
 
 _loaded: ModuleType | None = None
 _tried = False
@@ -34,29 +35,42 @@ def load() -> ModuleType | None:
     if _tried:
         return _loaded
     _tried = True
+    _loaded = load_extension(
+        f"{__package__}._speedups",
+        Path(__file__).with_name("_speedups.c"),
+        lambda module: module.setup(
+            Slot, SlotTable, Waiter, SlotState.IDLE, SlotState.IN_USE, getcurrent, time.monotonic
+        ),
+    )
+    return _loaded
+
+
+def load_extension(name: str, source: Path, setup: Callable[[ModuleType], object]) -> ModuleType | None:
+    """Import the C module ``name`` built from ``source`` and run ``setup(module)``; None (the
+    Python code runs) if ``GEVENTPOOL_PURE_PYTHON`` is set, it is not built, it is older than its
+    source (with a warning), or ``setup`` refuses its layout (with a warning)."""
     if os.environ.get("GEVENTPOOL_PURE_PYTHON"):
         return None
     try:  # not at the top: GEVENTPOOL_PURE_PYTHON must keep the module unloaded
-        _speedups = importlib.import_module(f"{__package__}._speedups")
+        module = importlib.import_module(name)
     except ImportError:
         return None
-    source = Path(__file__).with_name("_speedups.c")
-    built = Path(_speedups.__file__ or "")
-    if source.exists() and built.exists() and source.stat().st_mtime > built.stat().st_mtime:
+    built = Path(module.__file__ or "")
+    # whole seconds: a build copies its output with the time truncated to the second
+    if source.exists() and built.exists() and int(source.stat().st_mtime) > int(built.stat().st_mtime):
         warnings.warn(
-            f"geventpool: {built.name} is older than _speedups.c; using the pure-Python code "
+            f"geventpool: {built.name} is older than {source.name}; using the pure-Python code "
             "(rebuild with: python setup.py build_ext --inplace)",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         return None
     try:
-        _speedups.setup(Slot, SlotTable, Waiter, SlotState.IDLE, SlotState.IN_USE, getcurrent, time.monotonic)
+        setup(module)
     except Exception as error:  # a layout the C code does not expect: Python it is
-        warnings.warn(f"geventpool: C speedups not used: {error}", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"geventpool: C speedups {name} not used: {error}", RuntimeWarning, stacklevel=3)
         return None
-    _loaded = _speedups
-    return _loaded
+    return module
 
 
 def active() -> bool:

@@ -21,11 +21,13 @@ from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
 from ..errors import ConfigurationError
+from . import _fast
 from .hygiene import (
     PSYCOPG2_LEVELS,
     PSYCOPG_LEVELS,
     QUERIED,
     USED,
+    WATCHED_CURSORS,
     Usage,
     pg2_close_cursors,
     pg2_open_cursor,
@@ -34,6 +36,7 @@ from .hygiene import (
     pg_close_cursors,
     pg_restore,
     pg_snapshot,
+    watched_cursor_class,
 )
 from .mysql import can_reset_session, green_pymysql_connect, kill_query, reset_session
 from .psycopg2 import cancel_query
@@ -146,6 +149,11 @@ class Driver:
         """Open a cursor that sets ``flag[0]`` when a statement may change the session
         (only called when :attr:`cursor_level` is below ``USED``)."""
         return conn.cursor(*args, **kwargs)
+
+    def fast_cursor(self) -> Callable[[Any], Any] | None:
+        """None, or ``open(proxy)``: :meth:`open_cursor` with no arguments, quicker, for a proxy
+        (returns None when it cannot serve, and the general path runs)."""
+        return None
 
     def clean_after_queries(self, conn: Any, snapshot: tuple[Any, ...] | None) -> bool:
         """Tell, with no I/O, whether ``conn`` needs nothing on return after a borrower that only ran
@@ -390,6 +398,16 @@ class Psycopg2Driver(_PostgresDriver):
             and conn.get_transaction_status() == 0
             and (snapshot is None or (not snapshot.notices and not snapshot.notifies))  # type: ignore[attr-defined]
         )
+
+    def fast_cursor(self) -> Callable[[Any], Any] | None:
+        # the C watched cursor (dbapi/_speedups.c), when nothing is guarded and statements are watched
+        if _fast.watched_cursor is None or not self.reset_session:
+            return None
+        if self.cursor_guard is not None or self.statement_guard is not None:
+            return None
+        default = self.module.extensions.cursor
+        watched_cursor_class(default)  # made now: the C code only looks it up
+        return functools.partial(_fast.watched_cursor, WATCHED_CURSORS, default)
 
     def open_cursor(self, conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], flag: list[bool]) -> Any:
         if self.cursor_guard is not None:

@@ -48,6 +48,8 @@ __all__ = [
     "SESSION_SQL",
     "may_change_session",
     "pg2_open_cursor",
+    "watched_cursor_class",
+    "WATCHED_CURSORS",
     "PSYCOPG2_LEVELS",
     "PSYCOPG_LEVELS",
     "Pg2Snapshot",
@@ -147,12 +149,13 @@ def may_change_session(query: Any) -> bool:
     return True  # psycopg2.sql.Composed and the like: not worth rendering to look
 
 
-_WATCHED: dict[type, type] = {}
+#: psycopg2 cursor class -> its watched subclass (made by :func:`watched_cursor_class`)
+WATCHED_CURSORS: dict[type, type] = {}
 
 
-def _watched(cls: type) -> type:
+def watched_cursor_class(cls: type) -> type:
     """A subclass of psycopg2 cursor class ``cls`` whose statements are looked at (cached)."""
-    sub = _WATCHED.get(cls)
+    sub = WATCHED_CURSORS.get(cls)
     if sub is not None:
         return sub
 
@@ -195,7 +198,7 @@ def _watched(cls: type) -> type:
 
     Watched.__name__, Watched.__qualname__ = cls.__name__, cls.__qualname__
     Watched.__module__ = cls.__module__
-    _WATCHED[cls] = Watched
+    WATCHED_CURSORS[cls] = Watched
     return Watched
 
 
@@ -209,14 +212,14 @@ def pg2_open_cursor(
     is reached.
     ``isinstance`` with the class asked for still holds."""
     if not args and not kwargs:  # the common case, without building arguments
-        cursor = conn.cursor(cursor_factory=_watched(conn.cursor_factory or default))
+        cursor = conn.cursor(cursor_factory=watched_cursor_class(conn.cursor_factory or default))
     else:
         if len(args) >= 2:
             factory = args[1] or conn.cursor_factory or default
-            args = (args[0], _watched(factory), *args[2:])
+            args = (args[0], watched_cursor_class(factory), *args[2:])
         else:
             factory = kwargs.get("cursor_factory") or conn.cursor_factory or default
-            kwargs = {**kwargs, "cursor_factory": _watched(factory)}
+            kwargs = {**kwargs, "cursor_factory": watched_cursor_class(factory)}
         cursor = conn.cursor(*args, **kwargs)
     cursor._gp_flag = flag
     cursor._gp_guard = guard

@@ -26,7 +26,7 @@ from .._config import check_seconds
 from .._lease import Lease
 from ..errors import ConfigurationError
 from ..pool import ConnectionPool as CorePool
-from ..pool import _take
+from . import _fast
 from . import pgbouncer as _pgbouncer
 from . import psycopg2 as green_psycopg2
 from .drivers import ACTIVE, CLOSED, IDLE, INERROR, INTRANS, Driver, _PrivateMemory, _WeakTLS, driver_for
@@ -310,6 +310,8 @@ class ConnectionPool(CorePool[Any]):
         #: its proxy, and put(None) finds the caller's)
         self._proxies: dict[int, weakref.ref[PooledConnection]] = {}
         self._wrapper = _wrapper_class(self.driver, bool(self._threaded), self)
+        #: the C checkout (dbapi/_speedups.c) when the proxy class is made by PooledConnection.__init__
+        self._fast_checkout = _fast_checkout_for(self._wrapper)
         self.max_age = max_age_s
         # nothing to ping in sqlite (unless a check is given)
         core_ping = ping_after if self.driver.networked or check is not None else None
@@ -364,9 +366,13 @@ class ConnectionPool(CorePool[Any]):
         :raises PoolClosed: the pool is closed.
         :raises ConfigurationError: ``connect()`` returned something that is not a connection.
         """
-        lease = _take(self._table, self) if timeout is None and _take is not None else None  # C, or None
-        if lease is None:
-            lease = CorePool.get(self, timeout)
+        if timeout is None and self._fast_checkout is not None:  # C: the checkout, the proxy made
+            fast = self._fast_checkout(self._table, self, self._wrapper, self._proxies)
+            if fast is not None:
+                return fast  # type: ignore[no-any-return]
+        lease = CorePool.get(self, timeout)
+        if self._fast_checkout is not None and _fast.wrap is not None:  # C: the proxy made
+            return _fast.wrap(lease, self._wrapper, self._proxies)  # type: ignore[no-any-return]
         proxy = self._wrapper(self, lease)
         self._proxies[id(lease.conn)] = weakref.ref(proxy)
         return proxy
@@ -392,6 +398,9 @@ class ConnectionPool(CorePool[Any]):
         :raises ConfigurationError: ``cleanup`` is neither callable nor None.
         """
         if type(conn) is self._wrapper:  # a proxy of this pool (the class is the pool's own)
+            if (cleanup is _MISSING and self._quiet_return and _fast.quiet_return is not None
+                    and _fast.quiet_return(conn, self.driver.clean_after_queries, self._snapshots)):
+                return  # C: the two quiet returns below
             lease = conn._lease
             if lease is not None:
                 if conn._use is UNTOUCHED and cleanup is _MISSING and self._quiet_return:
@@ -678,6 +687,8 @@ class ConnectionPool(CorePool[Any]):
                     conn.commit()
             _pgbouncer.prepare_connection(conn, self.driver.name, self.pgbouncer)
             self._snapshots[id(conn)] = self.driver.snapshot(conn)
+            # the driver's settings as of this connect (reset_session, guards) pick the cursor path
+            self._wrapper._fast_cursor = None if self._threaded else self.driver.fast_cursor()
             if self.green and self.pgbouncer is None:
                 green_psycopg2.register_canceller(conn, self._side_connection)
             elif self.green:  # the pid a bouncer reports is not the server's: the protocol's cancel
@@ -716,6 +727,7 @@ class ConnectionPool(CorePool[Any]):
             green = self.driver.connect_function(self._connect) is self._connect
             self._threaded = not green or not self.driver.is_green(self._connect_kwargs)
         self._wrapper = _wrapper_class(self.driver, self._threaded, self)
+        self._fast_checkout = _fast_checkout_for(self._wrapper)
         self._driver_known = True
 
     def _keepalive(self, conn: Any) -> None:
@@ -805,6 +817,12 @@ def _wrapper_class(driver: Driver, threaded: bool, pool: ConnectionPool) -> type
     whose proxy ``conn`` is."""
     base = SqliteConnection if driver.name == "sqlite3" and not threaded else PooledConnection
     return type(base.__name__, (base,), {"__slots__": (), "_pool": pool, "__module__": base.__module__})
+
+
+def _fast_checkout_for(wrapper: type[PooledConnection]) -> Callable[..., Any] | None:
+    """The C checkout, if it can make proxies of class ``wrapper`` (it inlines PooledConnection's
+    ``__init__``), else None."""
+    return _fast.checkout if wrapper.__init__ is PooledConnection.__init__ else None
 
 
 def _in_hub_threads(func: Callable[..., Any], *args: Any) -> Any:

@@ -212,3 +212,64 @@ def test_no_reference_is_leaked_by_hand_offs_to_waiters(server: LineServer) -> N
     assert pool.stats()["requests_queued"] > 5_000  # the hand-off path was the one taken
     check_invariants(pool)
     pool.close()
+
+
+# -- loading: what a user without a compiler, or with a stale build, gets ---------------------------
+
+
+def test_a_build_older_than_its_source_is_not_used(tmp_path: Path) -> None:
+    if not _accel.active():
+        pytest.skip("the C speedups are not built here")
+    source = tmp_path / "_speedups.c"
+    source.write_text("/* edited after the build */\n")
+    later = time.time() + 5
+    os.utime(source, (later, later))
+    with pytest.warns(RuntimeWarning, match="older than _speedups.c"):
+        assert _accel.load_extension("geventpool._speedups", source, lambda module: None) is None
+
+
+def test_a_layout_the_c_code_refuses_falls_back_with_a_warning(tmp_path: Path) -> None:
+    if not _accel.active():
+        pytest.skip("the C speedups are not built here")
+
+    def refuse(module: object) -> None:
+        raise TypeError("Slot.conn is not a __slots__ field")
+
+    with pytest.warns(RuntimeWarning, match="not used: Slot.conn is not a __slots__ field"):
+        assert _accel.load_extension("geventpool._speedups", tmp_path / "absent.c", refuse) is None
+
+
+def test_a_module_not_built_is_python_quietly(tmp_path: Path) -> None:
+    assert _accel.load_extension("geventpool._not_built", tmp_path / "absent.c", lambda m: None) is None
+
+
+def test_no_compiler_leaves_the_install_on_the_python_code(tmp_path: Path) -> None:
+    """setup.py's extensions are optional: a compiler that fails makes no .so and no error, and
+    the package then runs the Python code."""
+    env = {**os.environ, "CC": "/bin/false", "LDSHARED": "/bin/false"}
+    out = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--build-lib", str(tmp_path / "lib"),
+         "--build-temp", str(tmp_path / "tmp")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    said = out.stdout + out.stderr
+    assert out.returncode == 0, said[-2000:]
+    assert not list((tmp_path / "lib").rglob("*.so"))
+    assert "geventpool._speedups" in said and "geventpool.dbapi._speedups" in said
+    # the package as such an install leaves it: the sources with no .so beside them
+    package = tmp_path / "pkg" / "geventpool"
+    package.parent.mkdir()
+    subprocess.run(["cp", "-r", str(ROOT / "geventpool"), str(package.parent)], check=True)
+    for built in package.rglob("*.so"):
+        built.unlink()
+    code = (
+        "import geventpool, geventpool.dbapi._fast as fast; from geventpool import _accel;"
+        f"assert geventpool.__file__.startswith({str(package)!r}), geventpool.__file__;"
+        "print(_accel.active(), fast.active())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("GEVENTPOOL_PURE_PYTHON", "PYTHONPATH")}
+    ran = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=package.parent,
+    )
+    assert ran.stdout.strip() == "False False", ran.stderr[-2000:]

@@ -1,0 +1,290 @@
+"""The DB-API pool's C fast paths (geventpool/dbapi/_speedups.c) behave as the Python code.
+
+Every scenario runs twice against the suite's PostgreSQL: once with the C checkout, quiet return
+and watched cursor in use (where built), once with them switched off (the Python code users
+without a compiler run).  The C-only tests check what only C code can get wrong: references
+kept or leaked, a failure half way.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gevent
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+import pytest
+
+from geventpool.dbapi import ConnectionPool, ConnectionReturned, _fast
+from geventpool.dbapi.hygiene import QUERIED, UNTOUCHED
+from geventpool.testing.invariants import check_invariants
+from geventpool.testing.postgres import PostgresServer
+
+MakePool = Callable[..., ConnectionPool]
+needs_c = pytest.mark.skipif(not _fast.active(), reason="the DB-API C fast paths are not in use here")
+
+
+def test_fast_paths_are_in_use_where_required() -> None:
+    if os.environ.get("GEVENTPOOL_REQUIRE_SPEEDUPS"):
+        assert _fast.active(), "GEVENTPOOL_REQUIRE_SPEEDUPS is set: geventpool.dbapi._speedups must load"
+    elif os.environ.get("GEVENTPOOL_PURE_PYTHON"):
+        assert not _fast.active()
+
+
+@pytest.fixture(params=["c", "python"])
+def paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run the test with the C fast paths (skipped where they are not built), then without."""
+    if request.param == "c":
+        if not _fast.active():
+            pytest.skip("the DB-API C fast paths are not in use here")
+    else:
+        for name in ("checkout", "wrap", "quiet_return", "watched_cursor"):
+            monkeypatch.setattr(_fast, name, None)
+    yield request.param
+
+
+def _pool(make_pool: MakePool, pg: PostgresServer, **kwargs: Any) -> ConnectionPool:
+    kwargs.setdefault("max_size", 1)
+    kwargs.setdefault("ping_after", None)
+    return make_pool(psycopg2, pg.dsn, **kwargs)
+
+
+def _last_statement(pg: PostgresServer, pid: int) -> Any:
+    return pg.execute("SELECT query, state_change FROM pg_catalog.pg_stat_activity WHERE pid = %s", (pid,))
+
+
+def test_paths_in_use_are_the_ones_asked_for(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
+    assert (pool._fast_checkout is not None) == (paths == "c")
+    pool.put(pool.get())  # the cursor path is settled by a connect (the driver's settings then)
+    assert (pool._wrapper._fast_cursor is not None) == (paths == "c")
+    pool.driver.reset_session = False  # documented: before the first connect; a later one follows it
+    pool.drop_idle()
+    pool.put(pool.get())
+    assert pool._wrapper._fast_cursor is None
+
+
+def test_untouched_return_is_quiet_and_kills_the_proxy(
+    paths: str, pg: PostgresServer, make_pool: MakePool
+) -> None:
+    pool = _pool(make_pool, pg)
+    conn = pool.get()
+    pid = conn.get_backend_pid()
+    pool.put(conn)
+    before = _last_statement(pg, pid)
+    conn = pool.get()
+    assert conn and conn._use == UNTOUCHED
+    pool.put(conn)
+    assert _last_statement(pg, pid) == before  # nothing sent
+    assert not conn and conn.returned
+    with pytest.raises(ConnectionReturned):
+        conn.cursor()
+    pool.put(conn)  # a second put of a returned proxy: harmless (eventlet)
+    conn.close()
+    assert pool.free() == 1
+
+
+def test_plain_query_return_closes_its_cursors_without_a_reset(
+    paths: str, pg: PostgresServer, make_pool: MakePool
+) -> None:
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
+    conn = pool.get()
+    pid = conn.get_backend_pid()
+    cursors = [conn.cursor(), conn.cursor()]
+    for cur in cursors:
+        cur.execute("SELECT 1")
+        assert cur.fetchall() == [(1,)]
+    assert conn._use == QUERIED
+    pool.put(conn)
+    assert all(cur.closed for cur in cursors)
+    assert _last_statement(pg, pid)[0][0] == "SELECT 1"  # no DISCARD ALL, no ROLLBACK
+    with pytest.raises(psycopg2.InterfaceError):
+        cursors[0].execute("SELECT 2")  # closed: it cannot reach the next borrower's session
+
+
+def test_session_change_earns_the_reset(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
+    conn = pool.get()
+    pid = conn.get_backend_pid()
+    cur = conn.cursor()
+    cur.execute("SET search_path TO pg_catalog")
+    pool.put(conn)
+    assert _last_statement(pg, pid)[0][0] == "DISCARD ALL"
+    conn = pool.get()
+    cur = conn.cursor()
+    cur.execute("SHOW search_path")
+    assert cur.fetchone()[0] != "pg_catalog"
+    pool.put(conn)
+
+
+def test_open_transaction_is_rolled_back(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
+    pool = _pool(make_pool, pg)  # autocommit off: SELECT opens a transaction
+    conn = pool.get()
+    cur = conn.cursor()
+    cur.execute("SELECT 1")
+    assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INTRANS
+    pool.put(conn)
+    conn = pool.get()
+    assert conn.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    pool.put(conn)
+
+
+def test_named_cursor_is_closed_server_side(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
+    conn = pool.get()
+    cur = conn.cursor("held", withhold=True)
+    cur.execute("SELECT generate_series(1, 10)")
+    cur.fetchone()
+    pool.put(conn)
+    conn = pool.get()
+    plain = conn.cursor()
+    plain.execute("SELECT count(*) FROM pg_catalog.pg_cursors")
+    assert plain.fetchone()[0] == 0
+    pool.put(conn)
+
+
+def test_cursor_factory_of_the_connection_is_watched_too(
+    paths: str, pg: PostgresServer, make_pool: MakePool
+) -> None:
+    dict_cursors = psycopg2.extras.DictCursor
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "cursor_factory", dict_cursors))
+    conn = pool.get()
+    pid = conn.get_backend_pid()
+    cur = conn.cursor()
+    assert isinstance(cur, psycopg2.extras.DictCursor)
+    cur.execute("SELECT 1 AS one")
+    assert cur.fetchone()["one"] == 1
+    conn.commit()
+    cur.execute("SET work_mem TO '8MB'")
+    conn.commit()
+    pool.put(conn)
+    assert _last_statement(pg, pid)[0][0] == "DISCARD ALL"
+
+
+def test_raw_connection_and_timeout_checkouts(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
+    pool = _pool(make_pool, pg, max_size=2)
+    conn = pool.get(timeout=5)  # the general checkout (a timeout given): its proxy made the same way
+    raw = conn.raw
+    pool.put(raw)  # the raw connection comes back: its proxy dies
+    assert conn.returned
+    with pytest.raises(ValueError, match="not checked out"):
+        pool.put(raw)
+    first, second = pool.get(), pool.get()
+    first_raw = first.raw
+    waiter = gevent.spawn(pool.get)  # waits: both are out
+    gevent.sleep(0.01)
+    pool.put(first)
+    third = waiter.get(timeout=5)  # handed over through the general path
+    assert third and third.raw is first_raw
+    pool.put(second)
+    pool.put(third)
+    check_invariants(pool)
+
+
+def test_put_none_discards_the_callers_connection(
+    paths: str, pg: PostgresServer, make_pool: MakePool
+) -> None:
+    pool = _pool(make_pool, pg)
+    conn = pool.get()
+    conn.cursor().execute("SELECT 1")
+    pool.put(None)
+    assert conn.returned
+    assert pool.free() == 1
+    again = pool.get()
+    pool.put(again)
+
+
+def test_two_hundred_greenlets_lose_nothing(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
+    pool = _pool(make_pool, pg, max_size=10, configure=lambda raw: setattr(raw, "autocommit", True))
+    done = []
+
+    def work(i: int) -> None:
+        for _ in range(5):
+            conn = pool.get()
+            cur = conn.cursor()
+            cur.execute("SELECT %s", (i,))
+            assert cur.fetchone() == (i,)
+            if i % 7 == 0:
+                cur.execute("SET application_name TO 'x'")  # the general path, with a reset
+            pool.put(conn)
+        done.append(i)
+
+    gevent.joinall([gevent.spawn(work, i) for i in range(200)], timeout=60, raise_error=True)
+    assert sorted(done) == list(range(200))
+    assert pool.free() == pool.current_size
+    check_invariants(pool)
+
+
+@needs_c
+def test_no_reference_is_kept_by_the_c_paths(pg: PostgresServer, make_pool: MakePool) -> None:
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
+
+    def cycle() -> None:
+        conn = pool.get()
+        cur = conn.cursor()
+        cur.execute("SELECT 1")
+        cur.fetchall()
+        pool.put(conn)
+        conn = pool.get()
+        pool.put(conn)
+
+    for _ in range(50):
+        cycle()
+    gc.collect()
+    conn = pool.get()
+    raw = conn.raw
+    pool.put(conn)
+    refs = sys.getrefcount(raw)
+    total = sys.gettotalrefcount() if hasattr(sys, "gettotalrefcount") else None
+    objects = len(gc.get_objects())
+    for _ in range(2000):
+        cycle()
+    gc.collect()
+    assert sys.getrefcount(raw) == refs
+    assert len(gc.get_objects()) < objects + 100
+    if total is not None:
+        assert sys.gettotalrefcount() - total < 100
+    assert len(pool._proxies) == 1
+
+
+@needs_c
+def test_a_failing_clean_check_leaves_the_connection_to_the_general_path(
+    pg: PostgresServer, make_pool: MakePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
+
+    def broken(conn: Any, snapshot: Any) -> bool:
+        raise RuntimeError("driver check failed")
+
+    conn = pool.get()
+    conn.cursor().execute("SELECT 1")
+    monkeypatch.setattr(pool.driver, "clean_after_queries", broken)
+    with pytest.raises(RuntimeError, match="driver check failed"):
+        pool.put(conn)
+    assert conn and not conn.returned  # nothing half done: still the borrower's
+    monkeypatch.undo()
+    pool.put(conn)
+    assert conn.returned
+    assert pool.free() == 1
+    check_invariants(pool)
+
+
+@needs_c
+def test_c_functions_refuse_what_they_do_not_know(pg: PostgresServer, make_pool: MakePool) -> None:
+    assert _fast.checkout is not None and _fast.wrap is not None
+    assert _fast.quiet_return is not None and _fast.watched_cursor is not None
+    pool = _pool(make_pool, pg)
+    with pytest.raises(TypeError):
+        _fast.checkout(pool._table, pool)  # type: ignore[call-arg]
+    assert _fast.checkout(pool._table, pool, dict, pool._proxies) is None  # not a proxy class
+    assert _fast.quiet_return(object(), pool.driver.clean_after_queries, pool._snapshots) is False
+    assert _fast.watched_cursor({}, psycopg2.extensions.cursor, object()) is None
+    conn = pool.get()
+    assert _fast.watched_cursor({}, psycopg2.extensions.cursor, conn) is None  # no watched class known
+    pool.put(conn)
+    assert _fast.watched_cursor({}, psycopg2.extensions.cursor, conn) is None  # a dead proxy
