@@ -24,6 +24,7 @@ from geventpool.dbapi import ConnectionPool, ConnectionReturned, _fast
 from geventpool.dbapi.hygiene import QUERIED, UNTOUCHED
 from geventpool.testing.invariants import check_invariants
 from geventpool.testing.postgres import PostgresServer
+from geventpool.testing.waiting import wait_until
 
 MakePool = Callable[..., ConnectionPool]
 needs_c = pytest.mark.skipif(not _fast.active(), reason="the DB-API C fast paths are not in use here")
@@ -288,3 +289,35 @@ def test_c_functions_refuse_what_they_do_not_know(pg: PostgresServer, make_pool:
     assert _fast.watched_cursor({}, psycopg2.extensions.cursor, conn) is None  # no watched class known
     pool.put(conn)
     assert _fast.watched_cursor({}, psycopg2.extensions.cursor, conn) is None  # a dead proxy
+
+
+def test_greenlet_killed_between_execute_and_put_never_returns_quietly(
+    paths: str, pg: PostgresServer, make_pool: MakePool
+) -> None:
+    """eventlet's style, ``try: ... finally: pool.put(conn)``, killed inside ``execute``: the
+    connection psycopg2 gave up on is discarded, never handed to the next borrower."""
+    name = f"killed-put-{paths}"
+    pool = _pool(make_pool, pg, application_name=name, configure=lambda raw: setattr(raw, "autocommit", True))
+    pids = []
+
+    def borrower() -> None:
+        conn = pool.get()
+        try:
+            pids.append(conn.get_backend_pid())
+            conn.cursor().execute("SELECT pg_sleep(60) /* killed-before-put */")
+        finally:
+            pool.put(conn)
+
+    worker = gevent.spawn(borrower)
+    wait_until(lambda: pg.running_queries("killed-before-put"), 5)
+    worker.kill(block=True, timeout=5)
+    assert worker.dead
+    wait_until(lambda: not pg.running_queries("killed-before-put"), 5, message="query still running")
+    assert pool.stats()["connections_discarded"] == 1
+    conn = pool.get()
+    assert conn.get_backend_pid() != pids[0]
+    cur = conn.cursor()
+    cur.execute("SELECT 1")
+    assert cur.fetchall() == [(1,)]
+    pool.put(conn)
+    check_invariants(pool)
