@@ -20,10 +20,12 @@ from .helpers import LinePool, LineServer
 
 def test_a_deadline_reused_after_a_block_that_ended_early_runs_in_full() -> None:
     timers: list[object] = []
-    for _ in range(3):  # each block uses 0.6 of the 1.0 s: a timer that kept what was left fires
-        with _deadline.limit(1.0, "block", timers=timers):
-            gevent.sleep(0.6)
-    assert len(timers) == 1  # one timer, used three times
+    # each block uses 0.25 of the 1.5 s (a slow machine has 1.25 s to spare): a timer that kept
+    # what was left would fire in the sixth, 1.5 s into its life
+    for _ in range(7):
+        with _deadline.limit(1.5, "block", timers=timers):
+            gevent.sleep(0.25)
+    assert len(timers) == 1  # one timer, used seven times
 
 
 def test_a_deadline_after_one_that_expired_runs_in_full() -> None:
@@ -38,22 +40,23 @@ def test_a_deadline_after_one_that_expired_runs_in_full() -> None:
 
 
 def test_each_wait_gets_the_pool_timeout_in_full(server: LineServer) -> None:
-    pool = LinePool(server.address, 1, timeout=1.0)
+    pool = LinePool(server.address, 1, timeout=2.0)
     held = pool.get()
 
     def give_back_later() -> None:
-        gevent.sleep(0.6)
+        gevent.sleep(0.3)
         held.release()
 
     gevent.spawn(give_back_later)
-    with pool.get():  # waits 0.6 s of its 1.0: its timer is stopped early and kept
+    # waits 0.3 s of its 2.0 (a slow machine has 1.7 s to spare): its timer is stopped early, kept
+    with pool.get():
         started = time.monotonic()
         with pytest.raises(PoolTimeout):
-            pool.get()  # the same timer again: must wait the whole second
-        assert time.monotonic() - started >= 0.9
+            pool.get()  # the same timer again: must wait the whole 2 s (one that kept 1.7 s fails)
+        assert time.monotonic() - started >= 1.9
         started = time.monotonic()
         with pytest.raises(PoolTimeout):
-            pool.get()  # after a timer that fired
-        assert time.monotonic() - started >= 0.9
+            pool.get()  # after a timer that fired (one that kept nothing fires at once)
+        assert time.monotonic() - started >= 1.9
     check_invariants(pool)
     pool.close()
