@@ -19,6 +19,7 @@ import gevent
 from gevent import GreenletExit
 
 from . import _deadline
+from ._report import all_down_error
 from ._slot import Slot
 from .backoff import backoff_delay
 from .errors import BackendUnavailable, ConnectTimeout, PoolError
@@ -76,7 +77,7 @@ class Connector(Generic[C]):
         pool = self.pool
         while pool._started and self.running < pool.max_connecting and self.wanted():
             self.running += 1
-            pool._spawn(self._run, pool._epoch)
+            pool._workers.spawn(self._run, pool._workers.epoch)
             if self.retry_at > pool._clock():
                 return  # backing off: one greenlet waits for the next attempt
 
@@ -84,7 +85,7 @@ class Connector(Generic[C]):
         pool = self.pool
         table = pool._table
         try:
-            while epoch is pool._epoch and self.wanted():
+            while epoch is pool._workers.epoch and self.wanted():
                 delay = self.retry_at - pool._clock()
                 if delay > 0:
                     gevent.sleep(delay)
@@ -93,23 +94,23 @@ class Connector(Generic[C]):
                 try:
                     slot = self.open_slot()
                 except (GreenletExit, KeyboardInterrupt, SystemExit):
-                    if epoch is pool._epoch:
+                    if epoch is pool._workers.epoch:
                         table.release_reservation()
                     raise
                 except BaseException as error:
-                    if epoch is not pool._epoch:
+                    if epoch is not pool._workers.epoch:
                         return
                     table.release_reservation()
                     self.failed(error, None)
                     continue
-                if epoch is not pool._epoch:
+                if epoch is not pool._workers.epoch:
                     pool._forget_connection(slot.conn)
                     return
                 table.admit(slot)
                 self.refused = None  # a connect went through: whatever refused it is fixed
                 pool._give_back(slot)
         finally:
-            if epoch is pool._epoch:
+            if epoch is pool._workers.epoch:
                 self.running -= 1
 
     # -- one connect -----------------------------------------------------------------------------
@@ -138,7 +139,7 @@ class Connector(Generic[C]):
             try:
                 pool._emit("connect", conn)
             except BaseException:
-                pool._close_quietly(conn)
+                pool._closer.close_quietly(conn)
                 raise
         return slot
 
@@ -215,7 +216,7 @@ class Connector(Generic[C]):
             with _deadline.limit(pool.keepalive_timeout, f"{pool.name}: check timed out", ConnectTimeout):
                 pool._keepalive(conn)
         except BaseException:
-            pool._close_quietly(conn)
+            pool._closer.close_quietly(conn)
             raise
 
     def probe(self, server: Server) -> None:
@@ -231,7 +232,7 @@ class Connector(Generic[C]):
                                      ConnectTimeout):
                     pool._keepalive(conn)
         finally:
-            pool._close_quietly(conn)
+            pool._closer.close_quietly(conn)
 
     # -- outcomes ------------------------------------------------------------------------------
 
@@ -282,7 +283,7 @@ class Connector(Generic[C]):
             pool._table.fail_oldest(handed)
         logger.warning("%s: connect failed (%r); next attempt in %.3f s", pool.name, error, delay)
         if pool.server_pool is not None and pool.server_pool.all_down():
-            pool._table.fail_all(pool._all_down_error())  # waiters learn it now, not at their timeout
+            pool._table.fail_all(all_down_error(pool))  # waiters learn it now, not at their timeout
 
     def proved(self) -> None:
         """A connection served (a clean return, a passed check): connecting works again."""

@@ -151,10 +151,12 @@ def _best_rank(pool: ConnectionPool[Any]) -> tuple[int, ...] | None:
 
 
 class Housekeeper(Generic[C]):
-    """Runs a pool's housekeeping passes (in the pool's greenlet group; ``close()`` kills it)."""
+    """Runs a pool's housekeeping passes (in the pool's greenlet group; ``close()`` kills it) and
+    counts the leaks they report until each connection comes back."""
 
     def __init__(self, pool: ConnectionPool[C]) -> None:
         self.pool = pool
+        self.leaks_out = 0  # connections reported as leaked and not yet returned
 
     def period(self) -> float:
         """Seconds between passes: shorter when ``keepalive`` or ``leak_threshold`` need it."""
@@ -169,9 +171,9 @@ class Housekeeper(Generic[C]):
     def loop(self, epoch: object) -> None:
         """Run a pass every :meth:`period` until the pool closes (or forks: a new epoch)."""
         pool = self.pool
-        while epoch is pool._epoch and not pool.closed:
+        while epoch is pool._workers.epoch and not pool.closed:
             gevent.sleep(self.period())
-            if epoch is not pool._epoch or pool.closed:
+            if epoch is not pool._workers.epoch or pool.closed:
                 return
             try:
                 pool.run_housekeeping()
@@ -188,7 +190,7 @@ class Housekeeper(Generic[C]):
         for slot in decided.check:
             table.idle.remove(slot)
             table.start_check(slot)
-            pool._spawn(self._check_idle, slot)
+            pool._workers.spawn(self._check_idle, slot)
         for slot in decided.retire_on_return:
             slot.retire = "failback"
             slot.expires_at = now  # the inlined return path sees it too
@@ -197,14 +199,13 @@ class Housekeeper(Generic[C]):
         for slot, reason in decided.close:
             # one at a time, each taken out just before its close: an interruption (close()
             # killing this greenlet) leaves the others idle and counted; one lent meanwhile stays lent
-            if table.take_out_idle(slot):
-                pool._finish_close(slot, reason)
+            pool._closer.close_if_idle(slot, reason)
         for slot, why in decided.orphaned:
-            pool._reclaim(slot, why)
+            pool._closer.reclaim(slot, why)
         pool._connector.ensure()
 
     def _check_idle(self, slot: Slot[C]) -> None:
-        if self.pool._check_slot(slot):
+        if self.pool._checkout.check(slot):
             self.pool._give_back(slot)
 
     def _report_leaks(self, now: float) -> None:
@@ -215,7 +216,13 @@ class Housekeeper(Generic[C]):
             lent = slot.state is SlotState.IN_USE and slot.lease is not None  # not a waiter's yet
             if lent and not slot.leak_reported and held >= pool.leak_threshold:
                 slot.leak_reported = True
-                pool._leaks_out += 1
+                self.leaks_out += 1
                 pool._table.fast = False
                 pool._counters["leaks"] += 1
                 logger.warning("%s", leak_message(pool.name, slot, now, "possible leak"))
+
+    def unleak(self, slot: Slot[C]) -> None:
+        """A connection reported as leaked came back (or is being closed): no longer counted."""
+        slot.leak_reported = False
+        self.leaks_out -= 1
+        self.pool._refresh_fast()

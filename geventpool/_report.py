@@ -35,7 +35,7 @@ def stats_of(pool: ConnectionPool[Any]) -> dict[str, float]:
     counters = pool._counters
     live_uses = sum(s.uses for s in state.slots)
     stats["requests_num"] = (
-        live_uses + pool._closed_uses + counters["requests_errors"] + counters["requests_too_many"]
+        live_uses + pool._closer.closed_uses + counters["requests_errors"] + counters["requests_too_many"]
     )
     stats["usage_ms"] = pool._table.usage * 1000.0
     stats.update(counters)

@@ -53,7 +53,7 @@ class Snapshot(NamedTuple):
 
 
 class Waiter(_HubWaiter):  # type: ignore[misc]
-    """One greenlet waiting for a connection (``ConnectionPool._wait`` sleeps on it): woken with a
+    """One greenlet waiting for a connection (``Checkout.wait`` sleeps on it): woken with a
     slot, an error, or by its timeout.
 
     The outcome is recorded before the wake-up is scheduled, so a greenlet

@@ -17,34 +17,21 @@ from typing import Any, Callable, Generic, Iterable, TypeVar
 
 import gevent
 import gevent.event
-import gevent.pool
 from gevent import getcurrent
 
 from . import _deadline, _fork
+from ._checkout import Checkout
+from ._closer import Closer
 from ._config import PoolSettings
 from ._connector import Connector
 from ._housekeeping import Housekeeper
 from ._lease import Lease, _speedups
 from ._listeners import EVENTS, Listeners
-from ._report import (
-    all_down_error,
-    counts_text,
-    leak_message,
-    server_stats,
-    stats_of,
-    status_table,
-    timeout_error,
-)
+from ._report import counts_text, server_stats, stats_of, status_table, timeout_error
 from ._slot import Slot, SlotState
-from ._state import SlotTable, Snapshot, Waiter
-from .errors import (
-    BackendUnavailable,
-    ConfigurationError,
-    ConnectTimeout,
-    PoolClosed,
-    PoolTimeout,
-    TooManyWaiters,
-)
+from ._state import SlotTable, Snapshot
+from ._workers import Workers
+from .errors import BackendUnavailable, ConfigurationError, ConnectTimeout, PoolClosed
 from .retry import DEFAULT_EXC_CLASSES
 from .servers import Server, ServerLike, ServerPool
 
@@ -180,7 +167,6 @@ class ConnectionPool(Generic[C]):
         self._slot_numbers = itertools.count(1)
         self._track_frames = self.leak_threshold is not None
         self._ping_window = float("inf") if self.ping_after is None else self.ping_after
-        self._pinging = self.ping_after is not None
         self._listeners = Listeners()
         self._set_fresh_state()
         if self.server_pool is not None and not self._connector.takes_server:
@@ -197,17 +183,14 @@ class ConnectionPool(Generic[C]):
         self._table: SlotTable[C] = SlotTable(self._lifo, self._clock, self._ping_window)
         self._connector: Connector[C] = Connector(self)
         self._housekeeper: Housekeeper[C] = Housekeeper(self)
+        self._checkout: Checkout[C] = Checkout(self)
+        self._closer: Closer[C] = Closer(self)
         self._acquired: dict[int, Lease[C]] = {}  # id(conn) -> lease, for acquire()/release()
-        self._group: gevent.pool.Group | None = None
-        self._hub: Any = None  # set by _start(): the hub of the thread that uses the pool
-        self._wait_timers: dict[float, list[Any]] = {}  # seconds -> stopped timers, for waits
+        self._workers: Workers = Workers(self)
         self._filled = gevent.event.Event()
         self._started = False
         self._closed = False
         self._table.observed = self._track_frames
-        self._closed_uses = 0  # checkouts served by connections since closed
-        self._leaks_out = 0  # connections reported as leaked and not yet returned
-        self._epoch = object()  # background greenlets of an older epoch stop
         self._inherited: list[Any] = []
         self._counters: dict[str, float] = dict.fromkeys(
             (
@@ -294,15 +277,15 @@ class ConnectionPool(Generic[C]):
         :raises PoolClosed: the pool was closed.
         """
         table = self._table
-        if timeout is None and table.fast:  # started and open: _checkout's checks hold
+        if timeout is None and table.fast:  # started and open: Checkout.take's checks hold
             if _take is not None:  # the C speedups: the checkout below in one call
                 lease = _take(table, self)
                 if lease is not None:
                     return lease
                 if table.idle:  # one due for a check, say: the general path
-                    slot, now = self._checkout(timeout)
+                    slot, now = self._checkout.take(timeout)
                 else:
-                    slot, now = self._wait(self.timeout)
+                    slot, now = self._checkout.wait(self.timeout)
             elif table.idle:
                 slot, now = table.take_idle()
                 if now < slot.good_until:
@@ -319,11 +302,11 @@ class ConnectionPool(Generic[C]):
                         return lease
                 else:  # due for a check: the slow path decides
                     table.idle.append(slot)
-                    slot, now = self._checkout(timeout)
+                    slot, now = self._checkout.take(timeout)
             else:
-                slot, now = self._wait(self.timeout)
+                slot, now = self._checkout.wait(self.timeout)
         else:
-            slot, now = self._checkout(timeout)
+            slot, now = self._checkout.take(timeout)
         if _lend is not None:
             lease = _lend(self._table, self, slot, now)  # the C speedups: _lend(), or None if observed
             if lease is not None:
@@ -345,13 +328,22 @@ class ConnectionPool(Generic[C]):
                 self._emit_checkout(lease)
         return lease
 
+    def _emit_checkout(self, lease: Lease[C]) -> None:
+        try:
+            self._emit("checkout", lease.conn)
+        except BaseException as interrupted:
+            slot = lease._slot
+            slot.lease = None
+            self._closer.discard(slot, interrupted)
+            raise
+
     def _get_new(self) -> Lease[C]:
         """Check out a new connection if the pool has room and nobody waits, else as :meth:`get`
         (for a subclass whose idle connections may each cost more to use than a new one)."""
         table = self._table
         if not self._started or self._closed or table.waiters or table.size >= self.max_size:
             return self.get()
-        slot, now = self._wait(self.timeout)
+        slot, now = self._checkout.wait(self.timeout)
         return self._lend(slot, now)
 
     def acquire(self, timeout: float | None = None) -> C:
@@ -426,173 +418,6 @@ class ConnectionPool(Generic[C]):
         lease: Lease[C] = slot.lease
         return lease
 
-    def _checkout(self, timeout: float | None) -> tuple[Slot[C], float]:
-        """The slow path of :meth:`get`: a slot ready to lend, and the time.
-
-        Idle connections due for a check are checked (a broken one is
-        replaced); with none idle, the caller waits in FIFO order.
-        """
-        if timeout is not None:
-            timeout = PoolSettings.seconds(self.name, "timeout", timeout)  # refused even when not waiting
-        if not self._started:
-            self._start()
-        if self._closed:
-            raise PoolClosed(f"{self.name} is closed")
-        if timeout is None:
-            timeout = self.timeout
-        deadline = 0.0  # set by the first check: checking idle connections counts against timeout
-        while self._table.idle:  # the table is read again each turn: a check yields (a fork, say)
-            table = self._table
-            slot, now = table.take_idle()
-            if now >= slot.expires_at:
-                self._close(slot, slot.retire or "lifetime")
-                continue
-            if now < slot.good_until:
-                return slot, now
-            if not self._can_check:
-                self._close(slot, "unchecked")
-                continue
-            if not deadline:
-                deadline = now + timeout
-            remaining = deadline - now
-            if remaining <= 0:
-                table.offer(slot, now)  # back where it came from, unchecked
-                self._counters["requests_errors"] += 1
-                raise self._timeout_error(timeout) from self._connector.last_error
-            table.start_check(slot)
-            if self._check_slot(slot, remaining):
-                if self.closed:  # closed while this caller checked it (a property: mypy keeps no narrowing)
-                    self._close(slot, "pool closed")
-                    raise PoolClosed(f"{self.name} is closed")
-                return slot, self._clock()
-            if deadline - self._clock() <= 0:
-                self._counters["requests_errors"] += 1
-                raise self._timeout_error(timeout) from self._connector.last_error
-        if deadline:
-            timeout = max(deadline - self._clock(), 0.0)
-        return self._wait(timeout)
-
-    def _emit_checkout(self, lease: Lease[C]) -> None:
-        try:
-            self._emit("checkout", lease.conn)
-        except BaseException as interrupted:
-            slot = lease._slot
-            slot.lease = None
-            self._discard(slot, interrupted)
-            raise
-
-    def _check_slot(self, slot: Slot[C], limit: float | None = None) -> bool:
-        """Check a connection being checked (``start_check``) with ``_keepalive`` within
-        ``keepalive_timeout`` (or ``limit`` if shorter: the caller's time left); discard it if broken,
-        else it is in use again."""
-        self._counters["keepalives"] += 1
-        seconds = self.keepalive_timeout if limit is None else min(limit, self.keepalive_timeout)
-        cut_short = seconds < self.keepalive_timeout
-        try:
-            with _deadline.limit(seconds, f"{self.name}: check took longer than {seconds:g} s"):
-                self._keepalive(slot.conn)
-        except _deadline.Expired:
-            if cut_short:
-                # the caller's deadline, not the connection's fault: close it (its protocol state is
-                # unknown) without taking it for a lost connection
-                self._close(slot, "unchecked")
-            else:
-                self._discard(slot, sys.exc_info()[1])
-            return False
-        except BaseException as error:
-            self._discard(slot, error)
-            if not isinstance(error, Exception):
-                raise
-            return False
-        if not self._table.end_check(slot):  # closed meanwhile, or inherited through fork()
-            return False
-        self._mark_checked(slot)
-        return True
-
-    def _mark_checked(self, slot: Slot[C]) -> None:
-        """A check passed: the connection is good until its next ping is due."""
-        now = slot.checked_at = self._clock()
-        slot.good_until = min(slot.expires_at, now + self._ping_window)
-        slot.generation = self._table.generation
-        if not slot.proved:
-            slot.proved = True
-            self._connector.proved()
-
-    def _wait(self, timeout: float) -> tuple[Slot[C], float]:
-        """Queue up (FIFO) for a returned or new connection; return it and the time."""
-        if self._closed:  # closed while this caller checked an idle connection
-            raise PoolClosed(f"{self.name} is closed")
-        table = self._table
-        if self.max_waiting and len(table.waiters) >= self.max_waiting:
-            self._counters["requests_too_many"] += 1
-            raise TooManyWaiters(
-                f"{self.name}: {len(table.waiters)} greenlets already waiting "
-                f"(max_waiting={self.max_waiting})"
-            )
-        if self.server_pool is not None and self.server_pool.all_down():
-            self._counters["requests_errors"] += 1
-            raise self._all_down_error()
-        waiter = Waiter(self._hub)
-        table.waiters.append(waiter)
-        counters = self._counters
-        counters["requests_queued"] += 1
-        if len(table.open) + table.opening + table.closing < self.max_size:  # else no connect can start
-            self._connector.ensure()
-        timers = self._wait_timers.get(timeout)
-        if timers is None:
-            timers = self._timers_of(timeout)
-        clock = self._clock
-        started = clock()
-        try:
-            if timeout > 0:  # the waiter's sleep, inlined: a timer (used again) and the hub
-                # repeating, started with again(): each wait gets the full timeout (a libev timer
-                # stopped early keeps only what was left of it, one that fired keeps nothing)
-                timer = timers.pop() if timers else self._hub.loop.timer(timeout, timeout)
-                timer.again(waiter.switch, None)
-                try:
-                    waiter.get()
-                finally:
-                    if timers is not None:
-                        timer.stop()
-                        timers.append(timer)
-                    else:
-                        timer.close()
-        except BaseException:
-            self._abandon(waiter)
-            raise
-        finally:
-            now = clock()
-            counters["requests_wait_ms"] += (now - started) * 1000.0
-        slot = waiter.slot
-        if slot is None:
-            self._abandon(waiter)
-            self._counters["requests_errors"] += 1
-            if waiter.error is not None:
-                raise waiter.error
-            raise self._timeout_error(timeout) from self._connector.last_error
-        if self._table.open.get(slot.key) is not slot:  # handed before a fork(), woken in the child
-            return self._checkout(max(timeout - (now - started), 0.0))
-        return slot, now
-
-    def _timers_of(self, seconds: float) -> list[Any] | None:
-        """Stopped timers of ``seconds`` to use again for waits (the pool's own ``timeout`` and up
-        to three others), or None: make one per wait."""
-        timers = self._wait_timers.get(seconds)
-        if timers is None and len(self._wait_timers) < 4:
-            timers = self._wait_timers[seconds] = []
-        return timers
-
-    def _abandon(self, waiter: Waiter) -> None:
-        slot = self._table.abandon(waiter)
-        if slot is not None:
-            self._give_back(slot)
-
-    def _timeout_error(self, timeout: float) -> PoolTimeout:
-        return timeout_error(self, timeout)
-
-    def _all_down_error(self) -> BackendUnavailable:
-        return all_down_error(self)
-
     # -- checkin and the discard rule ----------------------------------------------
 
     def _return(self, lease: Lease[C], error: BaseException | None) -> None:
@@ -618,24 +443,24 @@ class ConnectionPool(Generic[C]):
             try:
                 self._emit("checkin", slot.conn, error)
             except BaseException as interrupted:
-                self._discard(slot, interrupted)
+                self._closer.discard(slot, interrupted)
                 raise
         now = self._clock()
         self._table.usage += now - slot.checked_out_at
         if error is not None and self._is_broken(error):
-            self._discard(slot, error)
+            self._closer.discard(slot, error)
             return
         if self._has_reset and (error is not None or self.reset_on_return):
             try:
                 self._run_reset(slot.conn)
             except BaseException as reset_error:
-                self._discard(slot, reset_error)
+                self._closer.discard(slot, reset_error)
                 if not isinstance(reset_error, (Exception, _deadline.Expired)):
                     raise
                 return
             now = self._clock()
         if slot.leak_reported:
-            self._unleak(slot)
+            self._housekeeper.unleak(slot)
             logger.info("%s: connection %d returned (unleaked)", self.name, slot.number)
         if not slot.proved and error is None:
             slot.proved = True
@@ -645,7 +470,7 @@ class ConnectionPool(Generic[C]):
             slot.good_until = min(slot.expires_at, now + self._ping_window)
         reason = self._retire_reason(slot, now)
         if reason is not None:
-            self._close(slot, reason)
+            self._closer.close(slot, reason)
             return
         self._table.offer(slot, now)  # refused (nothing done) if inherited through fork() meanwhile
 
@@ -675,94 +500,9 @@ class ConnectionPool(Generic[C]):
     def _give_back(self, slot: Slot[C]) -> None:
         """Put back a free connection: offer it, or close it if the pool is closed."""
         if self._closed:
-            self._close(slot, "pool closed")
+            self._closer.close(slot, "pool closed")
         else:
             self._table.offer(slot, self._clock())
-
-    def _discard(self, slot: Slot[C], error: BaseException | None) -> None:
-        """Take a broken connection out of the pool and close it; refill behind it.
-
-        The slot is taken out first (no switch), so whatever may switch or be interrupted
-        after (the connector's callback, listeners) can never leave it half-counted.
-        """
-        if not self._table.take_out(slot):
-            return
-        try:
-            self._counters["connections_discarded"] += 1
-            if error is not None and isinstance(error, (*self.exc_classes, OSError, _deadline.Expired)):
-                self._counters["connections_lost"] += 1
-                # A server restart breaks every older connection: check each before its next use.
-                self._table.mark_all_suspect()
-                if (
-                    not slot.proved
-                    and slot.last_used == slot.created  # never returned: its first use or check
-                    and self._clock() - slot.created < max(self.connect_timeout, 1.0)
-                    and not self._has_served(slot.conn)
-                ):
-                    # broken on its first use, just opened: the server accepts but does not serve
-                    self._connector.failed(error, slot)
-            logger.debug("%s: discarding connection %d after %r", self.name, slot.number, error)
-            if self._listeners["discard"]:
-                self._emit("discard", slot.conn, error)
-        finally:
-            self._finish_close(slot, "broken")
-
-    def _close(self, slot: Slot[C], reason: str) -> None:
-        """Take ``slot`` out and close its connection (it counts against ``max_size`` until closed)."""
-        if self._table.take_out(slot):
-            self._finish_close(slot, reason)
-
-    def _finish_close(self, slot: Slot[C], reason: str) -> None:
-        """Close the connection of a slot taken out of the table (may switch; bounded).
-
-        The slot counts as closing until its close returned.  A close interrupted in the
-        caller's greenlet (a timeout, a kill) is finished by a greenlet of its own, which
-        nothing kills: the connection is still closed, and only then uncounted.
-        """
-        table = self._table
-        if slot.leak_reported:
-            self._unleak(slot)
-        closed = False
-        try:
-            seconds = self.keepalive_timeout
-            with _deadline.limit(seconds, f"{self.name}: close took longer than {seconds:g} s"):
-                self._close_connection(slot.conn)
-            closed = True
-        except (Exception, _deadline.Expired) as close_error:
-            closed = True  # it failed, but it returned: nothing more to do for it
-            logger.debug("%s: closing connection %d failed: %r", self.name, slot.number, close_error)
-        finally:
-            if not closed:
-                gevent.spawn(self._finish_close, slot, reason)
-        self._closed_uses += slot.uses
-        table.closed_one(slot)
-        self._refresh_fast()  # back within max_size after a shrink, say
-        if self._listeners["close"]:
-            self._emit("close", slot.conn, reason)
-        self._connector.ensure()
-
-    def _close_quietly(self, conn: C) -> None:
-        """Close a connection no slot holds (a half-built one), logging any failure."""
-        try:
-            with _deadline.limit(self.keepalive_timeout, f"{self.name}: close timed out"):
-                self._close_connection(conn)
-        except (Exception, _deadline.Expired) as error:
-            logger.debug("%s: closing a connection failed: %r", self.name, error)
-
-    def _unleak(self, slot: Slot[C]) -> None:
-        slot.leak_reported = False
-        self._leaks_out -= 1
-        self._refresh_fast()
-
-    def _reclaim(self, slot: Slot[C], why: str) -> None:
-        """Take back a connection whose borrower is gone; discard it (its state is unknown)."""
-        self._counters["connections_reclaimed"] += 1
-        lease = self._acquired.get(slot.key)
-        if lease is not None and lease._slot is slot:
-            del self._acquired[slot.key]
-        logger.warning("%s", leak_message(self.name, slot, self._clock(), f"reclaimed: {why}"))
-        slot.lease = None  # the lease is stale from here on
-        self._close(slot, "reclaimed")
 
     def _refresh_fast(self) -> None:
         table = self._table
@@ -774,7 +514,7 @@ class ConnectionPool(Generic[C]):
             and not self._listeners["checkout"]
             and not self._listeners["checkin"]
             and not (self._has_reset and self.reset_on_return)
-            and not self._leaks_out
+            and not self._housekeeper.leaks_out
             and not self._connector.failures
         )
 
@@ -811,21 +551,17 @@ class ConnectionPool(Generic[C]):
     def _start(self) -> None:
         """Start background work on first use (never in __init__)."""
         self._started = True
-        self._hub = gevent.get_hub()  # of the thread that uses the pool (one pool per hub)
-        self._table.wake = self._hub.loop.run_callback
+        workers = self._workers
+        workers.start()
+        self._table.wake = workers.hub.loop.run_callback
         self._refresh_fast()
-        self._group = gevent.pool.Group()
         if self.server_pool is not None:
             self.server_pool.watch(self)
             if self.retry_in_background:
                 for server in self.server_pool:  # this pool can probe them from now on
                     server.health.set_probe(self._probe_server)
-        self._spawn(self._housekeeper.loop, self._epoch)
+        workers.spawn(self._housekeeper.loop, workers.epoch)
         self._connector.ensure()
-
-    def _spawn(self, func: Callable[..., None], *args: Any) -> None:
-        assert self._group is not None
-        self._group.spawn(func, *args)
 
     def _server_removed(self, server: Server) -> None:
         """``server`` left the ServerPool: its connections are closed when next idle or returned
@@ -873,7 +609,7 @@ class ConnectionPool(Generic[C]):
                 raise PoolClosed(f"{self.name} is closed")
             remaining = deadline - self._clock()
             if remaining <= 0:
-                raise self._timeout_error(timeout) from self._connector.last_error
+                raise timeout_error(self, timeout) from self._connector.last_error
             self._filled.clear()
             self._connector.ensure()
             self._filled.wait(min(remaining, 0.05))
@@ -883,18 +619,7 @@ class ConnectionPool(Generic[C]):
 
         Connections in use are not touched.
         """
-        return self._close_idle(list(self._table.idle), reason="drop_idle")
-
-    def _close_idle(self, slots: list[Slot[C]], reason: str) -> int:
-        """Close those of ``slots`` that are still idle, one at a time: each is taken out just
-        before its close, so an interruption (a timeout, a kill) leaves the others idle and
-        counted, never half-closed.  Returns how many were closed."""
-        closed = 0
-        for slot in slots:
-            if self._table.take_out_idle(slot):
-                self._finish_close(slot, reason)
-                closed += 1
-        return closed
+        return self._closer.close_idle(list(self._table.idle), "drop_idle")
 
     def resize(self, min_size: int | None = None, max_size: int | None = None) -> None:
         """Change the pool's bounds; extra idle connections are closed at once.
@@ -905,12 +630,7 @@ class ConnectionPool(Generic[C]):
         new_max = self.max_size if max_size is None else max_size
         PoolSettings.sizes(self.name, new_min, new_max)
         self.min_size, self.max_size = new_min, new_max
-        table = self._table
-        extra: list[Slot[C]] = []
-        while table.idle and table.size - len(extra) > self.max_size:
-            extra.append(table.idle[0])
-            table.idle.rotate(-1)
-        self._close_idle(extra, "resize")
+        self._closer.close_over_max("resize")
         self._refresh_fast()
         self._connector.ensure()
 
@@ -931,23 +651,16 @@ class ConnectionPool(Generic[C]):
                 server.health.drop_probe(self)  # a closed pool connects no more, probes included
         table = self._table
         table.fail_all(PoolClosed(f"{self.name} is closed"))
-        self._close_idle(list(table.idle), "pool closed")
+        self._closer.close_idle(list(table.idle), "pool closed")
         deadline = self._clock() + timeout
         while table.in_use + table.checking > 0 and self._clock() < deadline:
             gevent.sleep(min(0.01, max(deadline - self._clock(), 0)))
-        group = self._group
-        if group is not None:
-            current = getcurrent()
-            for greenlet in list(group):
-                if greenlet is not current:
-                    greenlet.kill(block=False)
-            group.join(timeout=max(deadline - self._clock(), 0.1))
-            if all(greenlet.dead or greenlet is current for greenlet in group):
-                # a greenlet killed before it ran never ran its cleanup: a check never started
-                # leaves its slot checking, a connector its count
-                self._connector.running = 0
-                for slot in [s for s in table.open.values() if s.state is _CHECKING]:
-                    self._close(slot, "pool closed")
+        if self._workers.stop(deadline):
+            # a greenlet killed before it ran never ran its cleanup: a check never started
+            # leaves its slot checking, a connector its count
+            self._connector.running = 0
+            for slot in [s for s in table.open.values() if s.state is _CHECKING]:
+                self._closer.close(slot, "pool closed")
         self._filled.set()
 
     @property

@@ -259,7 +259,7 @@ class UserPool(LDAPHooks):
                 doomed.append(slot)
         self._proven.discard_dn(dn)
         self._refused.discard_dn(dn)
-        self._close_idle(doomed, reason="purge")
+        self._closer.close_idle(doomed, "purge")
 
     def _check_identity(self, conn: LDAPConnection) -> None:
         if not conn.identity_ok:

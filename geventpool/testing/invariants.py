@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from gevent import getcurrent
-
 from .._slot import SlotState
 from .._state import Snapshot
 from ..pool import ConnectionPool
@@ -142,9 +140,6 @@ def _check_closed(problems: list[str], pool: ConnectionPool[Any], state: Snapsho
         problems.append(f"closed, yet {state.waiting} greenlet(s) are queued for a connection")
     if state.opening:
         problems.append(f"closed, yet {state.opening} connection(s) are counted as opening")
-    group = pool._group
-    if group is not None:
-        current = getcurrent()
-        alive = [g for g in list(group) if not g.dead and g is not current]
-        if alive:
-            problems.append(f"closed, yet {len(alive)} background greenlet(s) are alive: {alive!r}")
+    alive = pool._workers.alive()
+    if alive:
+        problems.append(f"closed, yet {len(alive)} background greenlet(s) are alive: {alive!r}")

@@ -98,7 +98,7 @@ def test_nothing_is_spawned_or_opened_in_init(server: LineServer) -> None:
     pool = LinePool(server.address, 4)
     gevent.sleep(0.05)
     assert pool.connects == 0 and server.accepted == 0
-    assert pool._group is None
+    assert pool._workers.group is None
     pool.wait(5)
     assert pool.connects == 4
     pool.close()

@@ -90,7 +90,7 @@ def test_i6_close_with_connections_checked_out(server: LineServer) -> None:
     assert time.monotonic() - started < 2
     waiter_done.wait(5)
     assert waiter_error
-    assert all(g.dead for g in (pool._group or []))
+    assert all(g.dead for g in (pool._workers.group or []))
     echo(held)
     pool.release(held)
     assert held.fileno() == -1
@@ -113,7 +113,7 @@ def test_i6_close_during_start_up_and_refill(server: LineServer) -> None:
     pool.close(timeout=1)
     assert time.monotonic() - started < 2
     assert pool.snapshot().opening == 0 and pool.size == 0
-    assert all(g.dead for g in (pool._group or []))
+    assert all(g.dead for g in (pool._workers.group or []))
     check_invariants(pool)
     wait_until(lambda: fd_count() <= baseline, timeout=5)
     wait_until(lambda: not server.open, timeout=5)

@@ -260,8 +260,8 @@ def test_corrupted_state_is_caught(
 def test_closed_pool_with_a_live_background_greenlet_is_caught(pool: EchoPool) -> None:
     pool.close(timeout=1)
     check_invariants(pool)
-    assert pool._group is not None
-    straggler = pool._group.spawn(gevent.sleep, 10)
+    assert pool._workers.group is not None
+    straggler = pool._workers.group.spawn(gevent.sleep, 10)
     try:
         with pytest.raises(AssertionError, match="background greenlet"):
             check_invariants(pool)
