@@ -10,14 +10,18 @@ the pool fails the wait.
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+
+from gevent import getcurrent
 
 from . import _deadline
 from ._config import PoolSettings
+from ._lease import Lease, _speedups
 from ._report import all_down_error, timeout_error
-from ._slot import Slot
-from ._state import Waiter
+from ._slot import Slot, SlotState
+from ._state import SlotTable, Waiter
 from .errors import PoolClosed, TooManyWaiters
 
 if TYPE_CHECKING:
@@ -26,6 +30,13 @@ if TYPE_CHECKING:
 __all__ = ["Checkout"]
 
 C = TypeVar("C")
+
+_IN_USE = SlotState.IN_USE
+#: The C lend (geventpool/_speedups.c), or None: the Python one in Checkout.lend runs.
+_lend: Callable[[SlotTable[Any], Any, Slot[Any], float], Lease[Any] | None] | None = (
+    _speedups.lend if _speedups is not None else None
+)
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class Checkout(Generic[C]):
@@ -85,6 +96,34 @@ class Checkout(Generic[C]):
         if deadline:
             timeout = max(deadline - pool._clock(), 0.0)
         return self.wait(timeout)
+
+    def lend(self, slot: Slot[C], now: float) -> Lease[C]:
+        """Lend ``slot``, just taken for the caller of ``get()``: a new lease, the slot in use.
+
+        :raises BaseException: what a checkout listener raised (the connection is discarded first).
+        """
+        pool = self.pool
+        if _lend is not None:
+            lease = _lend(pool._table, pool, slot, now)  # the C speedups, or None if observed
+            if lease is not None:
+                return lease
+        # check-then-update: no greenlet switch from taking the slot to here
+        slot.state = _IN_USE
+        slot.checked_out_at = now
+        slot.uses += 1
+        slot.holder = getcurrent()
+        slot.lease = lease = Lease(pool, slot)
+        if pool._table.observed:  # leak tracking or checkout listeners
+            if pool._track_frames:
+                slot.where = _where(sys._getframe(1))
+            if pool._listeners["checkout"]:
+                try:
+                    pool._emit("checkout", lease.conn)
+                except BaseException as interrupted:
+                    slot.lease = None
+                    pool._closer.discard(slot, interrupted)
+                    raise
+        return lease
 
     def check(self, slot: Slot[C], limit: float | None = None) -> bool:
         """Check a connection being checked (``start_check``) with ``_keepalive`` within
@@ -205,3 +244,10 @@ class Checkout(Generic[C]):
         slot = self.pool._table.abandon(waiter)
         if slot is not None:
             self.pool._give_back(slot)
+
+
+def _where(frame: Any) -> tuple[Any, int]:
+    """(code, bytecode offset) of the first frame outside geventpool: where a checkout was made."""
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    return frame.f_code, frame.f_lasti

@@ -17,7 +17,7 @@ import gevent
 
 from . import _deadline
 from ._report import leak_message
-from ._slot import Slot
+from ._slot import Slot, SlotState
 
 if TYPE_CHECKING:
     from .pool import ConnectionPool
@@ -97,6 +97,22 @@ class Closer(Generic[C]):
             table.idle.rotate(-1)
         self.close_idle(extra, reason)
 
+    def close_all(self, deadline: float) -> None:
+        """The pool is closing: close the idle connections now, wait until ``deadline`` for the
+        lent ones (each is closed on return, however late), then stop the background greenlets
+        (a check one of them never ran closes its connection here)."""
+        pool = self.pool
+        table = pool._table
+        self.close_idle(list(table.idle), "pool closed")
+        while table.in_use + table.checking > 0 and pool._clock() < deadline:
+            gevent.sleep(min(0.01, max(deadline - pool._clock(), 0)))
+        if pool._workers.stop(deadline):
+            # a greenlet killed before it ran never ran its cleanup: a check never started
+            # leaves its slot checking, a connector its count
+            pool._connector.running = 0
+            for slot in [s for s in table.open.values() if s.state is SlotState.CHECKING]:
+                self.close(slot, "pool closed")
+
     def finish_close(self, slot: Slot[C], reason: str) -> None:
         """Close the connection of a slot taken out of the table (may switch; bounded).
 
@@ -142,9 +158,7 @@ class Closer(Generic[C]):
         """Take back a connection whose borrower is gone; discard it (its state is unknown)."""
         pool = self.pool
         pool._counters["connections_reclaimed"] += 1
-        lease = pool._acquired.get(slot.key)
-        if lease is not None and lease._slot is slot:
-            del pool._acquired[slot.key]
+        pool._loans.forget(slot)
         logger.warning("%s", leak_message(pool.name, slot, pool._clock(), f"reclaimed: {why}"))
         slot.lease = None  # the lease is stale from here on
         self.close(slot, "reclaimed")

@@ -16,13 +16,14 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 import gevent
+import gevent.event
 from gevent import GreenletExit
 
 from . import _deadline
-from ._report import all_down_error
+from ._report import all_down_error, timeout_error
 from ._slot import Slot
 from .backoff import backoff_delay
-from .errors import BackendUnavailable, ConnectTimeout, PoolError
+from .errors import BackendUnavailable, ConnectTimeout, PoolClosed, PoolError
 from .servers import Server
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class Connector(Generic[C]):
         self.retry_at = 0.0  # no connect before this time
         self.last_error: BaseException | None = None
         self.refused: BaseException | None = None  # not transient: retried only on demand
+        self.filled = gevent.event.Event()  # set by close(): fill() stops waiting at once
 
     # -- how many ------------------------------------------------------------------------------
 
@@ -71,6 +73,26 @@ class Connector(Generic[C]):
         if len(table.open) + table.opening < pool.min_size:
             return True
         return table.opening < min(waiting, pool.max_connecting)
+
+    def fill(self, timeout: float) -> None:
+        """Connect until ``min_size`` connections are open (``ConnectionPool.wait()``); the pool
+        is started and open.
+
+        :raises PoolTimeout: not filled in time (:class:`BackendUnavailable` with the last
+            connect error as ``__cause__`` if connecting failed).
+        :raises PoolClosed: the pool was closed meanwhile.
+        """
+        pool = self.pool
+        deadline = pool._clock() + timeout
+        while len(pool._table.open) < pool.min_size:
+            if pool._closed:
+                raise PoolClosed(f"{pool.name} is closed")
+            remaining = deadline - pool._clock()
+            if remaining <= 0:
+                raise timeout_error(pool, timeout) from self.last_error
+            self.filled.clear()
+            self.ensure()
+            self.filled.wait(min(remaining, 0.05))
 
     def ensure(self) -> None:
         """Start connector greenlets while connects are wanted (at most ``max_connecting``)."""

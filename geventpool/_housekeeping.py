@@ -134,7 +134,7 @@ def _orphaned(pool: ConnectionPool[Any], slot: Slot[Any]) -> str | None:
     holder = slot.holder
     if holder is not None and holder.dead:
         return "its borrower ended without returning it"
-    if pool._acquired.get(slot.key) is lease:
+    if pool._loans.holds(slot):
         return None  # acquire(): the borrower holds the connection, not the lease
     del lease
     if _DROPPED_AT is not None and _held_only_here(slot) <= _DROPPED_AT:  # held by the slot alone

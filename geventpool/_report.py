@@ -12,9 +12,17 @@ if TYPE_CHECKING:
     from .pool import ConnectionPool
 
 __all__ = [
-    "stats_of", "status_table", "leak_message", "server_stats", "timeout_error", "all_down_error",
-    "counts_text", "render_table",
+    "COUNTERS", "stats_of", "status_table", "leak_message", "server_stats", "timeout_error",
+    "all_down_error", "counts_text", "render_table",
 ]
+
+#: The pool's counters (``pool._counters``, zero at start), reported by :func:`stats_of`.
+COUNTERS = (
+    "requests_queued", "requests_wait_ms", "requests_errors", "requests_too_many",
+    "returns_bad", "connections_num", "connections_ms", "connections_errors",
+    "connections_lost", "connections_discarded", "connections_reclaimed",
+    "keepalives", "leaks",
+)
 
 
 def stats_of(pool: ConnectionPool[Any]) -> dict[str, float]:

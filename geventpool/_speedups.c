@@ -483,7 +483,7 @@ static PyTypeObject LeaseType = {
 
 /* -- take and lend ---------------------------------------------------------------------------- */
 
-/* Lend ``slot`` (a Slot, just taken for the caller) as ConnectionPool._lend does when nothing
+/* Lend ``slot`` (a Slot, just taken for the caller) as Checkout.lend (_checkout.py) does when nothing
  * observes checkouts: a new lease, the slot's fields set.  Takes the reference ``now_obj``.
  * New reference, or NULL on error (nothing changed). */
 static PyObject *
@@ -673,7 +673,7 @@ static PyMethodDef speedups_methods[] = {
     {"take", (PyCFunction)(void (*)(void))speedups_take, METH_FASTCALL,
      "take(table, pool): the fast checkout of ConnectionPool.get(), or None for the general path."},
     {"lend", (PyCFunction)(void (*)(void))speedups_lend, METH_FASTCALL,
-     "lend(table, pool, slot, now): ConnectionPool._lend() when nothing observes checkouts, or None."},
+     "lend(table, pool, slot, now): Checkout.lend() when nothing observes checkouts, or None."},
     {NULL, NULL, 0, NULL},
 };
 

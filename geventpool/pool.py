@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import random
-import sys
 import time
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
-import gevent
-import gevent.event
 from gevent import getcurrent
 
 from . import _deadline, _fork
@@ -27,7 +23,8 @@ from ._connector import Connector
 from ._housekeeping import Housekeeper
 from ._lease import Lease, _speedups
 from ._listeners import EVENTS, Listeners
-from ._report import counts_text, server_stats, stats_of, status_table, timeout_error
+from ._loans import Loans
+from ._report import COUNTERS, counts_text, server_stats, stats_of, status_table
 from ._slot import Slot, SlotState
 from ._state import SlotTable, Snapshot
 from ._workers import Workers
@@ -43,16 +40,12 @@ T = TypeVar("T")
 logger = logging.getLogger("geventpool")
 
 _IN_USE = SlotState.IN_USE
-_CHECKING = SlotState.CHECKING
 _FORGOTTEN = SlotState.FORGOTTEN
 _names = itertools.count(1)
 _new_lease = object.__new__
 #: The C checkout (geventpool/_speedups.c), or None: the Python one below runs.
 _take: Callable[[SlotTable[Any], Any], Lease[Any] | None] | None = (
     _speedups.take if _speedups is not None else None
-)
-_lend: Callable[[SlotTable[Any], Any, Slot[Any], float], Lease[Any] | None] | None = (
-    _speedups.lend if _speedups is not None else None
 )
 
 
@@ -185,22 +178,13 @@ class ConnectionPool(Generic[C]):
         self._housekeeper: Housekeeper[C] = Housekeeper(self)
         self._checkout: Checkout[C] = Checkout(self)
         self._closer: Closer[C] = Closer(self)
-        self._acquired: dict[int, Lease[C]] = {}  # id(conn) -> lease, for acquire()/release()
+        self._loans: Loans[C] = Loans(self)
         self._workers: Workers = Workers(self)
-        self._filled = gevent.event.Event()
         self._started = False
         self._closed = False
         self._table.observed = self._track_frames
         self._inherited: list[Any] = []
-        self._counters: dict[str, float] = dict.fromkeys(
-            (
-                "requests_queued", "requests_wait_ms", "requests_errors", "requests_too_many",
-                "returns_bad", "connections_num", "connections_ms", "connections_errors",
-                "connections_lost", "connections_discarded", "connections_reclaimed",
-                "keepalives", "leaks",
-            ),
-            0,
-        )
+        self._counters: dict[str, float] = dict.fromkeys(COUNTERS, 0)
 
     # -- hooks for subclasses -------------------------------------------------
 
@@ -307,35 +291,7 @@ class ConnectionPool(Generic[C]):
                 slot, now = self._checkout.wait(self.timeout)
         else:
             slot, now = self._checkout.take(timeout)
-        if _lend is not None:
-            lease = _lend(self._table, self, slot, now)  # the C speedups: _lend(), or None if observed
-            if lease is not None:
-                return lease
-        return self._lend(slot, now)
-
-    def _lend(self, slot: Slot[C], now: float) -> Lease[C]:
-        """Lend ``slot``, just taken for the caller of ``get()`` (two frames up)."""
-        # check-then-update: no greenlet switch from taking the slot to here
-        slot.state = _IN_USE
-        slot.checked_out_at = now
-        slot.uses += 1
-        slot.holder = getcurrent()
-        slot.lease = lease = Lease(self, slot)
-        if self._table.observed:  # leak tracking or checkout listeners
-            if self._track_frames:
-                slot.where = _where(sys._getframe(2))
-            if self._listeners["checkout"]:
-                self._emit_checkout(lease)
-        return lease
-
-    def _emit_checkout(self, lease: Lease[C]) -> None:
-        try:
-            self._emit("checkout", lease.conn)
-        except BaseException as interrupted:
-            slot = lease._slot
-            slot.lease = None
-            self._closer.discard(slot, interrupted)
-            raise
+        return self._checkout.lend(slot, now)
 
     def _get_new(self) -> Lease[C]:
         """Check out a new connection if the pool has room and nobody waits, else as :meth:`get`
@@ -344,14 +300,11 @@ class ConnectionPool(Generic[C]):
         if not self._started or self._closed or table.waiters or table.size >= self.max_size:
             return self.get()
         slot, now = self._checkout.wait(self.timeout)
-        return self._lend(slot, now)
+        return self._checkout.lend(slot, now)
 
     def acquire(self, timeout: float | None = None) -> C:
         """Check out a connection; give it back with :meth:`release`.  Raises as :meth:`get`."""
-        lease = self.get(timeout)
-        conn = lease.conn
-        self._acquired[id(conn)] = lease
-        return conn
+        return self._loans.record(self.get(timeout))
 
     def release(self, conn: C, error: BaseException | None = None) -> None:
         """Return a connection got from :meth:`acquire`, applying the discard rule to ``error``.
@@ -364,28 +317,7 @@ class ConnectionPool(Generic[C]):
         :raises ValueError: ``conn`` is not checked out from this pool (returned
             already, or lent to another greenlet since).
         """
-        lease = self._acquired.get(id(conn))
-        if lease is None or lease.conn is not conn or not lease.active:
-            self._counters["returns_bad"] += 1
-            raise ValueError(f"{self.name}: {conn!r} is not checked out from this pool")
-        self._check_returner(lease._slot)
-        del self._acquired[id(conn)]
-        lease.release(error)
-
-    def _check_returner(self, slot: Slot[C]) -> None:
-        """A connection (not a lease) comes back: only its borrower may return it, or another
-        greenlet once the borrower ended (before the housekeeping pass that reclaims it).
-        Otherwise it may be a stale second return of a connection lent to someone else since.
-
-        :raises ValueError: another greenlet, still alive, holds it.
-        """
-        holder = slot.holder
-        if holder is not None and holder is not getcurrent() and not holder.dead:
-            self._counters["returns_bad"] += 1
-            raise ValueError(
-                f"{self.name}: connection {slot.number} is checked out by another greenlet "
-                f"({holder!r}); only its borrower may return it"
-            )
+        self._loans.take_back(conn).release(error)
 
     def _check_all_before_reuse(self) -> None:
         """Have every connection, idle or lent, checked with ``_keepalive`` before its next use
@@ -411,12 +343,7 @@ class ConnectionPool(Generic[C]):
 
         :raises ValueError: another greenlet, still alive, holds it (as :meth:`release`).
         """
-        slot = self._table.open.get(id(conn))
-        if slot is None or slot.conn is not conn or slot.lease is None:
-            return None
-        self._check_returner(slot)
-        lease: Lease[C] = slot.lease
-        return lease
+        return self._loans.lease_of(conn)
 
     # -- checkin and the discard rule ----------------------------------------------
 
@@ -603,16 +530,7 @@ class ConnectionPool(Generic[C]):
             raise PoolClosed(f"{self.name} is closed")
         if not self._started:
             self._start()
-        deadline = self._clock() + timeout
-        while len(self._table.open) < self.min_size:
-            if self._closed:
-                raise PoolClosed(f"{self.name} is closed")
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise timeout_error(self, timeout) from self._connector.last_error
-            self._filled.clear()
-            self._connector.ensure()
-            self._filled.wait(min(remaining, 0.05))
+        self._connector.fill(timeout)
 
     def drop_idle(self) -> int:
         """Close every idle connection now (the pool refills to ``min_size``); return how many.
@@ -649,19 +567,9 @@ class ConnectionPool(Generic[C]):
         if self.server_pool is not None:
             for server in self.server_pool:
                 server.health.drop_probe(self)  # a closed pool connects no more, probes included
-        table = self._table
-        table.fail_all(PoolClosed(f"{self.name} is closed"))
-        self._closer.close_idle(list(table.idle), "pool closed")
-        deadline = self._clock() + timeout
-        while table.in_use + table.checking > 0 and self._clock() < deadline:
-            gevent.sleep(min(0.01, max(deadline - self._clock(), 0)))
-        if self._workers.stop(deadline):
-            # a greenlet killed before it ran never ran its cleanup: a check never started
-            # leaves its slot checking, a connector its count
-            self._connector.running = 0
-            for slot in [s for s in table.open.values() if s.state is _CHECKING]:
-                self._closer.close(slot, "pool closed")
-        self._filled.set()
+        self._table.fail_all(PoolClosed(f"{self.name} is closed"))
+        self._closer.close_all(self._clock() + timeout)
+        self._connector.filled.set()
 
     @property
     def closed(self) -> bool:
@@ -708,13 +616,3 @@ class ConnectionPool(Generic[C]):
 
     def __bool__(self) -> bool:
         return True
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def _where(frame: Any) -> tuple[Any, int]:
-    """(code, bytecode offset) of the first frame outside geventpool: where a checkout was made."""
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame = frame.f_back
-    return frame.f_code, frame.f_lasti
