@@ -47,6 +47,9 @@ _new_lease = object.__new__
 _take: Callable[[SlotTable[Any], Any], Lease[Any] | None] | None = (
     _speedups.take if _speedups is not None else None
 )
+_lend: Callable[[SlotTable[Any], Any, Slot[Any], float], Lease[Any] | None] | None = (
+    _speedups.lend if _speedups is not None else None
+)
 
 
 
@@ -291,6 +294,10 @@ class ConnectionPool(Generic[C]):
                 slot, now = self._checkout.wait(self.timeout)
         else:
             slot, now = self._checkout.take(timeout)
+        if _lend is not None:  # the C speedups: Checkout.lend in one call (None: observed)
+            lease = _lend(self._table, self, slot, now)
+            if lease is not None:
+                return lease
         return self._checkout.lend(slot, now)
 
     def _get_new(self) -> Lease[C]:
