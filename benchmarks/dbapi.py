@@ -12,6 +12,12 @@ and psycopg2's process-wide wait callback must not meet), the contenders are
 interleaved round by round, and the median of the rounds is reported.  Every
 contender uses autocommit, so ``SELECT 1`` is one round trip for all of them.
 
+With two CPUs or more (and unless ``--no-pin``), every contender runs on CPU 0
+and the database server on CPU 1: on a small machine the client and the
+server otherwise share both CPUs as the scheduler pleases, which moves the
+ratios by more than the differences measured (+-15% between runs on the
+2-CPU machine of CI); pinned, the client is what is measured.
+
 Sections: ``pg`` (``SELECT 1`` at 10 and 50 greenlets, ``pg_sleep(0.005)`` at
 50, pool of 10), ``mariadb`` (``SELECT 1`` at 10 and 50 greenlets against
 eventlet's pools: mysqlclient in threads, PyMySQL green), ``noio`` (one
@@ -369,6 +375,25 @@ def _ensure_peers() -> bool:
     return True
 
 
+#: CPUs of the contenders and of the database server, or None (not pinned); set by main()
+PINNING: tuple[set[int], set[int]] | None = None
+
+
+def _pin_server(pid: int | None) -> None:
+    """Put every thread of server process ``pid`` on the server's CPU (its children, forked from
+    now on, inherit it)."""
+    if PINNING is None or pid is None:
+        return
+    for task in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(task), PINNING[1])
+
+
+def _pin_contender() -> None:
+    """In a contender's process, before it runs: the contenders' CPU."""
+    if PINNING is not None:
+        os.sched_setaffinity(0, PINNING[0])
+
+
 def _run_one(name: str, dsn: str, query: str, workers: int, seconds: float) -> dict[str, float]:
     where = CONTENDERS[name][0] if name in CONTENDERS else MARIADB_CONTENDERS[name][0]
     interpreter = sys.executable if where == "main" else str(PEERS_PY)
@@ -376,6 +401,7 @@ def _run_one(name: str, dsn: str, query: str, workers: int, seconds: float) -> d
     result = subprocess.run(
         [interpreter, "-c", _WORKER, name, dsn, query, str(workers), str(seconds), str(POOL_SIZE)],
         capture_output=True, text=True, timeout=seconds * 10 + 60, env=env, check=False,
+        preexec_fn=_pin_contender,
     )
     if result.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{result.stderr[-1500:]}")
@@ -394,10 +420,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", help="contenders to run (default: all)")
     parser.add_argument("--no-peers", action="store_true",
                         help="only the contenders run by this interpreter (no peers venv needed)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not put the contenders on CPU 0 and the server on CPU 1")
     parser.add_argument("--output", type=Path, help="also write the tables as Markdown to this file")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file (for plots)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    global PINNING
+    cpus = sorted(os.sched_getaffinity(0))
+    PINNING = ({cpus[0]}, {cpus[1]}) if len(cpus) >= 2 and not args.no_pin else None
     have_peers = not args.no_peers and _ensure_peers()
     results: list[dict[str, Any]] = []
     described: dict[str, str] = {}
@@ -407,6 +438,7 @@ def main(argv: list[str] | None = None) -> None:
         names = _names(args, CONTENDERS, have_peers)
         described.update({n: CONTENDERS[n][1] for n in names})
         with PostgresServer(settings={"max_connections": "300"}) as pg:
+            _pin_server(pg.pid)
             results += _section(args, SCENARIOS, names, pg.dsn, "geventpool")
     if "mariadb" in args.sections:
         from geventpool.testing.mariadb import MariaDBServer
@@ -414,6 +446,7 @@ def main(argv: list[str] | None = None) -> None:
         names = _names(args, MARIADB_CONTENDERS, have_peers)
         described.update({n: MARIADB_CONTENDERS[n][1] for n in names})
         with MariaDBServer(settings={"max_connections": "300"}) as db:
+            _pin_server(int(Path(db.pid_file).read_text().split()[0]))
             target = json.dumps({k: v for k, v in db.connect_kwargs().items()})
             results += _section(args, MARIADB_SCENARIOS, names, target, "geventpool-pymysql")
     noio = _noio(args, have_peers) if "noio" in args.sections else None
@@ -472,7 +505,8 @@ def _noio(args: argparse.Namespace, have_peers: bool) -> dict[str, Any]:
                 print(f"# no-I/O round {r + 1}: {mode} {name}", file=sys.stderr, flush=True)
                 interpreter = sys.executable if NOIO_CONTENDERS[name][0] == "main" else str(PEERS_PY)
                 result = subprocess.run([interpreter, "-c", _NOIO_WORKER, name, mode, str(NOIO_CHECKOUTS)],
-                                        capture_output=True, text=True, timeout=600, env=env, check=False)
+                                        capture_output=True, text=True, timeout=600, env=env, check=False,
+                                        preexec_fn=_pin_contender)
                 if result.returncode != 0:
                     raise RuntimeError(f"no-I/O {name} failed:\n{result.stderr[-1500:]}")
                 figures[mode][name].append(json.loads(result.stdout.strip().splitlines()[-1])["us"])
@@ -544,13 +578,16 @@ def _text_table(result: dict[str, Any], rounds: int, seconds: float) -> list[str
 def _markdown(results: list[dict[str, Any]], args: argparse.Namespace, argv: list[str] | None,
               described: dict[str, str], noio: dict[str, Any] | None) -> str:
     command = "python benchmarks/dbapi.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    pinned = (f" on CPU {min(PINNING[0])}, the servers on CPU {min(PINNING[1])}" if PINNING is not None
+              else " (not pinned to CPUs)")
     out = ["# DB-API pools: geventpool.dbapi against its peers", "",
            f"Produced by `{command.strip()}` on {time.strftime('%Y-%m-%d %H:%M %Z')} "
            f"(load average before: {os.getloadavg()[0]:.1f}): a private PostgreSQL and MariaDB on "
            f"127.0.0.1, pool of {POOL_SIZE}, autocommit, every contender in its own "
-           f"process, rounds interleaved, median of {args.rounds} x {args.seconds:g} s.  *Fairness* is the "
-           f"operations of the least-served greenlet over the mean, worst round (1.00: every greenlet "
-           f"served alike; 0.00: some greenlet never got a connection in the whole window).", ""]
+           f"process{pinned}, rounds interleaved, median of {args.rounds} x {args.seconds:g} s.  "
+           f"*Fairness* is the operations of the least-served greenlet over the mean, worst round "
+           f"(1.00: every greenlet served alike; 0.00: some greenlet never got a connection in the "
+           f"whole window).", ""]
     for result in results:
         out += [f"## {result['scenario']}: `{result['query']}`, {result['workers']} greenlets", "",
                 f"| contender | ops/s | {result['reference']} / this | max hub stall | fairness |",
