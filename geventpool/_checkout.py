@@ -229,7 +229,7 @@ class Checkout(Generic[C]):
                 raise waiter.error
             raise timeout_error(pool, timeout) from pool._connector.last_error
         if pool._table.open.get(slot.key) is not slot:  # handed before a fork(), woken in the child
-            return self.take(max(timeout - (now - started), 0.0))
+            return pool._checkout.take(max(timeout - (now - started), 0.0))  # the child's
         return slot, now
 
     def _timers_of(self, seconds: float) -> list[Any] | None:

@@ -97,13 +97,14 @@ class Closer(Generic[C]):
             table.idle.rotate(-1)
         self.close_idle(extra, reason)
 
-    def close_all(self, deadline: float) -> None:
-        """The pool is closing: close the idle connections now, wait until ``deadline`` for the
+    def close_all(self, timeout: float) -> None:
+        """The pool is closing: close the idle connections now, then wait up to ``timeout`` for the
         lent ones (each is closed on return, however late), then stop the background greenlets
         (a check one of them never ran closes its connection here)."""
         pool = self.pool
         table = pool._table
         self.close_idle(list(table.idle), "pool closed")
+        deadline = pool._clock() + timeout
         while table.in_use + table.checking > 0 and pool._clock() < deadline:
             gevent.sleep(min(0.01, max(deadline - pool._clock(), 0)))
         if pool._workers.stop(deadline):

@@ -87,12 +87,13 @@ class Connector(Generic[C]):
         while len(pool._table.open) < pool.min_size:
             if pool._closed:
                 raise PoolClosed(f"{pool.name} is closed")
+            connector = pool._connector  # read each turn: a fork() gives the child a new one
             remaining = deadline - pool._clock()
             if remaining <= 0:
-                raise timeout_error(pool, timeout) from self.last_error
-            self.filled.clear()
-            self.ensure()
-            self.filled.wait(min(remaining, 0.05))
+                raise timeout_error(pool, timeout) from connector.last_error
+            connector.filled.clear()
+            connector.ensure()
+            connector.filled.wait(min(remaining, 0.05))
 
     def ensure(self) -> None:
         """Start connector greenlets while connects are wanted (at most ``max_connecting``)."""

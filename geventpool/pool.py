@@ -575,7 +575,7 @@ class ConnectionPool(Generic[C]):
             for server in self.server_pool:
                 server.health.drop_probe(self)  # a closed pool connects no more, probes included
         self._table.fail_all(PoolClosed(f"{self.name} is closed"))
-        self._closer.close_all(self._clock() + timeout)
+        self._closer.close_all(timeout)
         self._connector.filled.set()
 
     @property

@@ -215,7 +215,10 @@ dbapi_quiet_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         snapshot = Py_None;
     }
-    Py_INCREF(base);  /* held across the calls below (they run Python code) */
+    /* held across the calls below: they run Python code, which may drop the proxy's references */
+    Py_INCREF(snapshot);
+    Py_INCREF(lease);
+    Py_INCREF(base);
     Py_INCREF(cursors);
     PyObject *verdict = PyObject_CallFunctionObjArgs(clean, base, snapshot, NULL);
     PyObject *result = NULL;
@@ -228,7 +231,9 @@ dbapi_quiet_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cursors); i++) {  /* a named cursor: closing it is I/O */
-        PyObject *name = PyObject_GetAttr(PyList_GET_ITEM(cursors, i), str_name);
+        PyObject *cursor = Py_NewRef(PyList_GET_ITEM(cursors, i));
+        PyObject *name = PyObject_GetAttr(cursor, str_name);
+        Py_DECREF(cursor);
         if (name == NULL)
             goto done;
         int named = name != Py_None;
@@ -252,6 +257,8 @@ dbapi_quiet_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     result = finish_quietly(proxy, lease, 1);
 done:
+    Py_DECREF(snapshot);
+    Py_DECREF(lease);
     Py_DECREF(base);
     Py_DECREF(cursors);
     return result;
@@ -274,51 +281,54 @@ dbapi_watched_cursor(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *base = FIELD(proxy, p_base), *use = FIELD(proxy, p_use);
     if (base == NULL || base == Py_None || use == NULL || !PyLong_CheckExact(use))
         Py_RETURN_NONE;
-    PyObject *factory = PyObject_GetAttr(base, str_cursor_factory);
-    if (factory == NULL)
-        return NULL;
-    int unset = is_false(factory);
-    if (unset < 0) {
-        Py_DECREF(factory);
-        return NULL;
-    }
-    PyObject *cls = PyDict_GetItemWithError(watched, unset ? fallback : factory);  /* borrowed */
-    Py_DECREF(factory);
-    if (cls == NULL) {
-        if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
-    }
     long level = PyLong_AsLong(use);
     if (level == -1 && PyErr_Occurred())
         return NULL;
+    Py_INCREF(base);  /* held: the calls below run Python code */
+    PyObject *factory = PyObject_GetAttr(base, str_cursor_factory), *cls = NULL, *cursor = NULL, *flag = NULL;
+    if (factory == NULL)
+        goto error;
+    int unset = is_false(factory);
+    if (unset < 0)
+        goto error;
+    cls = PyDict_GetItemWithError(watched, unset ? fallback : factory);  /* borrowed */
+    if (cls == NULL) {
+        if (PyErr_Occurred())
+            goto error;
+        Py_DECREF(factory);
+        Py_DECREF(base);
+        Py_RETURN_NONE;  /* no watched subclass made yet: the general path makes it */
+    }
+    Py_INCREF(cls);
     if (level < queried_level) {
         PyObject *old;
         swap_field(proxy, p_use, Py_NewRef(queried), &old);
         Py_XDECREF(old);
     }
-    Py_INCREF(cls);
-    Py_INCREF(base);
     PyObject *call[2] = {base, cls};
-    PyObject *cursor = PyObject_VectorcallMethod(str_cursor, call, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                                 kw_cursor_factory);
-    Py_DECREF(cls);
-    Py_DECREF(base);
+    cursor = PyObject_VectorcallMethod(str_cursor, call, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, kw_cursor_factory);
     if (cursor == NULL)
-        return NULL;
-    PyObject *cursors = FIELD(proxy, p_cursors), *flag = NULL;
-    if (cursors == NULL || cursors == Py_None || FIELD(proxy, p_sql) == NULL
-        || FIELD(proxy, p_sql) == Py_None) {
-        PyObject *list = PyList_New(1);
+        goto error;
+    /* as PooledConnection.cursor(): the first cursor brings the flag list, the others share it */
+    PyObject *cursors = FIELD(proxy, p_cursors);
+    int first = cursors == NULL || cursors == Py_None;
+    PyObject *sql = first ? NULL : FIELD(proxy, p_sql);
+    if (sql != NULL && sql != Py_None)
+        flag = Py_NewRef(sql);
+    else {
         flag = PyList_New(2);
-        if (list == NULL || flag == NULL) {
-            Py_XDECREF(list);
-            Py_XDECREF(flag);
-            Py_DECREF(cursor);
-            return NULL;
-        }
+        if (flag == NULL)
+            goto error;
         PyList_SET_ITEM(flag, 0, Py_NewRef(Py_False));
         PyList_SET_ITEM(flag, 1, Py_NewRef(Py_False));
+    }
+    if (PyObject_SetAttr(cursor, str_gp_flag, flag) < 0 || PyObject_SetAttr(cursor, str_gp_guard, Py_None) < 0)
+        goto error;
+    cursors = FIELD(proxy, p_cursors);  /* read again: setting the attributes ran code */
+    if (cursors == NULL || cursors == Py_None) {
+        PyObject *list = PyList_New(1);
+        if (list == NULL)
+            goto error;
         PyList_SET_ITEM(list, 0, Py_NewRef(cursor));
         PyObject *old[2];
         swap_field(proxy, p_sql, Py_NewRef(flag), &old[0]);
@@ -326,21 +336,21 @@ dbapi_watched_cursor(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(old[0]);
         Py_XDECREF(old[1]);
     }
-    else {
-        flag = Py_NewRef(FIELD(proxy, p_sql));
-        if (PyList_Append(cursors, cursor) < 0) {
-            Py_DECREF(flag);
-            Py_DECREF(cursor);
-            return NULL;
-        }
-    }
-    if (PyObject_SetAttr(cursor, str_gp_flag, flag) < 0 || PyObject_SetAttr(cursor, str_gp_guard, Py_None) < 0) {
-        Py_DECREF(flag);
-        Py_DECREF(cursor);
-        return NULL;
-    }
+    else if (PyList_Append(cursors, cursor) < 0)
+        goto error;
     Py_DECREF(flag);
+    Py_DECREF(cls);
+    Py_DECREF(factory);
+    Py_DECREF(base);
     return cursor;
+
+error:
+    Py_XDECREF(flag);
+    Py_XDECREF(cursor);
+    Py_XDECREF(cls);
+    Py_XDECREF(factory);
+    Py_DECREF(base);
+    return NULL;
 }
 
 /* -- setup ------------------------------------------------------------------------------------ */

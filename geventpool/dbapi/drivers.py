@@ -405,6 +405,10 @@ class Psycopg2Driver(_PostgresDriver):
             return None
         if self.cursor_guard is not None or self.statement_guard is not None:
             return None
+        if type(self).open_cursor is not Psycopg2Driver.open_cursor or self.cursor_level != QUERIED:
+            return None  # a subclass's own cursors: the C code would bypass them
+        if "open_cursor" in vars(self):
+            return None  # patched on this driver
         default = self.module.extensions.cursor
         watched_cursor_class(default)  # made now: the C code only looks it up
         return functools.partial(_fast.watched_cursor, WATCHED_CURSORS, default)

@@ -372,7 +372,9 @@ class ConnectionPool(CorePool[Any]):
                 return fast  # type: ignore[no-any-return]
         lease = CorePool.get(self, timeout)
         if self._fast_checkout is not None and _fast.wrap is not None:  # C: the proxy made
-            return _fast.wrap(lease, self._wrapper, self._proxies)  # type: ignore[no-any-return]
+            made = _fast.wrap(lease, self._wrapper, self._proxies)
+            if made is not None:
+                return made  # type: ignore[no-any-return]
         proxy = self._wrapper(self, lease)
         self._proxies[id(lease.conn)] = weakref.ref(proxy)
         return proxy

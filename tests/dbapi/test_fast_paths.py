@@ -321,3 +321,32 @@ def test_greenlet_killed_between_execute_and_put_never_returns_quietly(
     assert cur.fetchall() == [(1,)]
     pool.put(conn)
     check_invariants(pool)
+
+
+@needs_c
+def test_the_c_paths_serve_the_common_case(
+    pg: PostgresServer, make_pool: MakePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spies on the C functions: the scenarios above would pass on the Python code alone if a C
+    path stopped serving; here each must have done the work itself."""
+    served: dict[str, list[Any]] = {"checkout": [], "quiet_return": [], "watched_cursor": []}
+    for name, results in served.items():
+        real = getattr(_fast, name)
+
+        def spy(*args: Any, real: Any = real, results: list[Any] = results) -> Any:
+            result = real(*args)
+            results.append(result)
+            return result
+
+        monkeypatch.setattr(_fast, name, spy)
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
+    pool.put(pool.get())  # the first connect settles the cursor path
+    for _ in range(5):
+        conn = pool.get()
+        cur = conn.cursor()
+        cur.execute("SELECT 1")
+        cur.fetchall()
+        pool.put(conn)
+    assert any(r is not None for r in served["checkout"])
+    assert [r for r in served["watched_cursor"] if r is not None]
+    assert served["quiet_return"][-5:] == [True] * 5  # every plain-query return done in C
