@@ -1,10 +1,17 @@
 """The DB-API pool's C fast paths (``geventpool/dbapi/_speedups.c``), each None without them.
 
 They serve the common case of :meth:`ConnectionPool.get() <geventpool.dbapi.ConnectionPool.get>`,
-of a :meth:`~geventpool.dbapi.ConnectionPool.put` with nothing to clean, and of psycopg2's
-watched ``cursor()``; anything else, and every call when they are None (no compiler, or
+of a :meth:`~geventpool.dbapi.ConnectionPool.put` with nothing to clean, of psycopg2's watched
+``cursor()`` and of a watched cursor's ``execute()`` of a statement known not to change the
+session; anything else, and every call when they are None (no compiler, or
 ``GEVENTPOOL_PURE_PYTHON=1``), runs the Python code, which behaves the same.  They are used only
 with the core's C speedups (their checkout is the core's).
+
+Where they are bound: ``ConnectionPool.__init__`` binds :data:`get` and :data:`put` to the pool
+(unless its class overrides them); a connect gives the pool's own proxy class
+:data:`cursor_method` when the driver has a watched cursor to give; a watched cursor class gets
+:data:`execute_method` when it is made.  ``dbapi/pool.py`` calls :func:`install` once
+``ConnectionPool`` exists.
 """
 
 from __future__ import annotations
@@ -14,10 +21,13 @@ from types import ModuleType
 from typing import Any, Callable
 
 from .. import _accel
-from .hygiene import QUERIED, UNTOUCHED
+from .hygiene import _VERDICTS, QUERIED, UNTOUCHED, WATCHED_CURSORS
 from .wrapper import PooledConnection
 
-__all__ = ["checkout", "wrap", "quiet_return", "watched_cursor", "active"]
+__all__ = [
+    "checkout", "wrap", "quiet_return", "watched_cursor", "pg2_clean", "get", "put", "cursor_method",
+    "execute_method", "install", "served", "active",
+]
 
 
 def _load() -> ModuleType | None:
@@ -47,6 +57,36 @@ quiet_return: Callable[[Any, Callable[[Any, Any], bool], dict[int, Any]], bool] 
 watched_cursor: Callable[[dict[type, type], type, Any], Any] | None = (
     _module.watched_cursor if _module is not None else None
 )
+#: ``pg2_clean(conn, snapshot)``: ``Psycopg2Driver.clean_after_queries`` in C (a quiet return
+#: recognises it and checks the connection without a call).
+pg2_clean: Callable[[Any, Any], bool] | None = _module.pg2_clean if _module is not None else None
+#: ``get(pool, timeout=None)`` / ``put(pool, conn, cleanup=...)``: ConnectionPool's get and put,
+#: the C path first (bound to a pool by its ``__init__``); None until :func:`install`.
+get: Callable[..., Any] | None = None
+put: Callable[..., Any] | None = None
+#: PooledConnection's ``cursor()`` with the C path first (a method of PooledConnection); None
+#: until :func:`install`.
+cursor_method: Any = None
+#: ``execute_method(cls)``: a watched cursor's ``execute()`` with the C path first, as a method of
+#: cursor class ``cls``; None until :func:`install`.
+execute_method: Callable[[type], Any] | None = None
+
+
+def install(pool_get: Callable[..., Any], pool_put: Callable[..., Any]) -> None:
+    """Give the C methods the Python code they fall back to (``ConnectionPool.get`` and ``put``,
+    ``PooledConnection.cursor``), then publish them.  Called once by ``dbapi/pool.py``."""
+    global get, put, cursor_method, execute_method
+    if _module is None:
+        return
+    _module.install(pool_get, pool_put, PooledConnection.cursor, WATCHED_CURSORS, _VERDICTS)
+    get, put = _module.get, _module.put
+    cursor_method = _module.cursor_method()
+    execute_method = _module.execute_method
+
+
+def served() -> dict[str, int]:
+    """How often each C path served a call in this process, by name (empty without them)."""
+    return dict(_module.served()) if _module is not None else {}
 
 
 def active() -> bool:

@@ -26,7 +26,24 @@ static PyObject *take = NULL;            /* geventpool._speedups.take(table, poo
 static PyObject *untouched = NULL, *queried = NULL;  /* the usage levels (small ints) */
 static long queried_level = 0;
 static PyObject *str_exit, *str_close, *str_name, *str_cursor, *str_cursor_factory, *str_gp_flag,
-    *str_gp_guard, *str_conn, *kw_cursor_factory;
+    *str_gp_guard, *str_conn, *str_active, *str_fast_cursor, *str_fast_checkout, *str_table,
+    *str_wrapper, *str_proxies, *str_quiet_return, *str_snapshots, *str_driver,
+    *str_clean_after_queries, *str_closed, *str_status, *str_get_transaction_status, *str_notices,
+    *str_notifies, *str_gp_base_execute, *str_gp_slow_execute;
+
+/* Set by install(): the Python code each C method falls back to, and what the methods look up. */
+static PyObject *py_get = NULL, *py_put = NULL, *py_cursor = NULL;  /* ConnectionPool.get/put, PooledConnection.cursor */
+static PyObject *watched_map = NULL;  /* hygiene.WATCHED_CURSORS: cursor class -> watched subclass */
+static PyObject *verdicts = NULL;     /* hygiene._VERDICTS: statement -> may it change the session */
+static PyObject *pg2_clean_func = NULL;  /* this module's pg2_clean, recognised by identity */
+
+/* How often each C path served a call (tests check that they do; see served()). */
+enum { SERVED_GET, SERVED_PUT, SERVED_CURSOR, SERVED_EXECUTE, SERVED_CLEAN, SERVED_COUNT };
+static unsigned long long served_counts[SERVED_COUNT];
+static const char *served_names[SERVED_COUNT] = {"get", "put", "cursor", "execute", "clean"};
+
+/* psycopg2's connection.status when ready (psycopg2.extensions.STATUS_READY; checked by the caller) */
+#define PG2_STATUS_READY 1
 
 /* PooledConnection fields */
 static Py_ssize_t p_lease, p_base, p_cursors, p_use, p_sql;
@@ -149,8 +166,8 @@ is_false(PyObject *v)
     return t < 0 ? -1 : !t;
 }
 
-/* Kill the proxy (its lease, connection and cursor list go) and return its lease. */
-static PyObject *
+/* Kill the proxy (its lease, connection and cursor list go) and return its lease: 1, or -1. */
+static int
 finish_quietly(PyObject *proxy, PyObject *lease, int with_cursors)
 {
     PyObject *old[3] = {NULL, NULL, NULL};
@@ -163,56 +180,111 @@ finish_quietly(PyObject *proxy, PyObject *lease, int with_cursors)
         Py_XDECREF(old[i]);
     int failed = exit_lease(lease);
     Py_DECREF(lease);
-    if (failed)
-        return NULL;
-    Py_RETURN_TRUE;
+    return failed ? -1 : 1;
 }
 
-/* quiet_return(proxy, clean, snapshots): ConnectionPool.put()'s returns that do no I/O, for a pool
- * with no reset hook (the caller checks): an untouched proxy; or one whose borrower only ran
- * statements that cannot change the session through client-side cursors, on a connection
- * ``clean(conn, snapshots.get(id(conn)))`` calls clean.  True: returned; False: the general path. */
-static PyObject *
-dbapi_quiet_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* psycopg2: the connection is open, ready, out of any transaction, and its snapshot (if any)
+ * recorded no notices or notifications: Psycopg2Driver.clean_after_queries.  1, 0, or -1 (error). */
+static int
+pg2_clean_impl(PyObject *conn, PyObject *snapshot)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "quiet_return(proxy, clean, snapshots)");
+    PyObject *v = PyObject_GetAttr(conn, str_closed);
+    if (v == NULL)
+        return -1;
+    long closed = PyLong_AsLong(v);
+    Py_DECREF(v);
+    if (closed == -1 && PyErr_Occurred())
+        return -1;
+    if (closed != 0)
+        return 0;
+    v = PyObject_GetAttr(conn, str_status);
+    if (v == NULL)
+        return -1;
+    long status = PyLong_AsLong(v);
+    Py_DECREF(v);
+    if (status == -1 && PyErr_Occurred())
+        return -1;
+    if (status != PG2_STATUS_READY)
+        return 0;
+    v = PyObject_CallMethodNoArgs(conn, str_get_transaction_status);
+    if (v == NULL)
+        return -1;
+    long transaction = PyLong_AsLong(v);
+    Py_DECREF(v);
+    if (transaction == -1 && PyErr_Occurred())
+        return -1;
+    if (transaction != 0)
+        return 0;
+    if (snapshot != Py_None) {
+        PyObject *names[2] = {str_notices, str_notifies};
+        for (int i = 0; i < 2; i++) {
+            v = PyObject_GetAttr(snapshot, names[i]);
+            if (v == NULL)
+                return -1;
+            int empty = is_false(v);
+            Py_DECREF(v);
+            if (empty <= 0)
+                return empty;  /* -1: error; 0: something to empty */
+        }
+    }
+    served_counts[SERVED_CLEAN]++;
+    return 1;
+}
+
+/* pg2_clean(conn, snapshot): Psycopg2Driver.clean_after_queries in C (see pg2_clean_impl). */
+static PyObject *
+dbapi_pg2_clean(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "pg2_clean(conn, snapshot)");
         return NULL;
     }
-    PyObject *proxy = args[0], *clean = args[1], *snapshots = args[2];
+    int clean = pg2_clean_impl(args[0], args[1]);
+    if (clean < 0)
+        return NULL;
+    return Py_NewRef(clean ? Py_True : Py_False);
+}
+
+/* ConnectionPool.put()'s returns that do no I/O, for a pool with no reset hook (the caller
+ * checks): an untouched proxy; or one whose borrower only ran statements that cannot change the
+ * session through client-side cursors, on a connection ``clean(conn, snapshots.get(id(conn)))``
+ * calls clean.  1: returned; 0: the general path (nothing was changed); -1: error. */
+static int
+quiet_return_impl(PyObject *proxy, PyObject *clean, PyObject *snapshots)
+{
     if (!ready || !PyObject_TypeCheck(proxy, proxy_type) || !PyDict_CheckExact(snapshots))
-        Py_RETURN_FALSE;
+        return 0;
     PyObject *lease = FIELD(proxy, p_lease), *use = FIELD(proxy, p_use);
     if (lease == NULL || lease == Py_None || use == NULL)
-        Py_RETURN_FALSE;
+        return 0;
     if (use == untouched)
         return finish_quietly(proxy, lease, 0);
     if (use != queried)
-        Py_RETURN_FALSE;
+        return 0;
     PyObject *sql = FIELD(proxy, p_sql), *cursors = FIELD(proxy, p_cursors), *base = FIELD(proxy, p_base);
     if (sql == NULL || !PyList_CheckExact(sql) || PyList_GET_SIZE(sql) != 2 || cursors == NULL
         || !PyList_CheckExact(cursors) || base == NULL || base == Py_None)
-        Py_RETURN_FALSE;
+        return 0;
     for (Py_ssize_t i = 0; i < 2; i++) {
         int f = is_false(PyList_GET_ITEM(sql, i));
         if (f <= 0)
-            return f < 0 ? NULL : Py_NewRef(Py_False);
+            return f;
     }
-    PyObject *active = PyObject_GetAttrString(lease, "active");
+    PyObject *active = PyObject_GetAttr(lease, str_active);
     if (active == NULL)
-        return NULL;
+        return -1;
     int inactive = is_false(active);
     Py_DECREF(active);
     if (inactive != 0)
-        return inactive < 0 ? NULL : Py_NewRef(Py_False);  /* the general path raises */
+        return inactive < 0 ? -1 : 0;  /* the general path raises */
     PyObject *key = PyLong_FromVoidPtr(base);
     if (key == NULL)
-        return NULL;
+        return -1;
     PyObject *snapshot = PyDict_GetItemWithError(snapshots, key);  /* borrowed */
     Py_DECREF(key);
     if (snapshot == NULL) {
         if (PyErr_Occurred())
-            return NULL;
+            return -1;
         snapshot = Py_None;
     }
     /* held across the calls below: they run Python code, which may drop the proxy's references */
@@ -220,14 +292,21 @@ dbapi_quiet_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(lease);
     Py_INCREF(base);
     Py_INCREF(cursors);
-    PyObject *verdict = PyObject_CallFunctionObjArgs(clean, base, snapshot, NULL);
-    PyObject *result = NULL;
-    if (verdict == NULL)
-        goto done;
-    int unclean = is_false(verdict);
-    Py_DECREF(verdict);
-    if (unclean != 0) {
-        result = unclean < 0 ? NULL : Py_NewRef(Py_False);
+    int result = -1, verdict;
+    if (clean == pg2_clean_func)
+        verdict = pg2_clean_impl(base, snapshot);
+    else {
+        PyObject *v = PyObject_CallFunctionObjArgs(clean, base, snapshot, NULL);
+        if (v == NULL)
+            verdict = -1;
+        else {
+            int f = is_false(v);
+            Py_DECREF(v);
+            verdict = f < 0 ? -1 : !f;
+        }
+    }
+    if (verdict <= 0) {
+        result = verdict;
         goto done;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cursors); i++) {  /* a named cursor: closing it is I/O */
@@ -239,7 +318,7 @@ dbapi_quiet_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         int named = name != Py_None;
         Py_DECREF(name);
         if (named) {
-            result = Py_NewRef(Py_False);
+            result = 0;
             goto done;
         }
     }
@@ -252,7 +331,7 @@ dbapi_quiet_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(r);
     }
     if (FIELD(proxy, p_lease) != lease) {  /* returned meanwhile (by a cursor's close?): general path */
-        result = Py_NewRef(Py_False);
+        result = 0;
         goto done;
     }
     result = finish_quietly(proxy, lease, 1);
@@ -264,18 +343,28 @@ done:
     return result;
 }
 
-/* watched_cursor(watched, default, proxy): PooledConnection.cursor() with no arguments for a
- * psycopg2 pool that watches statements and guards nothing: a cursor of the watched subclass of
- * the connection's cursor_factory (or ``default``), looked up in ``watched``.  None: the general
- * path (the proxy is dead, or the subclass is not made yet). */
+/* quiet_return(proxy, clean, snapshots): see quiet_return_impl.  True: returned; False: the
+ * general path. */
 static PyObject *
-dbapi_watched_cursor(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+dbapi_quiet_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "watched_cursor(watched, default, proxy)");
+        PyErr_SetString(PyExc_TypeError, "quiet_return(proxy, clean, snapshots)");
         return NULL;
     }
-    PyObject *watched = args[0], *fallback = args[1], *proxy = args[2];
+    int r = quiet_return_impl(args[0], args[1], args[2]);
+    if (r < 0)
+        return NULL;
+    return Py_NewRef(r ? Py_True : Py_False);
+}
+
+/* PooledConnection.cursor() with no arguments for a psycopg2 pool that watches statements and
+ * guards nothing: a cursor of the watched subclass of the connection's cursor_factory (or
+ * ``fallback``), looked up in ``watched``.  New reference; None: the general path (the proxy is
+ * dead, or the subclass is not made yet). */
+static PyObject *
+watched_cursor_impl(PyObject *watched, PyObject *fallback, PyObject *proxy)
+{
     if (!ready || !PyDict_CheckExact(watched) || !PyObject_TypeCheck(proxy, proxy_type))
         Py_RETURN_NONE;
     PyObject *base = FIELD(proxy, p_base), *use = FIELD(proxy, p_use);
@@ -305,8 +394,9 @@ dbapi_watched_cursor(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         swap_field(proxy, p_use, Py_NewRef(queried), &old);
         Py_XDECREF(old);
     }
-    PyObject *call[2] = {base, cls};
-    cursor = PyObject_VectorcallMethod(str_cursor, call, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, kw_cursor_factory);
+    /* conn.cursor(None, cls): name and cursor_factory by position (no keyword dict to build) */
+    PyObject *call[3] = {base, Py_None, cls};
+    cursor = PyObject_VectorcallMethod(str_cursor, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (cursor == NULL)
         goto error;
     /* as PooledConnection.cursor(): the first cursor brings the flag list, the others share it */
@@ -351,6 +441,254 @@ error:
     Py_XDECREF(factory);
     Py_DECREF(base);
     return NULL;
+}
+
+/* watched_cursor(watched, default, proxy): see watched_cursor_impl. */
+static PyObject *
+dbapi_watched_cursor(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "watched_cursor(watched, default, proxy)");
+        return NULL;
+    }
+    return watched_cursor_impl(args[0], args[1], args[2]);
+}
+
+/* func(self, *args, **kwargs) from a vectorcall whose args leave self out. */
+static PyObject *
+call_with_self(PyObject *func, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t total = nargs + (kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *small[8], **stack = small;
+    if (total + 1 > 8) {
+        stack = PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+        if (stack == NULL)
+            return PyErr_NoMemory();
+    }
+    stack[0] = self;
+    for (Py_ssize_t i = 0; i < total; i++)
+        stack[i + 1] = args[i];
+    PyObject *r = PyObject_Vectorcall(func, stack, (size_t)nargs + 1, kwnames);
+    if (stack != small)
+        PyMem_Free(stack);
+    return r;
+}
+
+/* -- the methods: the pool's get() and put(), the proxy's cursor(), the watched execute() ------ */
+
+static int
+not_installed(void)
+{
+    PyErr_SetString(PyExc_RuntimeError, "geventpool.dbapi._speedups: install() was not called");
+    return -1;
+}
+
+/* The pool's get(timeout=None), bound to it (ConnectionPool.__init__): the C checkout when it
+ * serves, else ConnectionPool.get. */
+static PyObject *
+pool_get(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (py_get == NULL)
+        return not_installed(), NULL;
+    if (ready && kwnames == NULL && (nargs == 1 || (nargs == 2 && args[1] == Py_None))) {
+        PyObject *pool = args[0], *fast = PyObject_GetAttr(pool, str_fast_checkout);
+        if (fast == NULL)
+            return NULL;
+        int usable = fast != Py_None;
+        Py_DECREF(fast);
+        if (usable) {
+            PyObject *table = PyObject_GetAttr(pool, str_table);
+            PyObject *wrapper = table == NULL ? NULL : PyObject_GetAttr(pool, str_wrapper);
+            PyObject *proxies = wrapper == NULL ? NULL : PyObject_GetAttr(pool, str_proxies);
+            PyObject *result = NULL;
+            if (proxies != NULL) {
+                if (!can_make(wrapper, proxies))
+                    result = Py_NewRef(Py_None);
+                else {
+                    PyObject *call[2] = {table, pool};
+                    PyObject *lease = PyObject_Vectorcall(take, call, 2, NULL);
+                    if (lease == NULL || lease == Py_None)
+                        result = lease;
+                    else {
+                        result = make_proxy(lease, wrapper, proxies);
+                        Py_DECREF(lease);
+                    }
+                }
+            }
+            Py_XDECREF(table);
+            Py_XDECREF(wrapper);
+            Py_XDECREF(proxies);
+            if (result == NULL)
+                return NULL;
+            if (result != Py_None) {
+                served_counts[SERVED_GET]++;
+                return result;
+            }
+            Py_DECREF(result);
+        }
+    }
+    return PyObject_Vectorcall(py_get, args, (size_t)nargs, kwnames);
+}
+
+/* The pool's put(conn, cleanup=...), bound to it: a quiet return of one of its proxies when
+ * there is nothing to clean (see quiet_return_impl), else ConnectionPool.put. */
+static PyObject *
+pool_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (py_put == NULL)
+        return not_installed(), NULL;
+    if (ready && kwnames == NULL && nargs == 2) {
+        PyObject *pool = args[0], *conn = args[1];
+        PyObject *wrapper = PyObject_GetAttr(pool, str_wrapper);
+        if (wrapper == NULL)
+            return NULL;
+        int ours = (PyObject *)Py_TYPE(conn) == wrapper;
+        Py_DECREF(wrapper);
+        if (ours) {
+            PyObject *quiet = PyObject_GetAttr(pool, str_quiet_return);
+            if (quiet == NULL)
+                return NULL;
+            int no = is_false(quiet);
+            Py_DECREF(quiet);
+            if (no < 0)
+                return NULL;
+            if (!no) {
+                PyObject *driver = PyObject_GetAttr(pool, str_driver);
+                PyObject *clean = driver == NULL ? NULL : PyObject_GetAttr(driver, str_clean_after_queries);
+                PyObject *snapshots = clean == NULL ? NULL : PyObject_GetAttr(pool, str_snapshots);
+                int r = -1;
+                if (snapshots != NULL) {
+                    Py_INCREF(conn);  /* held: the return runs Python code */
+                    r = quiet_return_impl(conn, clean, snapshots);
+                    Py_DECREF(conn);
+                }
+                Py_XDECREF(driver);
+                Py_XDECREF(clean);
+                Py_XDECREF(snapshots);
+                if (r < 0)
+                    return NULL;
+                if (r) {
+                    served_counts[SERVED_PUT]++;
+                    Py_RETURN_NONE;
+                }
+            }
+        }
+    }
+    return PyObject_Vectorcall(py_put, args, (size_t)nargs, kwnames);
+}
+
+/* PooledConnection.cursor(*args, **kwargs) on the pool's own proxy class when the driver has a
+ * watched cursor to give (the class attribute ``_fast_cursor``: the default cursor class): with
+ * no arguments, watched_cursor_impl; anything else, PooledConnection.cursor. */
+static PyObject *
+proxy_cursor(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (py_cursor == NULL)
+        return not_installed(), NULL;
+    if (ready && nargs == 0 && kwnames == NULL) {
+        PyObject *fallback = _PyType_Lookup(Py_TYPE(self), str_fast_cursor);  /* borrowed */
+        if (fallback != NULL && PyType_Check(fallback)) {
+            Py_INCREF(fallback);
+            PyObject *cursor = watched_cursor_impl(watched_map, fallback, self);
+            Py_DECREF(fallback);
+            if (cursor == NULL)
+                return NULL;
+            if (cursor != Py_None) {
+                served_counts[SERVED_CURSOR]++;
+                return cursor;
+            }
+            Py_DECREF(cursor);
+        }
+    }
+    return call_with_self(py_cursor, self, args, nargs, kwnames);
+}
+
+/* execute(query, vars=None) of a watched psycopg2 cursor class: a str statement already judged
+ * unable to change the session goes straight to the class's own execute (``_gp_base_execute``);
+ * anything else to the Python method (``_gp_slow_execute``), which judges, guards and flags. */
+static PyObject *
+watched_execute(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (verdicts == NULL)
+        return not_installed(), NULL;
+    if (ready && kwnames == NULL && (nargs == 1 || nargs == 2) && PyUnicode_CheckExact(args[0])) {
+        PyObject *verdict = PyDict_GetItemWithError(verdicts, args[0]);  /* borrowed */
+        if (verdict == NULL && PyErr_Occurred())
+            return NULL;
+        if (verdict == Py_False) {
+            PyObject *base = _PyType_Lookup(Py_TYPE(self), str_gp_base_execute);  /* borrowed */
+            if (base != NULL) {
+                Py_INCREF(base);
+                PyObject *r = call_with_self(base, self, args, nargs, NULL);
+                Py_DECREF(base);
+                if (r != NULL)
+                    served_counts[SERVED_EXECUTE]++;
+                return r;
+            }
+        }
+    }
+    PyObject *slow = _PyType_Lookup(Py_TYPE(self), str_gp_slow_execute);  /* borrowed */
+    if (slow == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s has no _gp_slow_execute: not a watched cursor class",
+                     Py_TYPE(self)->tp_name);
+        return NULL;
+    }
+    Py_INCREF(slow);
+    PyObject *r = call_with_self(slow, self, args, nargs, kwnames);
+    Py_DECREF(slow);
+    return r;
+}
+
+static PyMethodDef proxy_cursor_def = {
+    "cursor", (PyCFunction)(void (*)(void))proxy_cursor, METH_FASTCALL | METH_KEYWORDS,
+    "cursor(*args, **kwargs)\n--\n\n"
+    "The driver's cursor(); closed when the connection goes back to the pool (the C fast path of\n"
+    "PooledConnection.cursor: a watched psycopg2 cursor with no arguments)."};
+
+static PyMethodDef watched_execute_def = {
+    "execute", (PyCFunction)(void (*)(void))watched_execute, METH_FASTCALL | METH_KEYWORDS,
+    "execute(query, vars=None)\n--\n\n"
+    "The cursor's execute(), after a look at whether the statement may change the session."};
+
+/* cursor_method(): PooledConnection.cursor's C fast path, a method of PooledConnection. */
+static PyObject *
+dbapi_cursor_method(PyObject *module, PyObject *unused)
+{
+    if (!ready) {
+        PyErr_SetString(PyExc_RuntimeError, "cursor_method(): install() first");
+        return NULL;
+    }
+    return PyDescr_NewMethod(proxy_type, &proxy_cursor_def);
+}
+
+/* execute_method(cls): the watched execute() as a method of cursor class ``cls``. */
+static PyObject *
+dbapi_execute_method(PyObject *module, PyObject *cls)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "execute_method(cls): cls must be a class");
+        return NULL;
+    }
+    return PyDescr_NewMethod((PyTypeObject *)cls, &watched_execute_def);
+}
+
+/* served(): how often each C path served a call, by name. */
+static PyObject *
+dbapi_served(PyObject *module, PyObject *unused)
+{
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    for (int i = 0; i < SERVED_COUNT; i++) {
+        PyObject *n = PyLong_FromUnsignedLongLong(served_counts[i]);
+        if (n == NULL || PyDict_SetItemString(d, served_names[i], n) < 0) {
+            Py_XDECREF(n);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(n);
+    }
+    return d;
 }
 
 /* -- setup ------------------------------------------------------------------------------------ */
@@ -404,9 +742,37 @@ dbapi_setup(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* install(get, put, cursor, watched, verdicts): the Python code the C methods fall back to
+ * (ConnectionPool.get, ConnectionPool.put, PooledConnection.cursor) and the two tables they read
+ * (hygiene.WATCHED_CURSORS and the statement verdicts). */
+static PyObject *
+dbapi_install(PyObject *module, PyObject *args)
+{
+    PyObject *get, *put, *cursor, *watched, *judged;
+    if (!PyArg_ParseTuple(args, "OOOO!O!:install", &get, &put, &cursor, &PyDict_Type, &watched,
+                          &PyDict_Type, &judged))
+        return NULL;
+    if (!PyCallable_Check(get) || !PyCallable_Check(put) || !PyCallable_Check(cursor)) {
+        PyErr_SetString(PyExc_TypeError, "install(): get, put and cursor must be callable");
+        return NULL;
+    }
+    if (!PyDict_CheckExact(watched) || !PyDict_CheckExact(judged)) {
+        PyErr_SetString(PyExc_TypeError, "install(): watched and verdicts must be plain dicts");
+        return NULL;
+    }
+    Py_XSETREF(py_get, Py_NewRef(get));
+    Py_XSETREF(py_put, Py_NewRef(put));
+    Py_XSETREF(py_cursor, Py_NewRef(cursor));
+    Py_XSETREF(watched_map, Py_NewRef(watched));
+    Py_XSETREF(verdicts, Py_NewRef(judged));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef dbapi_methods[] = {
     {"setup", dbapi_setup, METH_VARARGS,
      "setup(PooledConnection, take, UNTOUCHED, QUERIED): find the fields; raise if the layout differs."},
+    {"install", dbapi_install, METH_VARARGS,
+     "install(get, put, cursor, watched, verdicts): what the C methods fall back to and read."},
     {"checkout", (PyCFunction)(void (*)(void))dbapi_checkout, METH_FASTCALL,
      "checkout(table, pool, wrapper, proxies): the fast path of ConnectionPool.get(), or None."},
     {"wrap", (PyCFunction)(void (*)(void))dbapi_wrap, METH_FASTCALL,
@@ -415,12 +781,26 @@ static PyMethodDef dbapi_methods[] = {
      "quiet_return(proxy, clean, snapshots): a put() with nothing to clean (True), or False."},
     {"watched_cursor", (PyCFunction)(void (*)(void))dbapi_watched_cursor, METH_FASTCALL,
      "watched_cursor(watched, default, proxy): psycopg2's watched cursor() with no arguments, or None."},
+    {"pg2_clean", (PyCFunction)(void (*)(void))dbapi_pg2_clean, METH_FASTCALL,
+     "pg2_clean(conn, snapshot): Psycopg2Driver.clean_after_queries in C."},
+    {"get", (PyCFunction)(void (*)(void))pool_get, METH_FASTCALL | METH_KEYWORDS,
+     "get($pool, /, timeout=None)\n--\n\n"
+     "Check out a connection (a PooledConnection); give it back with put().  The C fast path of\n"
+     "ConnectionPool.get: see its documentation."},
+    {"put", (PyCFunction)(void (*)(void))pool_put, METH_FASTCALL | METH_KEYWORDS,
+     "put($pool, conn, /, cleanup=<default>)\n--\n\n"
+     "Return a connection.  The C fast path of ConnectionPool.put: see its documentation."},
+    {"cursor_method", dbapi_cursor_method, METH_NOARGS,
+     "cursor_method(): PooledConnection.cursor's C fast path, as a method of PooledConnection."},
+    {"execute_method", dbapi_execute_method, METH_O,
+     "execute_method(cls): a watched cursor's execute() in C, as a method of cursor class cls."},
+    {"served", dbapi_served, METH_NOARGS, "served(): how often each C path served a call, by name."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef dbapi_module = {
     PyModuleDef_HEAD_INIT, "geventpool.dbapi._speedups",
-    "The DB-API pool's checkout, quiet return and watched cursor in C (see geventpool/dbapi/_fast.py).",
+    "The DB-API pool's get(), put(), proxy cursor() and watched execute() in C (see geventpool/dbapi/_fast.py).",
     -1, dbapi_methods,
 };
 
@@ -436,8 +816,32 @@ PyInit__speedups(void)
     INTERN(str_gp_flag, "_gp_flag");
     INTERN(str_gp_guard, "_gp_guard");
     INTERN(str_conn, "conn");
+    INTERN(str_active, "active");
+    INTERN(str_fast_cursor, "_fast_cursor");
+    INTERN(str_fast_checkout, "_fast_checkout");
+    INTERN(str_table, "_table");
+    INTERN(str_wrapper, "_wrapper");
+    INTERN(str_proxies, "_proxies");
+    INTERN(str_quiet_return, "_quiet_return");
+    INTERN(str_snapshots, "_snapshots");
+    INTERN(str_driver, "driver");
+    INTERN(str_clean_after_queries, "clean_after_queries");
+    INTERN(str_closed, "closed");
+    INTERN(str_status, "status");
+    INTERN(str_get_transaction_status, "get_transaction_status");
+    INTERN(str_notices, "notices");
+    INTERN(str_notifies, "notifies");
+    INTERN(str_gp_base_execute, "_gp_base_execute");
+    INTERN(str_gp_slow_execute, "_gp_slow_execute");
 #undef INTERN
-    if ((kw_cursor_factory = PyTuple_Pack(1, str_cursor_factory)) == NULL)
+    PyObject *module = PyModule_Create(&dbapi_module);
+    if (module == NULL)
         return NULL;
-    return PyModule_Create(&dbapi_module);
+    /* kept to recognise it in a driver: a return then checks the connection without a call */
+    pg2_clean_func = PyObject_GetAttrString(module, "pg2_clean");
+    if (pg2_clean_func == NULL) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -27,7 +27,6 @@ from .hygiene import (
     PSYCOPG_LEVELS,
     QUERIED,
     USED,
-    WATCHED_CURSORS,
     Usage,
     pg2_close_cursors,
     pg2_open_cursor,
@@ -150,9 +149,10 @@ class Driver:
         (only called when :attr:`cursor_level` is below ``USED``)."""
         return conn.cursor(*args, **kwargs)
 
-    def fast_cursor(self) -> Callable[[Any], Any] | None:
-        """None, or ``open(proxy)``: :meth:`open_cursor` with no arguments, quicker, for a proxy
-        (returns None when it cannot serve, and the general path runs)."""
+    def fast_cursor(self) -> type | None:
+        """None, or the cursor class whose watched subclass :meth:`open_cursor` with no arguments
+        gives: the pool's proxies then open those cursors in C (``dbapi/_speedups.c``), and
+        call :meth:`open_cursor` for anything else."""
         return None
 
     def clean_after_queries(self, conn: Any, snapshot: tuple[Any, ...] | None) -> bool:
@@ -365,6 +365,12 @@ class Psycopg2Driver(_PostgresDriver):
     #: None, or ``guard(args, kwargs)``, run before ``cursor(*args, **kwargs)`` (raises to refuse).
     cursor_guard: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None
 
+    def __init__(self, module: Any) -> None:
+        super().__init__(module)
+        if _fast.pg2_clean is not None:
+            # the same check in C: a quiet return in C then checks the connection without a call
+            self.clean_after_queries = _fast.pg2_clean  # type: ignore[method-assign,assignment]
+
     def _sqlstate(self, exc: BaseException) -> str | None:
         return getattr(exc, "pgcode", None)
 
@@ -399,9 +405,9 @@ class Psycopg2Driver(_PostgresDriver):
             and (snapshot is None or (not snapshot.notices and not snapshot.notifies))  # type: ignore[attr-defined]
         )
 
-    def fast_cursor(self) -> Callable[[Any], Any] | None:
+    def fast_cursor(self) -> type | None:
         # the C watched cursor (dbapi/_speedups.c), when nothing is guarded and statements are watched
-        if _fast.watched_cursor is None or not self.reset_session:
+        if _fast.cursor_method is None or not self.reset_session:
             return None
         if self.cursor_guard is not None or self.statement_guard is not None:
             return None
@@ -409,9 +415,9 @@ class Psycopg2Driver(_PostgresDriver):
             return None  # a subclass's own cursors: the C code would bypass them
         if "open_cursor" in vars(self):
             return None  # patched on this driver
-        default = self.module.extensions.cursor
+        default: type = self.module.extensions.cursor
         watched_cursor_class(default)  # made now: the C code only looks it up
-        return functools.partial(_fast.watched_cursor, WATCHED_CURSORS, default)
+        return default
 
     def open_cursor(self, conn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], flag: list[bool]) -> Any:
         if self.cursor_guard is not None:

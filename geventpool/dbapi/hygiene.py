@@ -198,6 +198,12 @@ def watched_cursor_class(cls: type) -> type:
 
     Watched.__name__, Watched.__qualname__ = cls.__name__, cls.__qualname__
     Watched.__module__ = cls.__module__
+    from . import _fast  # noqa: PLC0415 (here: _fast imports this module)
+
+    if _fast.execute_method is not None:  # execute() in C: a statement judged before goes straight through
+        Watched._gp_base_execute = base_execute
+        Watched._gp_slow_execute = Watched.execute
+        Watched.execute = _fast.execute_method(cls)  # type: ignore[method-assign]
     WATCHED_CURSORS[cls] = Watched
     return Watched
 

@@ -312,6 +312,12 @@ class ConnectionPool(CorePool[Any]):
         self._wrapper = _wrapper_class(self.driver, bool(self._threaded), self)
         #: the C checkout (dbapi/_speedups.c) when the proxy class is made by PooledConnection.__init__
         self._fast_checkout = _fast_checkout_for(self._wrapper)
+        # get() and put() in C (their common case; the methods below for the rest), unless a
+        # subclass has its own
+        if _fast.get is not None and type(self).get is ConnectionPool.get:
+            self.__dict__["get"] = types.MethodType(_fast.get, self)
+        if _fast.put is not None and type(self).put is ConnectionPool.put:
+            self.__dict__["put"] = types.MethodType(_fast.put, self)
         self.max_age = max_age_s
         # nothing to ping in sqlite (unless a check is given)
         core_ping = ping_after if self.driver.networked or check is not None else None
@@ -690,7 +696,7 @@ class ConnectionPool(CorePool[Any]):
             _pgbouncer.prepare_connection(conn, self.driver.name, self.pgbouncer)
             self._snapshots[id(conn)] = self.driver.snapshot(conn)
             # the driver's settings as of this connect (reset_session, guards) pick the cursor path
-            self._wrapper._fast_cursor = None if self._threaded else self.driver.fast_cursor()
+            _use_fast_cursor(self._wrapper, None if self._threaded else self.driver.fast_cursor())
             if self.green and self.pgbouncer is None:
                 green_psycopg2.register_canceller(conn, self._side_connection)
             elif self.green:  # the pid a bouncer reports is not the server's: the protocol's cancel
@@ -827,6 +833,20 @@ def _fast_checkout_for(wrapper: type[PooledConnection]) -> Callable[..., Any] | 
     return _fast.checkout if wrapper.__init__ is PooledConnection.__init__ else None
 
 
+def _use_fast_cursor(wrapper: type[PooledConnection], default: type | None) -> None:
+    """Give the pool's proxy class the C ``cursor()`` (dbapi/_speedups.c) while the driver has a
+    watched cursor to give (``default``: its cursor class), or take it away."""
+    if wrapper._fast_cursor is default:
+        return  # unchanged: leave the class (and the interpreter's method caches) alone
+    wrapper._fast_cursor = default
+    method = _fast.cursor_method
+    inherited = getattr(wrapper.__mro__[1], "cursor", None)  # the proxy class the pool's own extends
+    if default is not None and method is not None and inherited is PooledConnection.cursor:
+        wrapper.cursor = method  # type: ignore[method-assign]
+    elif "cursor" in wrapper.__dict__:
+        del wrapper.cursor
+
+
 def _in_hub_threads(func: Callable[..., Any], *args: Any) -> Any:
     """Run a blocking side task (a cancel's side connection) in the hub's own thread pool."""
     return gevent.get_hub().threadpool.apply(func, args)
@@ -844,3 +864,6 @@ class TpooledConnectionPool(ConnectionPool):
     on a connection or cursor runs in one of the pool's ``threads`` OS threads."""
 
     thread_mode = True
+
+
+_fast.install(ConnectionPool.get, ConnectionPool.put)

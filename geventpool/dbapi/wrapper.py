@@ -23,7 +23,7 @@ use calls for: none for a connection nobody touched.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PoolError
 from .hygiene import CONDEMNED, TOUCHED, UNTOUCHED, USED, Usage
@@ -97,9 +97,10 @@ class PooledConnection(GenericConnectionWrapper):
     #: [a watched cursor ran a statement that may change the session, a cursor's connection was
     #: reached], once a cursor is opened.
     _sql: list[bool] | None
-    #: None, or the driver's quicker ``cursor()`` with no arguments (``Driver.fast_cursor``): a
-    #: class attribute of the pool's own subclass.
-    _fast_cursor: Callable[[Any], Any] | None = None
+    #: None, or the cursor class of the driver's watched ``cursor()`` with no arguments
+    #: (``Driver.fast_cursor``), served in C: a class attribute of the pool's own subclass,
+    #: which then has the C ``cursor()`` (``dbapi/_fast.py``).
+    _fast_cursor: type | None = None
 
     def __init__(self, pool: ConnectionPool, lease: Lease[Any]) -> None:
         # the slots' own setters: a checkout makes one proxy, and these are its cost
@@ -170,12 +171,6 @@ class PooledConnection(GenericConnectionWrapper):
         (A cursor kept past ``put()`` would otherwise run its next statement on
         the connection of whoever borrowed it next.)
         """
-        if not args and not kwargs:
-            fast = self._fast_cursor
-            if fast is not None:
-                cursor = fast(self)
-                if cursor is not None:
-                    return cursor
         base = self._base
         if base is None:
             raise self._dead()

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import warnings
 import weakref
 from pathlib import Path
 
@@ -239,8 +240,11 @@ def test_a_layout_the_c_code_refuses_falls_back_with_a_warning(tmp_path: Path) -
         assert _accel.load_extension("geventpool._speedups", tmp_path / "absent.c", refuse) is None
 
 
-def test_a_module_not_built_is_python_quietly(tmp_path: Path) -> None:
-    assert _accel.load_extension("geventpool._not_built", tmp_path / "absent.c", lambda m: None) is None
+def test_a_module_not_built_is_python_quietly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GEVENTPOOL_PURE_PYTHON", raising=False)  # else None for that reason alone
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # quietly: no warning either
+        assert _accel.load_extension("geventpool._not_built", tmp_path / "absent.c", lambda m: None) is None
 
 
 def test_no_compiler_leaves_the_install_on_the_python_code(tmp_path: Path) -> None:

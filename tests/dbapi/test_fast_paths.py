@@ -21,7 +21,8 @@ import psycopg2.extras
 import pytest
 
 from geventpool.dbapi import ConnectionPool, ConnectionReturned, _fast
-from geventpool.dbapi.hygiene import QUERIED, UNTOUCHED
+from geventpool.dbapi.drivers import Psycopg2Driver
+from geventpool.dbapi.hygiene import QUERIED, UNTOUCHED, WATCHED_CURSORS
 from geventpool.testing.invariants import check_invariants
 from geventpool.testing.postgres import PostgresServer
 from geventpool.testing.waiting import wait_until
@@ -44,9 +45,18 @@ def paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
         if not _fast.active():
             pytest.skip("the DB-API C fast paths are not in use here")
     else:
-        for name in ("checkout", "wrap", "quiet_return", "watched_cursor"):
+        for name in _C_NAMES:
             monkeypatch.setattr(_fast, name, None)
+        # watched cursor classes made so far have the C execute(): make them again, in Python
+        made = dict(WATCHED_CURSORS)
+        WATCHED_CURSORS.clear()
+        request.addfinalizer(lambda: (WATCHED_CURSORS.clear(), WATCHED_CURSORS.update(made)))
     yield request.param
+
+
+#: what the "python" runs switch off
+_C_NAMES = ("checkout", "wrap", "quiet_return", "watched_cursor", "pg2_clean", "get", "put", "cursor_method",
+            "execute_method")
 
 
 def _pool(make_pool: MakePool, pg: PostgresServer, **kwargs: Any) -> ConnectionPool:
@@ -62,12 +72,14 @@ def _last_statement(pg: PostgresServer, pid: int) -> Any:
 def test_paths_in_use_are_the_ones_asked_for(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
     pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
     assert (pool._fast_checkout is not None) == (paths == "c")
+    assert ("get" in vars(pool) and "put" in vars(pool)) == (paths == "c")  # bound C methods
     pool.put(pool.get())  # the cursor path is settled by a connect (the driver's settings then)
     assert (pool._wrapper._fast_cursor is not None) == (paths == "c")
     pool.driver.reset_session = False  # documented: before the first connect; a later one follows it
     pool.drop_idle()
     pool.put(pool.get())
     assert pool._wrapper._fast_cursor is None
+    assert "cursor" not in vars(pool._wrapper)  # the C cursor() went with it
 
 
 def test_untouched_return_is_quiet_and_kills_the_proxy(
@@ -289,6 +301,20 @@ def test_c_functions_refuse_what_they_do_not_know(pg: PostgresServer, make_pool:
     assert _fast.watched_cursor({}, psycopg2.extensions.cursor, conn) is None  # no watched class known
     pool.put(conn)
     assert _fast.watched_cursor({}, psycopg2.extensions.cursor, conn) is None  # a dead proxy
+    assert _fast.pg2_clean is not None and _fast.execute_method is not None
+    with pytest.raises(TypeError):
+        _fast.pg2_clean(conn)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="must be a class"):
+        _fast.execute_method(42)  # type: ignore[arg-type]
+    plain = psycopg2.connect(pg.dsn)
+    try:  # the C execute() on a class that is not a watched one: refused, not crashed
+        execute = _fast.execute_method(psycopg2.extensions.cursor)
+        with pytest.raises(TypeError, match="not a watched cursor class"):
+            execute.__get__(plain.cursor())("SELECT 1")
+        with pytest.raises(TypeError):
+            execute.__get__(plain)  # not a cursor at all
+    finally:
+        plain.close()
 
 
 def test_greenlet_killed_between_execute_and_put_never_returns_quietly(
@@ -324,29 +350,114 @@ def test_greenlet_killed_between_execute_and_put_never_returns_quietly(
 
 
 @needs_c
-def test_the_c_paths_serve_the_common_case(
-    pg: PostgresServer, make_pool: MakePool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Spies on the C functions: the scenarios above would pass on the Python code alone if a C
-    path stopped serving; here each must have done the work itself."""
-    served: dict[str, list[Any]] = {"checkout": [], "quiet_return": [], "watched_cursor": []}
-    for name, results in served.items():
-        real = getattr(_fast, name)
-
-        def spy(*args: Any, real: Any = real, results: list[Any] = results) -> Any:
-            result = real(*args)
-            results.append(result)
-            return result
-
-        monkeypatch.setattr(_fast, name, spy)
+def test_the_c_paths_serve_the_common_case(pg: PostgresServer, make_pool: MakePool) -> None:
+    """The scenarios above would pass on the Python code alone if a C path stopped serving: here
+    each must have done the work itself (the C module counts what it served)."""
     pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
     pool.put(pool.get())  # the first connect settles the cursor path
+    before = _fast.served()
     for _ in range(5):
         conn = pool.get()
         cur = conn.cursor()
         cur.execute("SELECT 1")
         cur.fetchall()
         pool.put(conn)
-    assert any(r is not None for r in served["checkout"])
-    assert [r for r in served["watched_cursor"] if r is not None]
-    assert served["quiet_return"][-5:] == [True] * 5  # every plain-query return done in C
+    after = _fast.served()
+    assert {name: after[name] - before[name] for name in after} == {
+        "get": 5, "put": 5, "cursor": 5, "execute": 5, "clean": 5
+    }
+
+
+def test_what_the_c_paths_pass_on_behaves_as_python(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
+    """Calls the C methods hand to the Python code: arguments by keyword, statements never seen,
+    bytes and composed statements, a closed cursor, a closed connection."""
+    from psycopg2 import sql
+
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
+    pool.put(pool.get())
+    conn = pool.get(timeout=None)
+    cur = conn.cursor()
+    cur.execute("SELECT %s", vars=(7,))
+    assert cur.fetchall() == [(7,)]
+    cur.execute(query="SELECT 8")
+    assert cur.fetchall() == [(8,)]
+    cur.execute(b"SELECT 9")
+    assert cur.fetchall() == [(9,)]
+    cur.execute(f"SELECT {id(cur)} AS never_seen_before")  # judged in Python, then remembered
+    cur.execute(sql.SQL("SELECT {}").format(sql.Literal(10)))  # composed: may change the session
+    assert cur.fetchall() == [(10,)]
+    assert conn._sql == [True, False]
+    named = conn.cursor("fast_paths_named")
+    assert named.name == "fast_paths_named"
+    cur.close()
+    with pytest.raises(psycopg2.InterfaceError, match="cursor already closed"):
+        cur.execute("SELECT 1")
+    pool.put(conn)  # a named cursor and a composed statement: the general return
+    assert conn.returned
+    with pytest.raises(ConnectionReturned):
+        conn.cursor()
+    conn = pool.get()
+    raw = conn.raw
+    raw.close()
+    with pytest.raises(psycopg2.InterfaceError, match="connection already closed"):
+        conn.cursor()
+    pool.put(conn)  # closed: discarded
+    assert pool.stats()["connections_discarded"] == 1
+    check_invariants(pool)
+
+
+def test_pool_subclass_keeps_its_own_get_and_put(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
+    calls: list[str] = []
+
+    class Counting(ConnectionPool):
+        def get(self, timeout: float | None = None) -> Any:
+            calls.append("get")
+            return super().get(timeout)
+
+        def put(self, conn: Any, *args: Any) -> None:
+            calls.append("put")
+            super().put(conn, *args)
+
+    pool = make_pool(psycopg2, pg.dsn, max_size=1, ping_after=None, pool_class=Counting)
+    assert "get" not in vars(pool) and "put" not in vars(pool)
+    pool.put(pool.get())
+    assert calls == ["get", "put"]
+
+
+def test_a_foreign_registry_leaves_get_to_python(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
+    """A proxy registry the C code does not know (a dict subclass) sends every checkout down the
+    Python path, which behaves the same."""
+
+    class Registry(dict):  # type: ignore[type-arg]
+        pass
+
+    pool = _pool(make_pool, pg)
+    pool._proxies = Registry(pool._proxies)
+    for _ in range(3):
+        conn = pool.get()
+        conn.cursor().execute("SELECT 1")
+        pool.put(conn)
+    assert type(pool._proxies) is Registry and len(pool._proxies) == 1
+    assert pool.free() == 1
+    check_invariants(pool)
+
+
+@pytest.mark.parametrize("state", ["idle", "in-transaction", "notices", "closed"])
+def test_the_c_clean_check_agrees_with_python(state: str, pg: PostgresServer) -> None:
+    if _fast.pg2_clean is None:
+        pytest.skip("the DB-API C fast paths are not in use here")
+    driver = Psycopg2Driver(psycopg2)
+    raw = psycopg2.connect(pg.dsn)
+    try:
+        snapshot = driver.snapshot(raw)
+        if state == "in-transaction":
+            raw.cursor().execute("SELECT 1")
+        elif state == "notices":
+            snapshot = snapshot._replace(notices=["NOTICE: something"])
+        elif state == "closed":
+            raw.close()
+        for snap in (snapshot, None):
+            assert _fast.pg2_clean(raw, snap) == Psycopg2Driver.clean_after_queries(driver, raw, snap)
+        assert _fast.pg2_clean(raw, None) == (state in ("idle", "notices"))
+    finally:
+        raw.close()
