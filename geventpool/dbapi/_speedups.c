@@ -483,6 +483,32 @@ not_installed(void)
     return -1;
 }
 
+/* Plain attributes of an object read from its __dict__ (skipping the type's descriptors, which
+ * the pool's classes do not define for these names): new references in out[], 1; 0 if one is
+ * missing or the object has no dict (the caller takes the general path); -1 on error. */
+static int
+read_attrs(PyObject *obj, PyObject *const *names, int n, PyObject **out)
+{
+    PyObject **dictptr = _PyObject_GetDictPtr(obj);
+    PyObject *dict = dictptr != NULL ? *dictptr : NULL;
+    if (dict == NULL || !PyDict_CheckExact(dict))
+        return 0;
+    Py_INCREF(dict);
+    int i;
+    for (i = 0; i < n; i++) {
+        PyObject *v = PyDict_GetItemWithError(dict, names[i]);  /* borrowed */
+        if (v == NULL)
+            break;
+        out[i] = Py_NewRef(v);
+    }
+    Py_DECREF(dict);
+    if (i == n)
+        return 1;
+    for (int j = 0; j < i; j++)
+        Py_DECREF(out[j]);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 /* The pool's get(timeout=None), bound to it (ConnectionPool.__init__): the C checkout when it
  * serves, else ConnectionPool.get. */
 static PyObject *
@@ -491,33 +517,27 @@ pool_get(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     if (py_get == NULL)
         return not_installed(), NULL;
     if (ready && kwnames == NULL && (nargs == 1 || (nargs == 2 && args[1] == Py_None))) {
-        PyObject *pool = args[0], *fast = PyObject_GetAttr(pool, str_fast_checkout);
-        if (fast == NULL)
+        PyObject *pool = args[0], *attrs[4];  /* _fast_checkout, _table, _wrapper, _proxies */
+        PyObject *names[4] = {str_fast_checkout, str_table, str_wrapper, str_proxies};
+        int found = read_attrs(pool, names, 4, attrs);
+        if (found < 0)
             return NULL;
-        int usable = fast != Py_None;
-        Py_DECREF(fast);
-        if (usable) {
-            PyObject *table = PyObject_GetAttr(pool, str_table);
-            PyObject *wrapper = table == NULL ? NULL : PyObject_GetAttr(pool, str_wrapper);
-            PyObject *proxies = wrapper == NULL ? NULL : PyObject_GetAttr(pool, str_proxies);
-            PyObject *result = NULL;
-            if (proxies != NULL) {
-                if (!can_make(wrapper, proxies))
-                    result = Py_NewRef(Py_None);
+        if (found) {
+            PyObject *result;
+            if (attrs[0] == Py_None || !can_make(attrs[2], attrs[3]))
+                result = Py_NewRef(Py_None);
+            else {
+                PyObject *call[2] = {attrs[1], pool};
+                PyObject *lease = PyObject_Vectorcall(take, call, 2, NULL);
+                if (lease == NULL || lease == Py_None)
+                    result = lease;
                 else {
-                    PyObject *call[2] = {table, pool};
-                    PyObject *lease = PyObject_Vectorcall(take, call, 2, NULL);
-                    if (lease == NULL || lease == Py_None)
-                        result = lease;
-                    else {
-                        result = make_proxy(lease, wrapper, proxies);
-                        Py_DECREF(lease);
-                    }
+                    result = make_proxy(lease, attrs[2], attrs[3]);
+                    Py_DECREF(lease);
                 }
             }
-            Py_XDECREF(table);
-            Py_XDECREF(wrapper);
-            Py_XDECREF(proxies);
+            for (int i = 0; i < 4; i++)
+                Py_DECREF(attrs[i]);
             if (result == NULL)
                 return NULL;
             if (result != Py_None) {
@@ -538,39 +558,34 @@ pool_put(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     if (py_put == NULL)
         return not_installed(), NULL;
     if (ready && kwnames == NULL && nargs == 2) {
-        PyObject *pool = args[0], *conn = args[1];
-        PyObject *wrapper = PyObject_GetAttr(pool, str_wrapper);
-        if (wrapper == NULL)
+        PyObject *pool = args[0], *conn = args[1], *attrs[4];  /* _wrapper, _quiet_return, driver, _snapshots */
+        PyObject *names[4] = {str_wrapper, str_quiet_return, str_driver, str_snapshots};
+        int found = read_attrs(pool, names, 4, attrs);
+        if (found < 0)
             return NULL;
-        int ours = (PyObject *)Py_TYPE(conn) == wrapper;
-        Py_DECREF(wrapper);
-        if (ours) {
-            PyObject *quiet = PyObject_GetAttr(pool, str_quiet_return);
-            if (quiet == NULL)
-                return NULL;
-            int no = is_false(quiet);
-            Py_DECREF(quiet);
-            if (no < 0)
-                return NULL;
-            if (!no) {
-                PyObject *driver = PyObject_GetAttr(pool, str_driver);
-                PyObject *clean = driver == NULL ? NULL : PyObject_GetAttr(driver, str_clean_after_queries);
-                PyObject *snapshots = clean == NULL ? NULL : PyObject_GetAttr(pool, str_snapshots);
-                int r = -1;
-                if (snapshots != NULL) {
+        if (found) {
+            int r = 0;
+            if ((PyObject *)Py_TYPE(conn) == attrs[0] && attrs[1] == Py_True) {
+                PyObject *clean = NULL;
+                found = read_attrs(attrs[2], &str_clean_after_queries, 1, &clean);
+                if (found == 0)  /* the class's method (not the C check bound in __init__) */
+                    clean = PyObject_GetAttr(attrs[2], str_clean_after_queries);
+                if (found < 0 || clean == NULL)
+                    r = -1;
+                else {
                     Py_INCREF(conn);  /* held: the return runs Python code */
-                    r = quiet_return_impl(conn, clean, snapshots);
+                    r = quiet_return_impl(conn, clean, attrs[3]);
                     Py_DECREF(conn);
+                    Py_DECREF(clean);
                 }
-                Py_XDECREF(driver);
-                Py_XDECREF(clean);
-                Py_XDECREF(snapshots);
-                if (r < 0)
-                    return NULL;
-                if (r) {
-                    served_counts[SERVED_PUT]++;
-                    Py_RETURN_NONE;
-                }
+            }
+            for (int i = 0; i < 4; i++)
+                Py_DECREF(attrs[i]);
+            if (r < 0)
+                return NULL;
+            if (r) {
+                served_counts[SERVED_PUT]++;
+                Py_RETURN_NONE;
             }
         }
     }
