@@ -9,7 +9,7 @@ OTHER_PYTHONS ?= 3.10 3.12
 
 .PHONY: test test-pythons lint typecheck pytest pytest-pure demo examples docs bench bench-peers soak package system-deps clean
 
-$(STAMP): setup.cfg setup.py geventpool/_speedups.c geventpool/dbapi/_speedups.c
+$(STAMP): setup.cfg setup.py geventpool/_speedups.c geventpool/dbapi/_speedups.c geventpool/_slots.h
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
 	$(BIN)/python -m pip install -q -e '.[test,dev]'

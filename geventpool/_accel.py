@@ -45,10 +45,15 @@ def load() -> ModuleType | None:
     return _loaded
 
 
+#: the header both C modules include: a build older than it is out of date too
+SHARED_HEADER = Path(__file__).with_name("_slots.h")
+
+
 def load_extension(name: str, source: Path, setup: Callable[[ModuleType], object]) -> ModuleType | None:
     """Import the C module ``name`` built from ``source`` and run ``setup(module)``; None (the
     Python code runs) if ``GEVENTPOOL_PURE_PYTHON`` is set, it is not built, it is older than its
-    source (with a warning), or ``setup`` refuses its layout (with a warning)."""
+    source or :data:`SHARED_HEADER` (with a warning), or ``setup`` refuses its layout (with a
+    warning)."""
     if os.environ.get("GEVENTPOOL_PURE_PYTHON"):
         return None
     try:  # not at the top: GEVENTPOOL_PURE_PYTHON must keep the module unloaded
@@ -57,9 +62,11 @@ def load_extension(name: str, source: Path, setup: Callable[[ModuleType], object
         return None
     built = Path(module.__file__ or "")
     # whole seconds: a build copies its output with the time truncated to the second
-    if source.exists() and built.exists() and int(source.stat().st_mtime) > int(built.stat().st_mtime):
+    newer = [path for path in (source, SHARED_HEADER) if path.exists() and built.exists()
+             and int(path.stat().st_mtime) > int(built.stat().st_mtime)]
+    if newer:
         warnings.warn(
-            f"geventpool: {built.name} is older than {source.name}; using the pure-Python code "
+            f"geventpool: {built.name} is older than {newer[0].name}; using the pure-Python code "
             "(rebuild with: python setup.py build_ext --inplace)",
             RuntimeWarning,
             stacklevel=3,

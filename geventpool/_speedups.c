@@ -19,6 +19,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+
+#include "_slots.h"
 #include <stdint.h>
 #include <time.h>
 
@@ -614,27 +616,6 @@ error:
 
 /* -- setup ------------------------------------------------------------------------------------ */
 
-static int
-offset_of(PyTypeObject *type, const char *name, Py_ssize_t *out)
-{
-    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
-    if (descr == NULL)
-        return -1;
-    if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ field", type->tp_name, name);
-        Py_DECREF(descr);
-        return -1;
-    }
-    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-    Py_DECREF(descr);
-    if (member->type != T_OBJECT_EX || (member->flags & READONLY)) {
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a plain __slots__ field", type->tp_name, name);
-        return -1;
-    }
-    *out = member->offset;
-    return 0;
-}
-
 static PyObject *
 speedups_setup(PyObject *module, PyObject *args)
 {
@@ -644,16 +625,16 @@ speedups_setup(PyObject *module, PyObject *args)
         return NULL;
     PyTypeObject *st = (PyTypeObject *)slot_cls, *tt = (PyTypeObject *)table_cls;
     PyTypeObject *wt = (PyTypeObject *)waiter_cls;
-    if (offset_of(st, "conn", &s_conn) || offset_of(st, "key", &s_key) || offset_of(st, "state", &s_state)
-        || offset_of(st, "checked_out_at", &s_checked_out_at) || offset_of(st, "uses", &s_uses)
-        || offset_of(st, "holder", &s_holder) || offset_of(st, "lease", &s_lease)
-        || offset_of(st, "good_until", &s_good_until) || offset_of(st, "expires_at", &s_expires_at)
-        || offset_of(st, "last_used", &s_last_used) || offset_of(tt, "idle", &t_idle)
-        || offset_of(tt, "waiters", &t_waiters) || offset_of(tt, "pop_idle", &t_pop_idle)
-        || offset_of(tt, "fast", &t_fast) || offset_of(tt, "observed", &t_observed)
-        || offset_of(tt, "usage", &t_usage) || offset_of(tt, "clock", &t_clock)
-        || offset_of(tt, "pinging", &t_pinging) || offset_of(tt, "ping_window", &t_ping_window)
-        || offset_of(tt, "open", &t_open) || offset_of(tt, "wake", &t_wake) || offset_of(wt, "slot", &w_slot))
+    if (gp_offset_of(st, "conn", &s_conn) || gp_offset_of(st, "key", &s_key) || gp_offset_of(st, "state", &s_state)
+        || gp_offset_of(st, "checked_out_at", &s_checked_out_at) || gp_offset_of(st, "uses", &s_uses)
+        || gp_offset_of(st, "holder", &s_holder) || gp_offset_of(st, "lease", &s_lease)
+        || gp_offset_of(st, "good_until", &s_good_until) || gp_offset_of(st, "expires_at", &s_expires_at)
+        || gp_offset_of(st, "last_used", &s_last_used) || gp_offset_of(tt, "idle", &t_idle)
+        || gp_offset_of(tt, "waiters", &t_waiters) || gp_offset_of(tt, "pop_idle", &t_pop_idle)
+        || gp_offset_of(tt, "fast", &t_fast) || gp_offset_of(tt, "observed", &t_observed)
+        || gp_offset_of(tt, "usage", &t_usage) || gp_offset_of(tt, "clock", &t_clock)
+        || gp_offset_of(tt, "pinging", &t_pinging) || gp_offset_of(tt, "ping_window", &t_ping_window)
+        || gp_offset_of(tt, "open", &t_open) || gp_offset_of(tt, "wake", &t_wake) || gp_offset_of(wt, "slot", &w_slot))
         return NULL;
     Py_XSETREF(slot_type, (PyTypeObject *)Py_NewRef(slot_cls));
     Py_XSETREF(table_type, (PyTypeObject *)Py_NewRef(table_cls));

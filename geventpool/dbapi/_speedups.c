@@ -18,6 +18,8 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "../_slots.h"
+
 #define FIELD(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 
 static int ready = 0;
@@ -708,27 +710,6 @@ dbapi_served(PyObject *module, PyObject *unused)
 
 /* -- setup ------------------------------------------------------------------------------------ */
 
-static int
-offset_of(PyTypeObject *type, const char *name, Py_ssize_t *out)
-{
-    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
-    if (descr == NULL)
-        return -1;
-    if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a __slots__ field", type->tp_name, name);
-        Py_DECREF(descr);
-        return -1;
-    }
-    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-    Py_DECREF(descr);
-    if (member->type != T_OBJECT_EX || (member->flags & READONLY)) {
-        PyErr_Format(PyExc_TypeError, "%s.%s is not a plain __slots__ field", type->tp_name, name);
-        return -1;
-    }
-    *out = member->offset;
-    return 0;
-}
-
 static PyObject *
 dbapi_setup(PyObject *module, PyObject *args)
 {
@@ -741,9 +722,9 @@ dbapi_setup(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "setup(): take is not callable");
         return NULL;
     }
-    if (offset_of(pt, "_lease", &p_lease) || offset_of(pt, "_base", &p_base)
-        || offset_of(pt, "_cursors", &p_cursors) || offset_of(pt, "_use", &p_use)
-        || offset_of(pt, "_sql", &p_sql))
+    if (gp_offset_of(pt, "_lease", &p_lease) || gp_offset_of(pt, "_base", &p_base)
+        || gp_offset_of(pt, "_cursors", &p_cursors) || gp_offset_of(pt, "_use", &p_use)
+        || gp_offset_of(pt, "_sql", &p_sql))
         return NULL;
     long level = PyLong_AsLong(level_queried);
     if (level == -1 && PyErr_Occurred())

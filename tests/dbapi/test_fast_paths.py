@@ -368,7 +368,9 @@ def test_the_c_paths_serve_the_common_case(pg: PostgresServer, make_pool: MakePo
     }
 
 
-def test_what_the_c_paths_pass_on_behaves_as_python(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
+def test_what_the_c_paths_pass_on_behaves_as_python(
+    paths: str, pg: PostgresServer, make_pool: MakePool
+) -> None:
     """Calls the C methods hand to the Python code: arguments by keyword, statements never seen,
     bytes and composed statements, a closed cursor, a closed connection."""
     from psycopg2 import sql
