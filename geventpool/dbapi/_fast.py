@@ -26,7 +26,7 @@ from .wrapper import PooledConnection
 
 __all__ = [
     "checkout", "wrap", "quiet_return", "watched_cursor", "pg2_clean", "get", "put", "cursor_method",
-    "execute_method", "install", "served", "active",
+    "execute_method", "python_get", "python_put", "python_cursor", "install", "served", "active",
 ]
 
 
@@ -64,6 +64,11 @@ pg2_clean: Callable[[Any, Any], bool] | None = _module.pg2_clean if _module is n
 #: the C path first (bound to a pool by its ``__init__``); None until :func:`install`.
 get: Callable[..., Any] | None = None
 put: Callable[..., Any] | None = None
+#: the Python methods the C ones fall back to, as :func:`install` found them: a pool or proxy
+#: class whose method is not the one here (a subclass's, a patch) keeps its own
+python_get: Callable[..., Any] | None = None
+python_put: Callable[..., Any] | None = None
+python_cursor: Callable[..., Any] | None = None
 #: PooledConnection's ``cursor()`` with the C path first (a method of PooledConnection); None
 #: until :func:`install`.
 cursor_method: Any = None
@@ -75,10 +80,11 @@ execute_method: Callable[[type], Any] | None = None
 def install(pool_get: Callable[..., Any], pool_put: Callable[..., Any]) -> None:
     """Give the C methods the Python code they fall back to (``ConnectionPool.get`` and ``put``,
     ``PooledConnection.cursor``), then publish them.  Called once by ``dbapi/pool.py``."""
-    global get, put, cursor_method, execute_method
+    global get, put, cursor_method, execute_method, python_get, python_put, python_cursor
     if _module is None:
         return
-    _module.install(pool_get, pool_put, PooledConnection.cursor, WATCHED_CURSORS, _VERDICTS)
+    python_get, python_put, python_cursor = pool_get, pool_put, PooledConnection.cursor
+    _module.install(pool_get, pool_put, python_cursor, WATCHED_CURSORS, _VERDICTS)
     get, put = _module.get, _module.put
     cursor_method = _module.cursor_method()
     execute_method = _module.execute_method

@@ -38,6 +38,7 @@ static PyObject *py_get = NULL, *py_put = NULL, *py_cursor = NULL;  /* Connectio
 static PyObject *watched_map = NULL;  /* hygiene.WATCHED_CURSORS: cursor class -> watched subclass */
 static PyObject *verdicts = NULL;     /* hygiene._VERDICTS: statement -> may it change the session */
 static PyObject *pg2_clean_func = NULL;  /* this module's pg2_clean, recognised by identity */
+static PyObject *checkout_func = NULL;   /* this module's checkout: a pool's _fast_checkout when it serves */
 
 /* How often each C path served a call (tests check that they do; see served()). */
 enum { SERVED_GET, SERVED_PUT, SERVED_CURSOR, SERVED_EXECUTE, SERVED_CLEAN, SERVED_COUNT };
@@ -375,6 +376,9 @@ watched_cursor_impl(PyObject *watched, PyObject *fallback, PyObject *proxy)
     long level = PyLong_AsLong(use);
     if (level == -1 && PyErr_Occurred())
         return NULL;
+    PyObject *method = _PyType_Lookup(Py_TYPE(base), str_cursor);  /* borrowed */
+    if (method == NULL || !Py_IS_TYPE(method, &PyMethodDescr_Type))
+        Py_RETURN_NONE;  /* a connection class with a cursor() of its own: the general path */
     Py_INCREF(base);  /* held: the calls below run Python code */
     PyObject *factory = PyObject_GetAttr(base, str_cursor_factory), *cls = NULL, *cursor = NULL, *flag = NULL;
     if (factory == NULL)
@@ -396,7 +400,8 @@ watched_cursor_impl(PyObject *watched, PyObject *fallback, PyObject *proxy)
         swap_field(proxy, p_use, Py_NewRef(queried), &old);
         Py_XDECREF(old);
     }
-    /* conn.cursor(None, cls): name and cursor_factory by position (no keyword dict to build) */
+    /* conn.cursor(None, cls): no keyword dict to build (cursor() is the driver's own C method:
+     * checked above) */
     PyObject *call[3] = {base, Py_None, cls};
     cursor = PyObject_VectorcallMethod(str_cursor, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (cursor == NULL)
@@ -526,7 +531,7 @@ pool_get(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
             return NULL;
         if (found) {
             PyObject *result;
-            if (attrs[0] == Py_None || !can_make(attrs[2], attrs[3]))
+            if (attrs[0] != checkout_func || !can_make(attrs[2], attrs[3]))
                 result = Py_NewRef(Py_None);
             else {
                 PyObject *call[2] = {attrs[1], pool};
@@ -780,11 +785,11 @@ static PyMethodDef dbapi_methods[] = {
     {"pg2_clean", (PyCFunction)(void (*)(void))dbapi_pg2_clean, METH_FASTCALL,
      "pg2_clean(conn, snapshot): Psycopg2Driver.clean_after_queries in C."},
     {"get", (PyCFunction)(void (*)(void))pool_get, METH_FASTCALL | METH_KEYWORDS,
-     "get($pool, /, timeout=None)\n--\n\n"
+     "get($module, pool, /, timeout=None)\n--\n\n"
      "Check out a connection (a PooledConnection); give it back with put().  The C fast path of\n"
      "ConnectionPool.get: see its documentation."},
     {"put", (PyCFunction)(void (*)(void))pool_put, METH_FASTCALL | METH_KEYWORDS,
-     "put($pool, conn, /, cleanup=<default>)\n--\n\n"
+     "put($module, pool, conn, /, cleanup=...)\n--\n\n"
      "Return a connection.  The C fast path of ConnectionPool.put: see its documentation."},
     {"cursor_method", dbapi_cursor_method, METH_NOARGS,
      "cursor_method(): PooledConnection.cursor's C fast path, as a method of PooledConnection."},
@@ -835,7 +840,8 @@ PyInit__speedups(void)
         return NULL;
     /* kept to recognise it in a driver: a return then checks the connection without a call */
     pg2_clean_func = PyObject_GetAttrString(module, "pg2_clean");
-    if (pg2_clean_func == NULL) {
+    checkout_func = PyObject_GetAttrString(module, "checkout");
+    if (pg2_clean_func == NULL || checkout_func == NULL) {
         Py_DECREF(module);
         return NULL;
     }

@@ -367,7 +367,8 @@ class Psycopg2Driver(_PostgresDriver):
 
     def __init__(self, module: Any) -> None:
         super().__init__(module)
-        if _fast.pg2_clean is not None:
+        own = type(self).clean_after_queries is Psycopg2Driver.clean_after_queries  # not a subclass's
+        if _fast.pg2_clean is not None and own:
             # the same check in C: a quiet return in C then checks the connection without a call
             self.clean_after_queries = _fast.pg2_clean  # type: ignore[method-assign,assignment]
 

@@ -31,6 +31,7 @@ driver is cooperative.
 from __future__ import annotations
 
 import re
+import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -216,20 +217,61 @@ def pg2_open_cursor(
     psycopg2's) that sets ``flag[0]`` when a statement may change the session, after
     ``guard(statement)`` (if given) let it through, and ``flag[1]`` when its ``connection``
     is reached.
-    ``isinstance`` with the class asked for still holds."""
+    ``isinstance`` with the class asked for still holds.  A connection class with a
+    ``cursor()`` of its own (``psycopg2.extras.RealDictConnection``...) gets the watched subclass
+    of the class it picks itself."""
+    if _overrides_cursor(type(conn)):
+        default = _own_cursor_class(conn)
     if not args and not kwargs:  # the common case, without building arguments
         cursor = conn.cursor(cursor_factory=watched_cursor_class(conn.cursor_factory or default))
     else:
         if len(args) >= 2:
-            factory = args[1] or conn.cursor_factory or default
+            factory = _cursor_class(args[1] or conn.cursor_factory or default, default)
             args = (args[0], watched_cursor_class(factory), *args[2:])
         else:
-            factory = kwargs.get("cursor_factory") or conn.cursor_factory or default
+            factory = _cursor_class(kwargs.get("cursor_factory") or conn.cursor_factory or default, default)
             kwargs = {**kwargs, "cursor_factory": watched_cursor_class(factory)}
         cursor = conn.cursor(*args, **kwargs)
     cursor._gp_flag = flag
     cursor._gp_guard = guard
     return cursor
+
+
+def _cursor_class(factory: Any, base: type) -> type:
+    """``factory``, checked: a subclass of the driver's cursor class ``base`` (TypeError if not,
+    as psycopg2 says itself)."""
+    if not (isinstance(factory, type) and issubclass(factory, base)):
+        raise TypeError(
+            f"cursor_factory must be a subclass of {base.__module__}.{base.__qualname__}, got {factory!r}"
+        )
+    return factory
+
+
+#: connection class -> whether it is a C connection class whose cursor() a Python subclass overrides
+_OVERRIDES: dict[type, bool] = {}
+
+
+def _overrides_cursor(cls: type) -> bool:
+    """Whether ``cls`` extends a C connection class with a ``cursor()`` of its own (not a
+    wrapper such as ThreadedConnection, which hands the arguments on)."""
+    known = _OVERRIDES.get(cls)
+    if known is None:
+        own = getattr(cls, "cursor", None)
+        known = _OVERRIDES[cls] = not isinstance(own, types.MethodDescriptorType) and any(
+            isinstance(vars(base).get("cursor"), types.MethodDescriptorType) for base in cls.__mro__
+        )
+    return known
+
+
+def _own_cursor_class(conn: Any) -> type:
+    """The cursor class a connection class with a ``cursor()`` of its own picks when given none
+    (``RealDictConnection``: ``RealDictCursor``): one of its unnamed cursors, closed unused (no
+    I/O), says."""
+    probe = conn.cursor()
+    try:
+        return type(probe)
+    finally:
+        probe.close()
 
 
 def _run_autocommit(conn: Any, sql: str, **options: Any) -> None:

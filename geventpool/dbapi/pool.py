@@ -314,9 +314,9 @@ class ConnectionPool(CorePool[Any]):
         self._fast_checkout = _fast_checkout_for(self._wrapper)
         # get() and put() in C (their common case; the methods below for the rest), unless a
         # subclass has its own
-        if _fast.get is not None and type(self).get is ConnectionPool.get:
+        if _fast.get is not None and type(self).get is _fast.python_get:
             self.__dict__["get"] = types.MethodType(_fast.get, self)
-        if _fast.put is not None and type(self).put is ConnectionPool.put:
+        if _fast.put is not None and type(self).put is _fast.python_put:
             self.__dict__["put"] = types.MethodType(_fast.put, self)
         self.max_age = max_age_s
         # nothing to ping in sqlite (unless a check is given)
@@ -841,7 +841,7 @@ def _use_fast_cursor(wrapper: type[PooledConnection], default: type | None) -> N
     wrapper._fast_cursor = default
     method = _fast.cursor_method
     inherited = getattr(wrapper.__mro__[1], "cursor", None)  # the proxy class the pool's own extends
-    if default is not None and method is not None and inherited is PooledConnection.cursor:
+    if default is not None and method is not None and inherited is _fast.python_cursor:
         wrapper.cursor = method  # type: ignore[method-assign]
     elif "cursor" in wrapper.__dict__:
         del wrapper.cursor

@@ -222,29 +222,22 @@ def test_no_reference_is_leaked_by_hand_offs_to_waiters(server: LineServer) -> N
 # -- loading: what a user without a compiler, or with a stale build, gets ---------------------------
 
 
-def test_a_build_older_than_its_source_is_not_used(tmp_path: Path) -> None:
-    if not _accel.active():
-        pytest.skip("the C speedups are not built here")
-    source = tmp_path / "_speedups.c"
-    source.write_text("/* edited after the build */\n")
-    later = time.time() + 5
-    os.utime(source, (later, later))
-    with pytest.warns(RuntimeWarning, match="older than _speedups.c"):
-        assert _accel.load_extension("geventpool._speedups", source, lambda module: None) is None
-
-
-def test_a_build_older_than_the_shared_header_is_not_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("edited", ["_speedups.c", "_slots.h"])
+def test_a_build_older_than_its_sources_is_not_used(
+    edited: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A build older than its C file, or than the header both C files include, is not used."""
     if not _accel.active():
         pytest.skip("the C speedups are not built here")
-    header = tmp_path / "_slots.h"
-    header.write_text("/* edited after the build */\n")
+    newer = tmp_path / edited
+    newer.write_text("/* edited after the build */\n")
     later = time.time() + 5
-    os.utime(header, (later, later))
-    monkeypatch.setattr(_accel, "SHARED_HEADER", header)
-    with pytest.warns(RuntimeWarning, match="older than _slots.h"):
-        assert _accel.load_extension("geventpool._speedups", tmp_path / "absent.c", lambda m: None) is None
+    os.utime(newer, (later, later))
+    source = newer if edited.endswith(".c") else tmp_path / "absent.c"
+    if edited.endswith(".h"):
+        monkeypatch.setattr(_accel, "SHARED_HEADER", newer)
+    with pytest.warns(RuntimeWarning, match=f"older than {edited}"):
+        assert _accel.load_extension("geventpool._speedups", source, lambda module: None) is None
 
 
 def test_a_layout_the_c_code_refuses_falls_back_with_a_warning(tmp_path: Path) -> None:

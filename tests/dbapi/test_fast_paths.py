@@ -463,3 +463,133 @@ def test_the_c_clean_check_agrees_with_python(state: str, pg: PostgresServer) ->
         assert _fast.pg2_clean(raw, None) == (state in ("idle", "notices"))
     finally:
         raw.close()
+
+
+@pytest.mark.parametrize(
+    "factory, row",
+    [
+        (psycopg2.extras.RealDictConnection, {"n": 1}),
+        (psycopg2.extras.DictConnection, [1]),
+        (psycopg2.extras.NamedTupleConnection, (1,)),
+    ],
+)
+def test_connection_classes_with_their_own_cursor_keep_their_rows(
+    paths: str, pg: PostgresServer, make_pool: MakePool, factory: type, row: Any
+) -> None:
+    """psycopg2.extras' connection classes pick their cursor class in a cursor() of their own:
+    the pool's cursor is the watched subclass of that class (their rows, and a quiet return)."""
+    pool = _pool(
+        make_pool, pg, connection_factory=factory, configure=lambda raw: setattr(raw, "autocommit", True)
+    )
+    for _ in range(2):
+        conn = pool.get()
+        cur = conn.cursor()
+        cur.execute("SELECT 1 AS n")
+        got = cur.fetchone()
+        assert (got == row and type(got) is not tuple) or factory is psycopg2.extras.NamedTupleConnection
+        assert got.n == 1 if factory is psycopg2.extras.NamedTupleConnection else True
+        named = conn.cursor("own_cursor_named")  # by position: the class's pick still holds
+        assert isinstance(named, type(cur).__mro__[1])
+        named.close()
+        pool.put(conn)
+        assert conn.returned
+    check_invariants(pool)
+
+
+def test_a_driver_subclass_keeps_its_own_clean_check(
+    paths: str, pg: PostgresServer, make_pool: MakePool
+) -> None:
+    checked: list[Any] = []
+
+    class Careful(Psycopg2Driver):
+        def clean_after_queries(self, conn: Any, snapshot: tuple[Any, ...] | None) -> bool:
+            checked.append(conn)
+            return False  # never quiet: every return after SQL goes the general way
+
+    assert Careful(psycopg2).clean_after_queries.__func__ is Careful.clean_after_queries  # type: ignore[attr-defined]
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
+    pool.driver = Careful(psycopg2)
+    conn = pool.get()
+    conn.cursor().execute("SELECT 1")
+    pool.put(conn)
+    assert checked and conn.returned
+    check_invariants(pool)
+
+
+def test_python_runs_use_the_python_clean_check(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
+    pool = _pool(make_pool, pg)
+    own = "clean_after_queries" in vars(pool.driver)
+    assert own == (paths == "c")
+
+
+def test_patched_methods_are_kept(
+    pg: PostgresServer, make_pool: MakePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class-level patch of get/put made before the pool exists is what the pool uses."""
+    calls: list[str] = []
+    real_get, real_put = ConnectionPool.get, ConnectionPool.put
+
+    def get(self: ConnectionPool, timeout: float | None = None) -> Any:
+        calls.append("get")
+        return real_get(self, timeout)
+
+    def put(self: ConnectionPool, conn: Any, *args: Any) -> None:
+        calls.append("put")
+        real_put(self, conn, *args)
+
+    monkeypatch.setattr(ConnectionPool, "get", get)
+    monkeypatch.setattr(ConnectionPool, "put", put)
+    pool = _pool(make_pool, pg)
+    pool.put(pool.get())
+    assert calls == ["get", "put"]
+
+
+def test_a_connect_callable_settles_the_driver_and_the_c_paths_follow(
+    pg: PostgresServer, make_pool: MakePool
+) -> None:
+    """A pool built from a bare connect callable learns its driver (and a new proxy class) at the
+    first connect, after get/put were bound: they serve it from then on."""
+    if not _fast.active():
+        pytest.skip("the DB-API C fast paths are not in use here")
+    pool = make_pool(lambda: psycopg2.connect(pg.dsn), max_size=1, ping_after=None,
+                     configure=lambda raw: setattr(raw, "autocommit", True))
+    assert pool.driver.name != "psycopg2"  # not known yet
+    pool.put(pool.get())
+    assert pool.driver.name == "psycopg2"
+    before = _fast.served()
+    conn = pool.get()
+    conn.cursor().execute("SELECT 1")
+    pool.put(conn)
+    after = _fast.served()
+    assert {name: after[name] - before[name] for name in ("get", "put", "cursor", "execute")} == {
+        "get": 1, "put": 1, "cursor": 1, "execute": 1
+    }
+    check_invariants(pool)
+
+
+@needs_c
+def test_error_paths_keep_no_reference(pg: PostgresServer, make_pool: MakePool) -> None:
+    pool = _pool(make_pool, pg, configure=lambda raw: setattr(raw, "autocommit", True))
+    pool.put(pool.get())
+    conn = pool.get()
+    cur = conn.cursor()
+    watched, wrapper, driver = type(cur), pool._wrapper, pool.driver
+    cur.close()
+
+    def errors() -> None:
+        with pytest.raises(psycopg2.InterfaceError):
+            cur.execute("SELECT 1")  # closed cursor: the C execute's call fails
+        with pytest.raises(TypeError):
+            cur.execute()  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="cursor_factory must be a subclass of psycopg2"):
+            conn.cursor(1, 2, 3, 4, 5, 6, 7, 8, 9)  # type: ignore[call-arg]  # more than the stack holds
+
+    for _ in range(20):
+        errors()
+    gc.collect()
+    counts = [sys.getrefcount(x) for x in (watched, wrapper, driver, conn, cur)]
+    for _ in range(2000):
+        errors()
+    gc.collect()
+    assert [sys.getrefcount(x) for x in (watched, wrapper, driver, conn, cur)] == counts
+    pool.put(conn)
