@@ -186,42 +186,39 @@ finish_quietly(PyObject *proxy, PyObject *lease, int with_cursors)
     return failed ? -1 : 1;
 }
 
+/* *out = int(v), and v released (v NULL: the error its maker set): 0, or -1 on error. */
+static int
+take_long(PyObject *v, long *out)
+{
+    if (v == NULL)
+        return -1;
+    *out = PyLong_AsLong(v);
+    Py_DECREF(v);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 /* psycopg2: the connection is open, ready, out of any transaction, and its snapshot (if any)
  * recorded no notices or notifications: Psycopg2Driver.clean_after_queries.  1, 0, or -1 (error). */
 static int
 pg2_clean_impl(PyObject *conn, PyObject *snapshot)
 {
-    PyObject *v = PyObject_GetAttr(conn, str_closed);
-    if (v == NULL)
-        return -1;
-    long closed = PyLong_AsLong(v);
-    Py_DECREF(v);
-    if (closed == -1 && PyErr_Occurred())
+    long closed, status, transaction;
+    if (take_long(PyObject_GetAttr(conn, str_closed), &closed) < 0)
         return -1;
     if (closed != 0)
         return 0;
-    v = PyObject_GetAttr(conn, str_status);
-    if (v == NULL)
-        return -1;
-    long status = PyLong_AsLong(v);
-    Py_DECREF(v);
-    if (status == -1 && PyErr_Occurred())
+    if (take_long(PyObject_GetAttr(conn, str_status), &status) < 0)
         return -1;
     if (status != PG2_STATUS_READY)
         return 0;
-    v = PyObject_CallMethodNoArgs(conn, str_get_transaction_status);
-    if (v == NULL)
-        return -1;
-    long transaction = PyLong_AsLong(v);
-    Py_DECREF(v);
-    if (transaction == -1 && PyErr_Occurred())
+    if (take_long(PyObject_CallMethodNoArgs(conn, str_get_transaction_status), &transaction) < 0)
         return -1;
     if (transaction != 0)
         return 0;
     if (snapshot != Py_None) {
         PyObject *names[2] = {str_notices, str_notifies};
         for (int i = 0; i < 2; i++) {
-            v = PyObject_GetAttr(snapshot, names[i]);
+            PyObject *v = PyObject_GetAttr(snapshot, names[i]);
             if (v == NULL)
                 return -1;
             int empty = is_false(v);
