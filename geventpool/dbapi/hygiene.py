@@ -220,8 +220,9 @@ def pg2_open_cursor(
     ``isinstance`` with the class asked for still holds.  A connection class with a
     ``cursor()`` of its own (``psycopg2.extras.RealDictConnection``...) gets the watched subclass
     of the class it picks itself."""
-    if _overrides_cursor(type(conn)):
-        default = _own_cursor_class(conn)
+    real = conn.wrapped if isinstance(getattr(type(conn), "wrapped", None), property) else conn  # threads
+    if _overrides_cursor(type(real)):
+        default = _own_cursor_class(real)
     if not args and not kwargs:  # the common case, without building arguments
         cursor = conn.cursor(cursor_factory=watched_cursor_class(conn.cursor_factory or default))
     else:
@@ -252,8 +253,8 @@ _OVERRIDES: dict[type, bool] = {}
 
 
 def _overrides_cursor(cls: type) -> bool:
-    """Whether ``cls`` extends a C connection class with a ``cursor()`` of its own (not a
-    wrapper such as ThreadedConnection, which hands the arguments on)."""
+    """Whether ``cls`` extends a C connection class with a ``cursor()`` of its own (the driver's
+    connection: behind a ThreadedConnection, its ``wrapped`` one)."""
     known = _OVERRIDES.get(cls)
     if known is None:
         own = getattr(cls, "cursor", None)

@@ -20,7 +20,7 @@ import psycopg2.extensions
 import psycopg2.extras
 import pytest
 
-from geventpool.dbapi import ConnectionPool, ConnectionReturned, _fast
+from geventpool.dbapi import ConnectionPool, ConnectionReturned, TpooledConnectionPool, _fast
 from geventpool.dbapi.drivers import Psycopg2Driver
 from geventpool.dbapi.hygiene import QUERIED, UNTOUCHED, WATCHED_CURSORS
 from geventpool.testing.invariants import check_invariants
@@ -473,13 +473,15 @@ def test_the_c_clean_check_agrees_with_python(state: str, pg: PostgresServer) ->
         (psycopg2.extras.NamedTupleConnection, (1,)),
     ],
 )
+@pytest.mark.parametrize("threads", [False, True], ids=["green", "threads"])
 def test_connection_classes_with_their_own_cursor_keep_their_rows(
-    paths: str, pg: PostgresServer, make_pool: MakePool, factory: type, row: Any
+    paths: str, pg: PostgresServer, make_pool: MakePool, factory: type, row: Any, threads: bool
 ) -> None:
     """psycopg2.extras' connection classes pick their cursor class in a cursor() of their own:
     the pool's cursor is the watched subclass of that class (their rows, and a quiet return)."""
     pool = _pool(
-        make_pool, pg, connection_factory=factory, configure=lambda raw: setattr(raw, "autocommit", True)
+        make_pool, pg, connection_factory=factory, configure=lambda raw: setattr(raw, "autocommit", True),
+        pool_class=TpooledConnectionPool if threads else ConnectionPool,
     )
     for _ in range(2):
         conn = pool.get()
