@@ -25,7 +25,7 @@ from .hygiene import _VERDICTS, QUERIED, UNTOUCHED, WATCHED_CURSORS
 from .wrapper import PooledConnection
 
 __all__ = [
-    "checkout", "wrap", "quiet_return", "watched_cursor", "pg2_clean", "get", "put", "cursor_method",
+    "checkout", "wrap", "quiet_return", "pg2_clean", "get", "put", "cursor_method",
     "execute_method", "python_get", "python_put", "python_cursor", "install", "served", "active",
 ]
 
@@ -52,10 +52,6 @@ wrap: Callable[[Any, type, dict[int, Any]], Any] | None = _module.wrap if _modul
 #: ``quiet_return(proxy, clean, snapshots)``: True if returned with no I/O, else False.
 quiet_return: Callable[[Any, Callable[[Any, Any], bool], dict[int, Any]], bool] | None = (
     _module.quiet_return if _module is not None else None
-)
-#: ``watched_cursor(watched, default, proxy)``: a watched psycopg2 cursor, or None.
-watched_cursor: Callable[[dict[type, type], type, Any], Any] | None = (
-    _module.watched_cursor if _module is not None else None
 )
 #: ``pg2_clean(conn, snapshot)``: ``Psycopg2Driver.clean_after_queries`` in C (a quiet return
 #: recognises it and checks the connection without a call).

@@ -1,10 +1,11 @@
 /*
  * geventpool.dbapi._speedups: the common case of a DB-API checkout, of a return that finds
- * nothing to clean, and of psycopg2's watched cursor(), in C.
+ * nothing to clean, of psycopg2's watched cursor() and of its execute() of a known statement, in C.
  *
- * The same code as ConnectionPool.get() / put() (dbapi/pool.py) and PooledConnection.cursor()
- * (dbapi/wrapper.py), without the interpreter's per-bytecode cost.  Anything off the common case
- * returns None (or False) and the Python code runs instead; it behaves the same.
+ * The same code as ConnectionPool.get() / put() (dbapi/pool.py), PooledConnection.cursor()
+ * (dbapi/wrapper.py) and the watched cursor's execute() (dbapi/hygiene.py), without the
+ * interpreter's per-bytecode cost.  Anything off the common case goes to that Python code (the
+ * methods call it; the helpers return None or False to their Python caller); it behaves the same.
  *
  * PooledConnection stays a Python class with __slots__: setup() finds the offsets of its fields
  * from their member descriptors, so Python code and this code read and write the same storage.
@@ -360,12 +361,13 @@ dbapi_quiet_return(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* PooledConnection.cursor() with no arguments for a psycopg2 pool that watches statements and
  * guards nothing: a cursor of the watched subclass of the connection's cursor_factory (or
- * ``fallback``), looked up in ``watched``.  New reference; None: the general path (the proxy is
- * dead, or the subclass is not made yet). */
+ * ``fallback``), looked up in hygiene.WATCHED_CURSORS.  New reference; None: the general path
+ * (the proxy is dead, or the subclass is not made yet). */
 static PyObject *
-watched_cursor_impl(PyObject *watched, PyObject *fallback, PyObject *proxy)
+watched_cursor_impl(PyObject *fallback, PyObject *proxy)
 {
-    if (!ready || !PyDict_CheckExact(watched) || !PyObject_TypeCheck(proxy, proxy_type))
+    PyObject *watched = watched_map;
+    if (!ready || watched == NULL || !PyObject_TypeCheck(proxy, proxy_type))
         Py_RETURN_NONE;
     PyObject *base = FIELD(proxy, p_base), *use = FIELD(proxy, p_use);
     if (base == NULL || base == Py_None || use == NULL || !PyLong_CheckExact(use))
@@ -445,17 +447,6 @@ error:
     Py_XDECREF(factory);
     Py_DECREF(base);
     return NULL;
-}
-
-/* watched_cursor(watched, default, proxy): see watched_cursor_impl. */
-static PyObject *
-dbapi_watched_cursor(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "watched_cursor(watched, default, proxy)");
-        return NULL;
-    }
-    return watched_cursor_impl(args[0], args[1], args[2]);
 }
 
 /* func(self, *args, **kwargs) from a vectorcall whose args leave self out. */
@@ -608,7 +599,7 @@ proxy_cursor(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
         PyObject *fallback = _PyType_Lookup(Py_TYPE(self), str_fast_cursor);  /* borrowed */
         if (fallback != NULL && PyType_Check(fallback)) {
             Py_INCREF(fallback);
-            PyObject *cursor = watched_cursor_impl(watched_map, fallback, self);
+            PyObject *cursor = watched_cursor_impl(fallback, self);
             Py_DECREF(fallback);
             if (cursor == NULL)
                 return NULL;
@@ -674,7 +665,7 @@ static PyObject *
 dbapi_cursor_method(PyObject *module, PyObject *unused)
 {
     if (!ready) {
-        PyErr_SetString(PyExc_RuntimeError, "cursor_method(): install() first");
+        PyErr_SetString(PyExc_RuntimeError, "cursor_method(): setup() first");
         return NULL;
     }
     return PyDescr_NewMethod(proxy_type, &proxy_cursor_def);
@@ -777,8 +768,6 @@ static PyMethodDef dbapi_methods[] = {
      "wrap(lease, wrapper, proxies): the proxy of a lease checked out by the general path, or None."},
     {"quiet_return", (PyCFunction)(void (*)(void))dbapi_quiet_return, METH_FASTCALL,
      "quiet_return(proxy, clean, snapshots): a put() with nothing to clean (True), or False."},
-    {"watched_cursor", (PyCFunction)(void (*)(void))dbapi_watched_cursor, METH_FASTCALL,
-     "watched_cursor(watched, default, proxy): psycopg2's watched cursor() with no arguments, or None."},
     {"pg2_clean", (PyCFunction)(void (*)(void))dbapi_pg2_clean, METH_FASTCALL,
      "pg2_clean(conn, snapshot): Psycopg2Driver.clean_after_queries in C."},
     {"get", (PyCFunction)(void (*)(void))pool_get, METH_FASTCALL | METH_KEYWORDS,

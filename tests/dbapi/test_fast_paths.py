@@ -23,6 +23,7 @@ import pytest
 from geventpool.dbapi import ConnectionPool, ConnectionReturned, TpooledConnectionPool, _fast
 from geventpool.dbapi.drivers import Psycopg2Driver
 from geventpool.dbapi.hygiene import QUERIED, UNTOUCHED, WATCHED_CURSORS
+from geventpool.errors import PoolTimeout
 from geventpool.testing.invariants import check_invariants
 from geventpool.testing.postgres import PostgresServer
 from geventpool.testing.waiting import wait_until
@@ -55,7 +56,7 @@ def paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
 
 
 #: what the "python" runs switch off
-_C_NAMES = ("checkout", "wrap", "quiet_return", "watched_cursor", "pg2_clean", "get", "put", "cursor_method",
+_C_NAMES = ("checkout", "wrap", "quiet_return", "pg2_clean", "get", "put", "cursor_method",
             "execute_method")
 
 
@@ -118,6 +119,14 @@ def test_plain_query_return_closes_its_cursors_without_a_reset(
     assert _last_statement(pg, pid)[0][0] == "SELECT 1"  # no DISCARD ALL, no ROLLBACK
     with pytest.raises(psycopg2.InterfaceError):
         cursors[0].execute("SELECT 2")  # closed: it cannot reach the next borrower's session
+    with pytest.raises(psycopg2.InterfaceError):
+        cursors[1].execute("SELECT 1")  # a statement known harmless (C's straight path): closed too
+    pool.put(conn)  # returned twice: harmless, and the connection is lent once
+    first, second = pool.get(), None
+    with pytest.raises(PoolTimeout):
+        second = pool.get(timeout=0.01)
+    assert second is None
+    pool.put(first)
 
 
 def test_session_change_earns_the_reset(paths: str, pg: PostgresServer, make_pool: MakePool) -> None:
@@ -290,17 +299,29 @@ def test_a_failing_clean_check_leaves_the_connection_to_the_general_path(
 @needs_c
 def test_c_functions_refuse_what_they_do_not_know(pg: PostgresServer, make_pool: MakePool) -> None:
     assert _fast.checkout is not None and _fast.wrap is not None
-    assert _fast.quiet_return is not None and _fast.watched_cursor is not None
+    assert _fast.quiet_return is not None and _fast.cursor_method is not None
     pool = _pool(make_pool, pg)
     with pytest.raises(TypeError):
         _fast.checkout(pool._table, pool)  # type: ignore[call-arg]
     assert _fast.checkout(pool._table, pool, dict, pool._proxies) is None  # not a proxy class
     assert _fast.quiet_return(object(), pool.driver.clean_after_queries, pool._snapshots) is False
-    assert _fast.watched_cursor({}, psycopg2.extensions.cursor, object()) is None
+    with pytest.raises(TypeError):
+        _fast.cursor_method.__get__(object())  # the C cursor() of something that is not a proxy
     conn = pool.get()
-    assert _fast.watched_cursor({}, psycopg2.extensions.cursor, conn) is None  # no watched class known
+    assert type(conn).cursor is _fast.cursor_method  # the C cursor() is the one called below
+    served = _fast.served()["cursor"]
+    made = dict(WATCHED_CURSORS)
+    WATCHED_CURSORS.clear()
+    try:  # no watched class known: the C cursor() hands over, the Python code makes the class
+        cur = conn.cursor()
+        assert type(cur) is WATCHED_CURSORS[psycopg2.extensions.cursor]
+    finally:
+        WATCHED_CURSORS.update(made)
+    assert _fast.served()["cursor"] == served
     pool.put(conn)
-    assert _fast.watched_cursor({}, psycopg2.extensions.cursor, conn) is None  # a dead proxy
+    with pytest.raises(ConnectionReturned):
+        conn.cursor()  # a dead proxy: handed over, and the Python code refuses it
+    assert _fast.served()["cursor"] == served
     assert _fast.pg2_clean is not None and _fast.execute_method is not None
     with pytest.raises(TypeError):
         _fast.pg2_clean(conn)  # type: ignore[call-arg]
